@@ -1,0 +1,65 @@
+"""Model summary as users know it: layers, parameters, gradients and GFLOPs, optionally per layer."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch import nn
+
+__all__ = ["count_flops", "model_summary"]
+
+LOGGER = logging.getLogger(__name__)
+
+
+def count_flops(model: nn.Module, imgsz: int | tuple[int, int] = 640, ch: int = 3) -> float:
+    """GFLOPs of one forward pass at ``imgsz`` (2 x multiply-accumulates of convs and linears, thop's convention).
+
+    Measured on a small input whose side is the largest stride and scaled by area: every feature map scales with the
+    input, so the figure is exact for sizes that are multiples of the largest stride.
+    """
+    h, w = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
+    stride = int(max(getattr(model, "stride", torch.tensor([32])).max().item(), 32))
+    macs = 0.0
+
+    def hook(m: nn.Module, inp, out) -> None:  # noqa: ANN001
+        nonlocal macs
+        if isinstance(m, nn.Conv2d):
+            k = m.kernel_size[0] * m.kernel_size[1] * m.in_channels // m.groups
+            macs += out.numel() * k
+        elif isinstance(m, nn.Linear):
+            macs += out.numel() * m.in_features
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    p = next(model.parameters())
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(1, ch, stride, stride, device=p.device, dtype=p.dtype))
+    finally:
+        model.train(was_training)
+        for hd in handles:
+            hd.remove()
+    return 2 * macs * (h * w) / (stride * stride) / 1e9
+
+
+def model_summary(model: nn.Module, verbose: bool = False, imgsz: int = 640) -> dict:
+    """Print a YOLOv5-style summary and return it as a dict (layers, parameters, gradients, gflops)."""
+    n_p = sum(p.numel() for p in model.parameters())
+    n_g = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    n_l = len(list(model.modules()))
+    try:
+        gflops = count_flops(model, imgsz)
+    except Exception as e:  # noqa: BLE001 - a summary must not fail on an exotic layer
+        LOGGER.warning(f"GFLOPs not computed: {e}")
+        gflops = float("nan")
+    if verbose and hasattr(model, "model"):
+        print(f"{'':>3}{'from':>18}{'n':>3}{'params':>10}  {'module':<40}{'arguments':<30}")
+        for m, info in zip(model.model, getattr(model, "layer_infos", [None] * len(model.model))):
+            args = info.args if info is not None else ""
+            n = info.n if info is not None else 1
+            print(f"{m.i:>3}{str(m.f):>18}{n:>3}{m.np:10.0f}  {m.type:<40}{str(args):<30}")
+    name = getattr(model, "yaml", {}).get("yaml_file", type(model).__name__).replace(".yaml", "")
+    print(f"{name} summary: {n_l} layers, {n_p:,} parameters, {n_g:,} gradients, {gflops:.1f} GFLOPs")
+    return {"layers": n_l, "parameters": n_p, "gradients": n_g, "gflops": gflops}
