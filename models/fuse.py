@@ -8,6 +8,7 @@ from torch import nn
 __all__ = ["fuse_conv_and_bn"]
 
 
+@torch.no_grad()
 def fuse_conv_and_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     """Return a new Conv2d (with bias) equal to ``bn(conv(x))`` in eval mode."""
     fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,

@@ -88,18 +88,18 @@ class Model(nn.Module):
         if strides != sorted(strides):
             raise ModelConfigError(f"Detect inputs must be ordered by increasing stride, got {strides}")
         m.stride.copy_(torch.tensor(strides))
+        _check_anchor_order(m)  # still in pixels here
         m.anchors /= m.stride.view(-1, 1, 1)
-        _check_anchor_order(m)
         self._init_biases()
 
     def _init_biases(self) -> None:
         """Prior for objectness (about 8 objects per 640 image) and class probability (0.6 / nc)."""
         m = self.detect
-        for conv, s in zip(m.m, m.stride):
-            b = conv.bias.view(m.na, -1)
-            b.data[:, 4] += math.log(8 / (640 / float(s)) ** 2)
-            b.data[:, 5:5 + m.nc] += math.log(0.6 / (m.nc - 0.99)) if m.nc > 1 else 0.0
-            conv.bias = nn.Parameter(b.view(-1), requires_grad=True)
+        with torch.no_grad():
+            for conv, s in zip(m.m, m.stride):
+                b = conv.bias.view(m.na, -1)  # a view: the in-place adds below change the parameter
+                b[:, 4] += math.log(8 / (640 / float(s)) ** 2)
+                b[:, 5:5 + m.nc] += math.log(0.6 / (m.nc - 0.99)) if m.nc > 1 else 0.0
 
     def _init_weights(self) -> None:
         for mod in self.modules():
@@ -157,7 +157,7 @@ class Model(nn.Module):
 
 
 def _check_anchor_order(m: Detect) -> None:
-    """Anchors must grow with stride; reverse them when the config lists them the other way round."""
+    """Anchors (in pixels) must grow with stride; reverse the levels when the config lists them the other way."""
     a = m.anchors.prod(-1).mean(-1).view(-1)
     da, ds = a[-1] - a[0], m.stride[-1] - m.stride[0]
     if da and da.sign() != ds.sign():
