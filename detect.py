@@ -1,0 +1,46 @@
+"""Run detection on images, folders, globs, videos or .txt lists:
+``python detect.py --weights yolov5n.pt --source ../shared/images/``."""
+
+from __future__ import annotations
+
+import argparse
+
+from engine.predictor import DetectOptions, run
+from utils.cli import run_script
+
+
+def parse_opt(argv: list[str] | None = None) -> DetectOptions:
+    """Parse detect.py's command line (YOLOv5's flags) into DetectOptions."""
+    d = DetectOptions()
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--weights", type=str, default=d.weights, help="model path (.pt, pruned .pt)")
+    p.add_argument("--source", type=str, default=d.source, help="file/dir/glob/video/.txt list")
+    p.add_argument("--imgsz", "--img", "--img-size", type=int, default=d.imgsz, help="inference size (pixels)")
+    p.add_argument("--conf-thres", type=float, default=d.conf_thres, help="confidence threshold")
+    p.add_argument("--iou-thres", type=float, default=d.iou_thres, help="NMS IoU threshold")
+    p.add_argument("--max-det", type=int, default=d.max_det, help="maximum detections per image")
+    p.add_argument("--device", default=d.device, help="cuda device, i.e. 0 or 0,1,2,3 or cpu")
+    p.add_argument("--save-txt", action="store_true", help="save results to *.txt")
+    p.add_argument("--save-conf", action="store_true", help="save confidences in --save-txt labels")
+    p.add_argument("--save-crop", action="store_true", help="save cropped prediction boxes")
+    p.add_argument("--nosave", action="store_true", help="do not save images/videos")
+    p.add_argument("--classes", nargs="+", type=int, help="filter by class: --classes 0, or --classes 0 2 3")
+    p.add_argument("--agnostic-nms", action="store_true", help="class-agnostic NMS")
+    p.add_argument("--project", default=d.project, help="save results to project/name")
+    p.add_argument("--name", default=d.name, help="save results to project/name")
+    p.add_argument("--exist-ok", action="store_true", help="existing project/name ok, do not increment")
+    p.add_argument("--line-thickness", default=d.line_thickness, type=int, help="bounding box thickness (pixels)")
+    p.add_argument("--hide-labels", action="store_true", help="hide labels")
+    p.add_argument("--hide-conf", action="store_true", help="hide confidences")
+    p.add_argument("--half", action="store_true", help="use FP16 half-precision inference (CUDA only)")
+    p.add_argument("--vid-stride", type=int, default=d.vid_stride, help="video frame-rate stride")
+    return DetectOptions(**vars(p.parse_args(argv)))
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Entry point: parse flags and run detection."""
+    return run(parse_opt(argv))
+
+
+if __name__ == "__main__":
+    run_script(main)

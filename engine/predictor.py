@@ -1,0 +1,159 @@
+"""Detection on images and videos: ``run`` is ``detect.py``."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from utils.boxes import scale_boxes, xyxy2xywh
+from utils.nms import non_max_suppression
+from utils.plots import Annotator, colors, save_one_box
+from utils.torch_utils import time_sync
+
+__all__ = ["DetectOptions", "run", "describe_counts"]
+
+LOGGER = logging.getLogger(__name__)
+
+
+@dataclass
+class DetectOptions:
+    """detect.py's options (YOLOv5 flag names)."""
+
+    weights: str = "yolov5s.pt"
+    source: str = "data/images"
+    imgsz: int = 640
+    conf_thres: float = 0.25
+    iou_thres: float = 0.45
+    max_det: int = 1000
+    device: str = ""
+    save_txt: bool = False
+    save_conf: bool = False
+    save_crop: bool = False
+    nosave: bool = False
+    classes: list[int] | None = None
+    agnostic_nms: bool = False
+    project: str = "runs/detect"
+    name: str = "exp"
+    exist_ok: bool = False
+    line_thickness: int = 3
+    hide_labels: bool = False
+    hide_conf: bool = False
+    half: bool = False
+    vid_stride: int = 1
+
+
+def describe_counts(det: torch.Tensor, names: list[str]) -> str:
+    """'4 persons, 1 bus' for the detections of one image ('(no detections)' when empty)."""
+    if not len(det):
+        return "(no detections)"
+    parts = []
+    for c in det[:, 5].unique():
+        n = int((det[:, 5] == c).sum())
+        parts.append(f"{n} {names[int(c)]}{'s' * (n > 1)}")
+    return ", ".join(parts)
+
+
+class _VideoSink:
+    """One cv2.VideoWriter per source video, opened lazily with the source's fps and frame size."""
+
+    def __init__(self) -> None:
+        self.path: str | None = None
+        self.writer: cv2.VideoWriter | None = None
+
+    def write(self, save_path: Path, frame: np.ndarray, cap: cv2.VideoCapture | None) -> None:
+        if self.path != str(save_path):
+            self.close()
+            fps = cap.get(cv2.CAP_PROP_FPS) if cap is not None else 30
+            h, w = frame.shape[:2]
+            self.path = str(save_path.with_suffix(".mp4"))
+            self.writer = cv2.VideoWriter(self.path, cv2.VideoWriter_fourcc(*"mp4v"), fps or 30, (w, h))
+        self.writer.write(frame)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.release()
+        self.writer, self.path = None, None
+
+
+def run(opt: DetectOptions) -> dict:
+    """detect.py: annotate images/videos into ``runs/detect/exp*`` and return a summary dict (also ``results.json``)."""
+    from utils.checkpoint import load_model
+    from utils.data import LoadImages
+    from utils.paths import increment_path
+    from utils.torch_utils import select_device
+
+    device = select_device(opt.device)
+    save_dir = increment_path(Path(opt.project) / opt.name, exist_ok=opt.exist_ok, mkdir=True)
+    if opt.save_txt:
+        (save_dir / "labels").mkdir(exist_ok=True)
+    model, _ = load_model(opt.weights, device=device, fuse=True)
+    half = opt.half and device.type == "cuda"
+    if half:
+        model.half()
+    names, stride = model.names, int(model.stride.max())
+    dataset = LoadImages(opt.source, img_size=opt.imgsz, stride=stride, auto=True, vid_stride=opt.vid_stride)
+    sink = _VideoSink()
+    summary: dict = {"source": str(opt.source), "weights": str(opt.weights), "save_dir": str(save_dir), "images": []}
+    dt = np.zeros(3)
+    seen = 0
+    for path, im, im0, cap, info in dataset:
+        t0 = time_sync()
+        x = torch.from_numpy(im).to(device)
+        x = (x.half() if half else x.float())[None] / 255
+        t1 = time_sync()
+        with torch.inference_mode():
+            pred = model(x)[0]
+        t2 = time_sync()
+        det = non_max_suppression(pred, opt.conf_thres, opt.iou_thres, opt.classes, opt.agnostic_nms,
+                                  max_det=opt.max_det)[0]
+        t3 = time_sync()
+        dt += (t1 - t0, t2 - t1, t3 - t2)
+        seen += 1
+        det[:, :4] = scale_boxes(x.shape[2:], det[:, :4], im0.shape).round()
+        p = Path(path)
+        frame_tag = f"_{dataset.frame}" if dataset.mode == "video" else ""
+        _save_outputs(opt, det, names, im0, p, save_dir, frame_tag, sink if dataset.mode == "video" else None, cap)
+        print(f"{info}{x.shape[2]}x{x.shape[3]} {describe_counts(det, names)}, {(t2 - t1) * 1e3:.1f}ms")
+        summary["images"].append({"path": str(p), "frame": dataset.frame if dataset.mode == "video" else None,
+                                  "detections": [{"class": int(c), "name": names[int(c)], "conf": round(float(cf), 4),
+                                                  "xyxy": [float(v) for v in b]}
+                                                 for *b, cf, c in det.tolist()]})
+    sink.close()
+    t = tuple(1e3 * dt / max(seen, 1))
+    summary["speed"] = dict(zip(("preprocess", "inference", "nms"), t))
+    print(f"Speed: {t[0]:.1f}ms pre-process, {t[1]:.1f}ms inference, {t[2]:.1f}ms NMS per image at shape "
+          f"(1, 3, {opt.imgsz}, {opt.imgsz})")
+    (save_dir / "results.json").write_text(json.dumps(summary, indent=1))
+    print(f"Results saved to {save_dir}")
+    return summary
+
+
+def _save_outputs(opt: DetectOptions, det: torch.Tensor, names: list[str], im0: np.ndarray, p: Path, save_dir: Path,
+                  frame_tag: str, sink: _VideoSink | None, cap: cv2.VideoCapture | None) -> None:
+    raw = im0.copy() if opt.save_crop else im0
+    annotator = Annotator(im0, line_width=opt.line_thickness, example=str(names))
+    gn = torch.tensor(im0.shape)[[1, 0, 1, 0]]
+    for *xyxy, conf, cls in reversed(det.tolist()):
+        c = int(cls)
+        if opt.save_txt:
+            xywh = (xyxy2xywh(torch.tensor(xyxy).view(1, 4)) / gn).view(-1).tolist()
+            row = (c, *xywh, conf) if opt.save_conf else (c, *xywh)
+            with open(save_dir / "labels" / f"{p.stem}{frame_tag}.txt", "a") as f:
+                f.write(("%g " * len(row)).rstrip() % row + "\n")
+        if not opt.nosave:
+            label = None if opt.hide_labels else (names[c] if opt.hide_conf else f"{names[c]} {conf:.2f}")
+            annotator.box_label(xyxy, label or "", color=colors(c, True))
+        if opt.save_crop:
+            save_one_box(xyxy, raw, file=save_dir / "crops" / names[c] / f"{p.stem}.jpg", BGR=True)
+    if opt.nosave:
+        return
+    if sink is None:
+        cv2.imwrite(str(save_dir / p.name), annotator.result())
+    else:
+        sink.write(save_dir / p.name, annotator.result(), cap)

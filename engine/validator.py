@@ -1,0 +1,234 @@
+"""Validation: ``evaluate`` runs a model over a dataloader and returns a dict of metrics; ``run`` is ``val.py``."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from engine.coco import coco80_to_91, detections_to_coco, score_with_pycocotools, write_json
+from utils.boxes import scale_boxes, xywh2xyxy, xyxy2xywh
+from utils.metrics import ConfusionMatrix, ap_per_class, match_predictions
+from utils.nms import non_max_suppression
+from utils.torch_utils import time_sync
+
+__all__ = ["ValOptions", "evaluate", "run", "print_results"]
+
+LOGGER = logging.getLogger(__name__)
+HEADER = ("Class", "Images", "Instances", "P", "R", "mAP50", "mAP50-95")
+
+
+@dataclass
+class ValOptions:
+    """val.py's options (YOLOv5 flag names)."""
+
+    data: str = "data/coco128.yaml"
+    weights: str = "yolov5s.pt"
+    batch_size: int = 32
+    imgsz: int = 640
+    conf_thres: float = 0.001
+    iou_thres: float = 0.6
+    max_det: int = 300
+    task: str = "val"
+    device: str = ""
+    workers: int = 8
+    single_cls: bool = False
+    verbose: bool = False
+    save_txt: bool = False
+    save_conf: bool = False
+    save_json: bool = False
+    project: str = "runs/val"
+    name: str = "exp"
+    exist_ok: bool = False
+    half: bool = False
+    prune: float = 0.0
+
+
+def evaluate(model: torch.nn.Module, dataloader, names: list[str], *, conf_thres: float = 0.001,  # noqa: ANN001
+             iou_thres: float = 0.6, max_det: int = 300, single_cls: bool = False, half: bool = False,
+             compute_loss=None, save_dir: Path | None = None, plots: bool = False, verbose: bool = False,  # noqa: ANN001
+             save_txt: bool = False, save_conf: bool = False, coco_json: list | None = None,
+             class_map: list[int] | None = None, desc: str = "") -> dict:
+    """Validate ``model`` (eval mode, returns (decoded, raw)) on ``dataloader`` batches (img, targets, paths, shapes).
+
+    Returns a dict: precision, recall, mAP50, mAP50_95, fitness, images, instances, per_class (list of dicts),
+    speed (ms per image: preprocess, inference, nms), and loss ([box, obj, cls]) when ``compute_loss`` is given.
+    """
+    device = next(model.parameters()).device
+    half = half and device.type == "cuda"
+    model.eval()
+    if half:
+        model.half()
+    iouv = torch.linspace(0.5, 0.95, 10, device=device)
+    nc = 1 if single_cls else len(names)
+    confusion = ConfusionMatrix(nc=nc)
+    stats: list[tuple] = []
+    dt = [0.0, 0.0, 0.0]
+    loss = torch.zeros(3, device=device)
+    seen = 0
+    image_classes: list[np.ndarray] = []
+    pbar = tqdm(dataloader, desc=desc or f"{'':>22}{'Images':>11}{'Instances':>11}{'P':>11}{'R':>11}{'mAP50':>11}"
+                f"{'mAP50-95':>11}", bar_format="{l_bar}{bar:10}{r_bar}", leave=False)
+    with torch.inference_mode():
+        for im, targets, paths, shapes in pbar:
+            t0 = time_sync()
+            im = im.to(device, non_blocking=True)
+            im = (im.half() if half else im.float()) / 255
+            targets = targets.to(device)
+            nb, _, h, w = im.shape
+            t1 = time_sync()
+            preds, raw = model(im)
+            t2 = time_sync()
+            if compute_loss is not None:
+                loss += compute_loss([x.float() for x in raw], targets)[1]
+            targets[:, 2:] *= torch.tensor((w, h, w, h), device=device)
+            preds = non_max_suppression(preds, conf_thres, iou_thres, multi_label=True, agnostic=single_cls,
+                                        max_det=max_det)
+            t3 = time_sync()
+            dt[0] += t1 - t0
+            dt[1] += t2 - t1
+            dt[2] += t3 - t2
+            for si, pred in enumerate(preds):
+                seen += 1
+                labels = targets[targets[:, 0] == si, 1:]
+                image_classes.append(labels[:, 0].cpu().numpy().astype(int))
+                shape, ratio_pad = shapes[si][0], shapes[si][1]
+                correct = torch.zeros(pred.shape[0], len(iouv), dtype=torch.bool, device=device)
+                if pred.shape[0] == 0:
+                    if labels.shape[0]:
+                        stats.append((correct, torch.zeros(0, device=device), torch.zeros(0, device=device),
+                                      labels[:, 0]))
+                        confusion.process_batch(None, labels[:, 0])
+                    continue
+                if single_cls:
+                    pred[:, 5] = 0
+                predn = pred.clone()
+                scale_boxes(im[si].shape[1:], predn[:, :4], shape, ratio_pad)
+                if labels.shape[0]:
+                    tbox = xywh2xyxy(labels[:, 1:5])
+                    scale_boxes(im[si].shape[1:], tbox, shape, ratio_pad)
+                    labelsn = torch.cat((labels[:, 0:1], tbox), 1)
+                    correct = match_predictions(predn, labelsn, iouv)
+                    if plots:
+                        confusion.process_batch(predn, labelsn)
+                stats.append((correct, pred[:, 4], pred[:, 5], labels[:, 0]))
+                if save_txt and save_dir is not None:
+                    _save_txt(predn, save_conf, shape, save_dir / "labels" / f"{Path(paths[si]).stem}.txt")
+                if coco_json is not None:
+                    coco_json.extend(detections_to_coco(predn, paths[si], class_map or list(range(1000))))
+    out = _summarise(stats, names, nc, seen, image_classes, plots, save_dir)
+    out["speed"] = {k: 1e3 * t / max(seen, 1) for k, t in zip(("preprocess", "inference", "nms"), dt)}
+    if compute_loss is not None:
+        out["loss"] = (loss.cpu() / max(len(dataloader), 1)).tolist()
+    if plots and save_dir is not None:
+        confusion.plot(save_dir=save_dir, names=list(names))
+    if half:
+        model.float()
+    return out
+
+
+def _save_txt(predn: torch.Tensor, save_conf: bool, shape: tuple, file: Path) -> None:
+    file.parent.mkdir(parents=True, exist_ok=True)
+    gn = torch.tensor(shape, device=predn.device)[[1, 0, 1, 0]]
+    with open(file, "a") as f:
+        for *xyxy, conf, cls in predn.tolist():
+            xywh = (xyxy2xywh(torch.tensor(xyxy, device=predn.device).view(1, 4)) / gn).view(-1).tolist()
+            row = (cls, *xywh, conf) if save_conf else (cls, *xywh)
+            f.write(("%g " * len(row)).rstrip() % row + "\n")
+
+
+def _summarise(stats: list[tuple], names: list[str], nc: int, seen: int, image_classes: list[np.ndarray],
+               plots: bool, save_dir: Path | None) -> dict:
+    cols = [torch.cat(x, 0).cpu().numpy() for x in zip(*stats)] if stats else []
+    nt = np.bincount(cols[3].astype(int), minlength=nc) if cols else np.zeros(nc, dtype=int)
+    per_image = np.zeros(nc, dtype=int)
+    for c in image_classes:
+        per_image[np.unique(c)] += 1
+    res = {"precision": 0.0, "recall": 0.0, "mAP50": 0.0, "mAP50_95": 0.0, "images": seen,
+           "instances": int(nt.sum()), "per_class": []}
+    if cols and cols[0].any():
+        r = ap_per_class(*cols, plot=plots, save_dir=save_dir or Path("."), names=dict(enumerate(names)))
+        ap = r["ap"]
+        ap50, apm = ap[:, 0], ap.mean(1)
+        res.update(precision=float(r["p"].mean()), recall=float(r["r"].mean()), mAP50=float(ap50.mean()),
+                   mAP50_95=float(apm.mean()))
+        for i, c in enumerate(r["unique_classes"]):
+            c = int(c)
+            res["per_class"].append({"class": c, "name": names[c] if c < len(names) else str(c),
+                                     "images": int(per_image[c]), "instances": int(nt[c]),
+                                     "precision": float(r["p"][i]), "recall": float(r["r"][i]),
+                                     "mAP50": float(ap50[i]), "mAP50_95": float(apm[i])})
+    res["fitness"] = 0.1 * res["mAP50"] + 0.9 * res["mAP50_95"]
+    return res
+
+
+def print_results(res: dict, verbose: bool = False) -> None:
+    """The usual table: 'all' and, with ``verbose``, one row per class."""
+    print(("%22s" + "%11s" * 6) % HEADER)
+    row = "%22s" + "%11i" * 2 + "%11.3g" * 4
+    print(row % ("all", res["images"], res["instances"], res["precision"], res["recall"], res["mAP50"],
+                 res["mAP50_95"]))
+    if res["instances"] == 0:
+        LOGGER.warning("no labels found in the validation set: cannot compute metrics without labels")
+    if verbose:
+        for c in res["per_class"]:
+            print(row % (c["name"], c["images"], c["instances"], c["precision"], c["recall"], c["mAP50"],
+                         c["mAP50_95"]))
+    if "speed" in res:
+        s = res["speed"]
+        print(f"Speed: {s['preprocess']:.1f}ms pre-process, {s['inference']:.1f}ms inference, {s['nms']:.1f}ms NMS "
+              "per image")
+
+
+def run(opt: ValOptions) -> dict:
+    """val.py: load the model and dataset, validate, print and save results (``results.json`` in the run dir)."""
+    from utils.checkpoint import load_model
+    from utils.data import create_dataloader, load_dataset_config
+    from utils.paths import increment_path
+    from utils.torch_utils import select_device
+
+    device = select_device(opt.device, opt.batch_size)
+    save_dir = increment_path(Path(opt.project) / opt.name, exist_ok=opt.exist_ok, mkdir=True)
+    data = load_dataset_config(opt.data)
+    model, _ = load_model(opt.weights, device=device, fuse=True)
+    if opt.prune:
+        from pruning.unstructured import prune_unstructured
+
+        prune_unstructured(model, opt.prune)
+    stride = int(model.stride.max())
+    names = ["item"] if opt.single_cls else model.names
+    if not opt.single_cls and len(names) != data["nc"]:
+        raise ValueError(f"{opt.weights} has {len(names)} classes but {opt.data} has nc={data['nc']}; "
+                         "use matching weights or --single-cls")
+    task = opt.task if opt.task in ("train", "val", "test") else "val"
+    if data.get(task) is None:
+        raise ValueError(f"{opt.data} has no '{task}' split (--task {opt.task})")
+    conf, iou = (0.25, 0.45) if opt.task == "speed" else (opt.conf_thres, opt.iou_thres)
+    loader, _ = create_dataloader(data[task], opt.imgsz, opt.batch_size, stride, single_cls=opt.single_cls,
+                                  pad=0.5, rect=True, workers=opt.workers, prefix=f"{task}: ", nc=data["nc"])
+    coco = "coco" in Path(str(opt.data)).stem and len(names) == 80
+    json_rows: list[dict] | None = [] if opt.save_json else None
+    plots = opt.task != "speed"
+    res = evaluate(model, loader, names, conf_thres=conf, iou_thres=iou, max_det=opt.max_det,
+                   single_cls=opt.single_cls, half=opt.half, save_dir=save_dir, plots=plots, verbose=opt.verbose,
+                   save_txt=opt.save_txt, save_conf=opt.save_conf, coco_json=json_rows,
+                   class_map=coco80_to_91() if coco else list(range(1000)))
+    print_results(res, verbose=opt.verbose or (len(names) < 50))
+    if json_rows is not None:
+        pred_json = save_dir / f"{Path(str(opt.weights)).stem}_predictions.json"
+        write_json(json_rows, pred_json)
+        anno = Path(data["path"]) / "annotations" / f"instances_{Path(str(data[task])).name}.json"
+        ids = sorted({r["image_id"] for r in json_rows})
+        scored = score_with_pycocotools(pred_json, anno, ids)
+        if scored is not None:
+            res["coco_mAP50_95"], res["coco_mAP50"] = scored
+    res.update(weights=str(opt.weights), data=str(opt.data), imgsz=opt.imgsz, options=asdict(opt))
+    (save_dir / "results.json").write_text(json.dumps(res, indent=2))
+    print(f"Results saved to {save_dir}")
+    res["save_dir"] = str(save_dir)
+    return res

@@ -1,0 +1,212 @@
+"""Checking (image, label file) pairs and scanning a whole dataset, with a pickle-free cache."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from multiprocessing.pool import ThreadPool
+from pathlib import Path
+from typing import Optional, Sequence
+
+import cv2
+import numpy as np
+
+from .cache import label_cache_candidates, load_label_cache, save_label_cache, scan_key
+
+__all__ = ["ImageLabelResult", "LabelScan", "verify_image_label", "scan_labels", "MIN_IMAGE_SIZE", "COORD_TOL"]
+
+LOGGER = logging.getLogger(__name__)
+
+MIN_IMAGE_SIZE = 10  # px; smaller images are treated as corrupt (as YOLOv5)
+COORD_TOL = 1e-3  # normalised coordinates slightly outside [0, 1] (float round-off in converters) are clipped
+
+
+@dataclass
+class ImageLabelResult:
+    """Outcome of checking one image and its label file."""
+
+    im_file: str
+    label_file: str
+    shape: Optional[tuple[int, int]]  # (w, h); None when the image is corrupt
+    labels: np.ndarray  # (n, 5) float32 cls xywhn
+    status: str  # 'found' | 'missing' | 'empty' | 'corrupt'
+    msgs: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LabelScan:
+    """Verified dataset: only readable images are kept, in the input order."""
+
+    im_files: list[str]
+    label_files: list[str]
+    labels: list[np.ndarray]
+    shapes: np.ndarray  # (N, 2) original (w, h)
+    nf: int = 0  # label files found (with at least one valid row)
+    nm: int = 0  # label files missing
+    ne: int = 0  # label files empty (or with no valid row)
+    nc: int = 0  # corrupt images skipped
+    msgs: list[str] = field(default_factory=list)
+    from_cache: bool = False
+
+
+def _empty_labels() -> np.ndarray:
+    return np.zeros((0, 5), dtype=np.float32)
+
+
+def _parse_row(parts: list[str], nc: Optional[int]) -> tuple[Optional[list[float]], str]:
+    """One label row -> (values, '') or (None, reason)."""
+    if len(parts) != 5:
+        return None, f"expected 5 values 'class x y w h', got {len(parts)}"
+    try:
+        vals = [float(v) for v in parts]
+    except ValueError:
+        return None, f"non-numeric value in {' '.join(parts)!r}"
+    if not all(math.isfinite(v) for v in vals):
+        return None, f"non-finite value in {' '.join(parts)!r}"
+    c = vals[0]
+    if c < 0 or c != int(c):
+        return None, f"class id {parts[0]} is not a non-negative integer"
+    if nc is not None and c >= nc:
+        return None, f"class id {int(c)} out of range for nc={nc} (valid 0..{nc - 1})"
+    bad = [v for v in vals[1:] if v < -COORD_TOL or v > 1 + COORD_TOL]
+    if bad:
+        return None, f"coordinates must be normalised to [0, 1], got {', '.join(f'{v:g}' for v in bad)}"
+    return [c] + [min(max(v, 0.0), 1.0) for v in vals[1:]], ""
+
+
+def _read_labels(lb_file: str, nc: Optional[int], msgs: list[str]) -> tuple[np.ndarray, int]:
+    """Valid rows of a label file (duplicates removed) and the number of non-blank rows seen."""
+    with open(lb_file, encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    rows, seen = [], 0
+    for ln, line in enumerate(lines, 1):
+        parts = line.split()
+        if not parts:
+            continue
+        seen += 1
+        vals, why = _parse_row(parts, nc)
+        if vals is None:
+            msgs.append(f"{lb_file}:{ln}: {why}; row dropped")
+        else:
+            rows.append(vals)
+    if not rows:
+        return _empty_labels(), seen
+    lb = np.asarray(rows, dtype=np.float32)
+    _, first = np.unique(lb, axis=0, return_index=True)
+    if len(first) < len(lb):
+        msgs.append(f"{lb_file}: {len(lb) - len(first)} duplicate label rows removed")
+        lb = lb[np.sort(first)]  # keep the file's order
+    return lb, seen
+
+
+def verify_image_label(im_file: str, label_file: str, nc: Optional[int] = None) -> ImageLabelResult:
+    """Check one image (readable by cv2, at least 10x10 px) and its label rows.
+
+    Bad rows are dropped with a message naming the file and line; an unreadable image (or label file) makes the pair
+    'corrupt'. Nothing is logged here (this runs in worker threads); the messages are returned.
+    """
+    msgs: list[str] = []
+    # A full decode catches files whose header is fine but whose data is not.
+    im = cv2.imread(im_file, cv2.IMREAD_COLOR)
+    if im is None:
+        msgs.append(f"{im_file}: image missing or unreadable (corrupt), skipped")
+        return ImageLabelResult(im_file, label_file, None, _empty_labels(), "corrupt", msgs)
+    h, w = im.shape[:2]
+    if h < MIN_IMAGE_SIZE or w < MIN_IMAGE_SIZE:
+        msgs.append(f"{im_file}: image size {w}x{h} is below {MIN_IMAGE_SIZE} px, skipped")
+        return ImageLabelResult(im_file, label_file, None, _empty_labels(), "corrupt", msgs)
+    if os.path.splitext(im_file)[1].lower() in (".jpg", ".jpeg"):
+        with open(im_file, "rb") as f:
+            f.seek(-2, os.SEEK_END)
+            if f.read() != b"\xff\xd9":
+                msgs.append(f"{im_file}: JPEG has no end marker (truncated?), using the decodable part")
+
+    if not os.path.isfile(label_file):
+        return ImageLabelResult(im_file, label_file, (w, h), _empty_labels(), "missing", msgs)
+    try:
+        lb, _ = _read_labels(label_file, nc, msgs)
+    except (OSError, UnicodeDecodeError) as e:
+        msgs.append(f"{label_file}: label file unreadable ({e}), image skipped")
+        return ImageLabelResult(im_file, label_file, None, _empty_labels(), "corrupt", msgs)
+    return ImageLabelResult(im_file, label_file, (w, h), lb, "found" if len(lb) else "empty", msgs)
+
+
+def _verify_all(im_files: Sequence[str], label_files: Sequence[str], nc: Optional[int], workers: int) -> LabelScan:
+    scan = LabelScan([], [], [], np.zeros((0, 2), dtype=np.int64))
+    shapes = []
+    args = list(zip(im_files, label_files))
+    with ThreadPool(max(1, workers)) as pool:  # cv2 decoding releases the GIL, threads are enough
+        for r in pool.imap(lambda a: verify_image_label(a[0], a[1], nc), args, chunksize=8):
+            scan.msgs.extend(r.msgs)
+            if r.status == "corrupt":
+                scan.nc += 1
+                continue
+            scan.nf += r.status == "found"
+            scan.nm += r.status == "missing"
+            scan.ne += r.status == "empty"
+            scan.im_files.append(r.im_file)
+            scan.label_files.append(r.label_file)
+            scan.labels.append(r.labels)
+            shapes.append(r.shape)
+    scan.shapes = np.asarray(shapes, dtype=np.int64).reshape(-1, 2)
+    return scan
+
+
+def _to_arrays(scan: LabelScan) -> dict:
+    """Plain (pickle-free) arrays for the cache: labels are concatenated, with a per-image row count."""
+    counts = np.array([len(lb) for lb in scan.labels], dtype=np.int64)
+    labels = np.concatenate(scan.labels, 0) if scan.labels else _empty_labels()
+    return {
+        "im_files": np.array(scan.im_files, dtype=str),
+        "label_files": np.array(scan.label_files, dtype=str),
+        "shapes": scan.shapes.astype(np.int64),
+        "counts": counts,
+        "labels": labels.astype(np.float32),
+        "stats": np.array([scan.nf, scan.nm, scan.ne, scan.nc], dtype=np.int64),
+        "msgs": np.array(scan.msgs, dtype=str),
+    }
+
+
+def _from_arrays(a: dict) -> LabelScan:
+    bounds = np.cumsum(a["counts"])[:-1] if len(a["counts"]) else []
+    labels = [x.reshape(-1, 5).astype(np.float32) for x in np.split(a["labels"], bounds)] if len(a["counts"]) else []
+    nf, nm, ne, nc = (int(x) for x in a["stats"])
+    return LabelScan(
+        [str(x) for x in a["im_files"]], [str(x) for x in a["label_files"]], labels,
+        a["shapes"].reshape(-1, 2).astype(np.int64), nf, nm, ne, nc, [str(m) for m in a["msgs"]], from_cache=True,
+    )
+
+
+def scan_labels(
+    im_files: Sequence[str],
+    label_files: Sequence[str],
+    nc: Optional[int] = None,
+    prefix: str = "",
+    workers: Optional[int] = None,
+    use_cache: bool = True,
+) -> LabelScan:
+    """Verify every (image, label) pair, using/refreshing the label cache, and log a one-line summary.
+
+    The cache is ``<labels dir>.cache`` when that location is writable, else a file under the user cache dir keyed
+    by a hash of the labels dir. It is ignored when the file list, sizes, mtimes, ``nc`` or the cache version differ.
+    """
+    label_dir = Path(label_files[0]).parent if label_files else Path(".")
+    key = scan_key(im_files, label_files, nc)
+    candidates = label_cache_candidates(label_dir) if use_cache else []
+    cached = load_label_cache(candidates, key) if candidates else None
+    if cached is not None:
+        scan = _from_arrays(cached)
+    else:
+        n = workers if workers is not None else min(8, os.cpu_count() or 1)
+        scan = _verify_all(im_files, label_files, nc, n)
+        if candidates:
+            save_label_cache(candidates, key, _to_arrays(scan), prefix)
+    for m in scan.msgs:
+        LOGGER.warning("%s%s", prefix, m)
+    LOGGER.info(
+        "%sScanning %s... %d found, %d missing, %d empty, %d corrupt%s",
+        prefix, label_dir, scan.nf, scan.nm, scan.ne, scan.nc, " (from cache)" if scan.from_cache else "",
+    )
+    return scan
