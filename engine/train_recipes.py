@@ -1,0 +1,22 @@
+"""Which training hooks a set of options asks for (sparsity training, distillation)."""
+
+from __future__ import annotations
+
+from engine.train_hooks import TrainHook
+from engine.train_options import TrainOptions
+
+__all__ = ["hooks_for"]
+
+
+def hooks_for(opt: TrainOptions) -> list[TrainHook]:
+    """The hooks for ``opt``: a BN-sparsity hook with ``--bn_sparsity``, a distillation hook with ``--teacher``."""
+    hooks: list[TrainHook] = []
+    if opt.bn_sparsity:
+        from engine.sparsity_hook import SparsityHook
+
+        hooks.append(SparsityHook(opt.sparsity_rate, constant=opt.sparsity_constant, mode=opt.sparsity_mode))
+    if opt.teacher:
+        from engine.distill_hook import DistillHook
+
+        hooks.append(DistillHook(opt.teacher, weight=opt.kd_weight))
+    return hooks

@@ -1,0 +1,348 @@
+"""The training loop, as small methods with hooks: ``train -> train_one_epoch -> train_one_iter``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from engine.train_hooks import TrainHook
+from engine.train_log import TrainLogger
+from engine.train_options import TrainOptions
+from engine.train_setup import build_model, freeze_layers, load_resume_state, options_for_resume
+from engine.validator import evaluate, print_results
+from utils import dist
+from utils.checkpoint import atomic_save, make_checkpoint
+from utils.ema import ModelEMA
+from utils.hyp import load_hyp
+from utils.loss import ComputeLoss
+from utils.optim import EarlyStopping, build_lr_lambda, build_optimizer, warmup_step
+from utils.paths import increment_path
+from utils.torch_utils import de_parallel, init_seeds, select_device
+
+__all__ = ["Trainer"]
+
+LOGGER = logging.getLogger(__name__)
+NBS = 64  # nominal batch size: gradients accumulate up to it
+
+
+class Trainer:
+    """One training run. ``Trainer(opt, hooks).train()`` returns the final metrics dict."""
+
+    def __init__(self, opt: TrainOptions, hooks: list[TrainHook] | tuple = ()) -> None:
+        self.resume_ckpt = None
+        if opt.resume:
+            opt, self.resume_ckpt, _ = options_for_resume(opt.resume, opt.project)
+        if opt.batch_size < 1:
+            raise ValueError(f"--batch-size must be >= 1, got {opt.batch_size}")
+        if opt.epochs < 1:
+            raise ValueError(f"--epochs must be >= 1, got {opt.epochs}")
+        self.opt = opt
+        self.hooks = list(hooks)
+        self.device = select_device(opt.device, opt.batch_size)
+        self.rank, self.world = dist.rank(), dist.world_size()
+        self.main = dist.is_main()
+        if self.world > 1 and opt.batch_size % self.world:
+            raise ValueError(f"--batch-size {opt.batch_size} must be a multiple of the {self.world} processes")
+        self.hyp = load_hyp(opt.hyp)
+        self.hyp.label_smoothing = opt.label_smoothing or self.hyp.label_smoothing
+        if opt.save_dir:
+            self.save_dir = Path(opt.save_dir)
+        else:
+            self.save_dir = increment_path(Path(opt.project) / opt.name, exist_ok=opt.exist_ok)
+            opt.save_dir = str(self.save_dir)
+        self.wdir = self.save_dir / "weights"
+        self.epoch = 0
+        self.best_fitness = 0.0
+        self.metrics: dict = {}
+
+    # -- set-up ------------------------------------------------------------------------------------------------------
+    def _setup(self) -> None:
+        from utils.data import create_dataloader, load_dataset_config
+
+        opt = self.opt
+        dist.init_distributed(self.device)
+        init_seeds(opt.seed + 1 + max(self.rank, 0))
+        if self.main:
+            self.wdir.mkdir(parents=True, exist_ok=True)
+            (self.save_dir / "opt.yaml").write_text(json.dumps(asdict(opt), indent=1))
+            (self.save_dir / "hyp.yaml").write_text(json.dumps(self.hyp.to_dict(), indent=1))
+        with dist.main_first():
+            self.data = load_dataset_config(opt.data)
+        self.names = ["item"] if opt.single_cls else self.data["names"]
+        nc = len(self.names)
+        if self.resume_ckpt is not None:
+            from models.yolo import Model
+
+            model = Model(self.resume_ckpt["arch"], nc=nc, names=self.names)
+            load_resume_state(model, self.resume_ckpt)
+        else:
+            model, _ = build_model(opt, nc, self.names)
+        model = model.to(self.device)
+        freeze_layers(model, opt.freeze)
+        self.gs = max(int(model.stride.max()), 32)
+        self.imgsz = math.ceil(opt.imgsz / self.gs) * self.gs
+        if self.imgsz != opt.imgsz:
+            LOGGER.warning(f"--imgsz {opt.imgsz} must be a multiple of stride {self.gs}, using {self.imgsz}")
+
+        hyp = self.hyp.to_dict()
+        nl = model.detect.nl
+        hyp["box"] *= 3 / nl
+        hyp["cls"] *= nc / 80 * 3 / nl
+        hyp["obj"] *= (self.imgsz / 640) ** 2 * 3 / nl
+        model.hyp = hyp
+        self.hyp_scaled = hyp
+
+        bs = opt.batch_size // self.world
+        self.train_loader, self.dataset = create_dataloader(
+            self.data["train"], self.imgsz, bs, self.gs, single_cls=opt.single_cls, hyp=hyp, augment=True,
+            cache=opt.cache, rect=opt.rect, rank=self.rank if self.world > 1 else -1, workers=opt.workers,
+            prefix="train: ", shuffle=not opt.rect, seed=opt.seed, nc=nc)
+        if len(self.dataset) == 0:
+            raise ValueError(f"{opt.data}: the training set {self.data['train']} has no images")
+        labels = np.concatenate([lb for lb in self.dataset.labels if len(lb)], 0) if any(
+            len(lb) for lb in self.dataset.labels) else np.zeros((0, 5))
+        if len(labels) and labels[:, 0].max() >= nc:
+            raise ValueError(f"{opt.data}: label class {int(labels[:, 0].max())} exceeds nc={nc}")
+        self.val_loader = None
+        if self.main and not opt.noval:
+            self.val_loader, _ = create_dataloader(self.data["val"], self.imgsz, bs * 2, self.gs,
+                                                   single_cls=opt.single_cls, rect=True, pad=0.5,
+                                                   workers=opt.workers * 2, prefix="val: ", nc=nc)
+        if self.main and self.resume_ckpt is None:
+            if not opt.noplots and len(labels):
+                from utils.plots import plot_labels
+
+                plot_labels(labels, self.names, self.save_dir)
+            if not opt.noautoanchor:
+                from utils.autoanchor import check_anchors
+
+                check_anchors(self.dataset, model.detect, thr=hyp["anchor_t"], imgsz=self.imgsz)
+
+        self.nb = len(self.train_loader)
+        self.accumulate = max(round(NBS / opt.batch_size), 1)
+        hyp["weight_decay"] *= opt.batch_size * self.accumulate / NBS
+        self.optimizer = build_optimizer(model, opt.optimizer, hyp["lr0"], hyp["momentum"], hyp["weight_decay"])
+        self.lf = build_lr_lambda(opt.epochs, hyp["lrf"], cos=opt.cos_lr)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda=self.lf)
+        self.ema = ModelEMA(model) if self.main else None
+        self.start_epoch = 0
+        if self.resume_ckpt is not None:
+            self._restore(self.resume_ckpt)
+        self.scheduler.last_epoch = self.start_epoch - 1
+        if self.world > 1:
+            if opt.sync_bn and self.device.type == "cuda":
+                model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            model = nn.parallel.DistributedDataParallel(model, device_ids=ids, output_device=ids[0] if ids else None)
+        self.model = model
+        self.compute_loss = ComputeLoss(de_parallel(model).detect, hyp)
+        self.amp = self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.stopper = EarlyStopping(patience=opt.patience)
+        self.logger = TrainLogger(self.save_dir, tensorboard=True) if self.main else None
+
+    def _restore(self, ckpt: dict) -> None:
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        if self.ema is not None and ckpt.get("ema"):
+            self.ema.load_state_dict({"ema": ckpt["ema"], "updates": ckpt.get("updates", 0)})
+        self.best_fitness = float(ckpt.get("best_fitness") or 0.0)
+        self.start_epoch = int(ckpt["epoch"]) + 1
+        LOGGER.info(f"Resuming training from {self.opt.resume} at epoch {self.start_epoch} of {self.opt.epochs}")
+
+    # -- loop --------------------------------------------------------------------------------------------------------
+    def train(self) -> dict:
+        """Run all epochs, the final validation of best.pt, and return the final metrics."""
+        self._setup()
+        opt = self.opt
+        for h in self.hooks:
+            h.before_train(self)
+        self.nw = max(round(self.hyp_scaled["warmup_epochs"] * self.nb), 100) if self.hyp_scaled["warmup_epochs"] \
+            else -1
+        self.last_opt_step = -1
+        self.train_time, self.train_images = 0.0, 0
+        if self.main:
+            LOGGER.info(f"Image sizes {self.imgsz} train, {self.imgsz} val\nUsing {self.train_loader.num_workers} "
+                        f"dataloader workers\nLogging results to {self.save_dir}\nStarting training for "
+                        f"{opt.epochs} epochs...")
+        t0 = time.time()
+        try:
+            for epoch in range(self.start_epoch, opt.epochs):
+                self.epoch = epoch
+                losses = self.train_one_epoch(epoch)
+                stop = self.after_epoch(epoch, losses)
+                if self.world > 1:
+                    flag = torch.tensor([int(stop)], device=self.device)
+                    torch.distributed.broadcast(flag, 0)
+                    stop = bool(flag.item())
+                if stop:
+                    break
+            results = self.after_train(time.time() - t0) if self.main else {}
+        finally:
+            if self.logger is not None:
+                self.logger.close()
+            dist.cleanup()
+        return results
+
+    def train_one_epoch(self, epoch: int) -> np.ndarray:
+        """One pass over the training set; returns the mean [box, obj, cls] losses."""
+        self.model.train()
+        sampler = getattr(self.train_loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        mloss = torch.zeros(3, device=self.device)
+        pbar = enumerate(self.train_loader)
+        if self.main:
+            LOGGER.info(("\n" + "%11s" * 7) % ("Epoch", "GPU_mem", "box_loss", "obj_loss", "cls_loss", "Instances",
+                                               "Size"))
+            pbar = tqdm(pbar, total=self.nb, bar_format="{l_bar}{bar:10}{r_bar}")
+        self.optimizer.zero_grad()
+        t_epoch = time.time()
+        for i, (imgs, targets, paths, _) in pbar:
+            loss_items = self.train_one_iter(i + self.nb * epoch, imgs, targets)
+            mloss = (mloss * i + loss_items) / (i + 1)
+            if self.main:
+                mem = f"{torch.cuda.memory_reserved() / 1e9:.3g}G" if self.device.type == "cuda" else "0G"
+                pbar.set_description(("%11s" * 2 + "%11.4g" * 5) % (f"{epoch}/{self.opt.epochs - 1}", mem, *mloss,
+                                                                    targets.shape[0], imgs.shape[-1]))
+                if epoch == self.start_epoch and i < 3 and not self.opt.noplots:
+                    from utils.plots import plot_images
+
+                    plot_images(imgs, targets, paths, self.save_dir / f"train_batch{i}.jpg", names=self.names)
+            self.train_images += imgs.shape[0] * self.world
+        self.train_time += time.time() - t_epoch
+        self.lr = [x["lr"] for x in self.optimizer.param_groups]
+        self.scheduler.step()
+        return mloss.cpu().numpy()
+
+    def train_one_iter(self, ni: int, imgs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Forward, loss, backward and (every ``accumulate`` iterations) an optimizer step; returns loss items."""
+        imgs = imgs.to(self.device, non_blocking=True).float() / 255
+        if ni <= self.nw:
+            self.accumulate = max(1, int(np.interp(ni, [0, self.nw], [1, NBS / self.opt.batch_size]).round()))
+            warmup_step(self.optimizer, ni, self.nw, self.epoch, self.lf, self.hyp_scaled)
+        if self.opt.multi_scale:
+            sz = random.randrange(int(self.imgsz * 0.5), int(self.imgsz * 1.5) + self.gs) // self.gs * self.gs
+            sf = sz / max(imgs.shape[2:])
+            if sf != 1:
+                ns = [math.ceil(x * sf / self.gs) * self.gs for x in imgs.shape[2:]]
+                imgs = nn.functional.interpolate(imgs, size=ns, mode="bilinear", align_corners=False)
+        with torch.autocast(self.device.type, enabled=self.amp):
+            preds = self.model(imgs)
+            loss, loss_items = self.compute_loss(preds, targets.to(self.device))
+            for h in self.hooks:
+                extra = h.extra_loss(self, imgs, preds, targets)
+                if extra is not None:
+                    loss = loss + extra
+        if self.world > 1:
+            loss = loss * self.world  # DDP averages gradients across processes
+        self.scaler.scale(loss).backward()
+        if ni - self.last_opt_step >= self.accumulate:
+            self.optimizer_step()
+            self.last_opt_step = ni
+        return loss_items.detach()
+
+    def optimizer_step(self) -> None:
+        """Unscale, run ``before_step`` hooks (e.g. BN sparsity), clip, step, update the EMA."""
+        self.scaler.unscale_(self.optimizer)
+        for h in self.hooks:
+            h.before_step(self)
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm=10.0)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad()
+        if self.ema is not None:
+            self.ema.update(self.model)
+
+    # -- epoch end ---------------------------------------------------------------------------------------------------
+    def after_epoch(self, epoch: int, losses: np.ndarray) -> bool:
+        """Validate, log, save; returns True when early stopping says so (rank 0 decides)."""
+        if not self.main:
+            return False
+        opt = self.opt
+        final = epoch + 1 == opt.epochs
+        self.ema.update_attr(self.model, include=("yaml", "nc", "hyp", "names", "stride"))
+        if not opt.noval or final:
+            if self.val_loader is None:
+                from utils.data import create_dataloader
+
+                self.val_loader, _ = create_dataloader(self.data["val"], self.imgsz, opt.batch_size // self.world * 2,
+                                                       self.gs, single_cls=opt.single_cls, rect=True, pad=0.5,
+                                                       workers=opt.workers * 2, prefix="val: ", nc=len(self.names))
+            self.metrics = evaluate(self.ema.ema, self.val_loader, self.names, conf_thres=0.001, iou_thres=0.6,
+                                    single_cls=opt.single_cls, half=self.amp, compute_loss=self.compute_loss)
+            print_results(self.metrics)
+        m = self.metrics or {"precision": 0.0, "recall": 0.0, "mAP50": 0.0, "mAP50_95": 0.0, "loss": [0, 0, 0]}
+        fitness = 0.1 * m["mAP50"] + 0.9 * m["mAP50_95"]
+        improved = fitness > self.best_fitness or self.best_fitness == 0
+        if fitness > self.best_fitness:
+            self.best_fitness = fitness
+        values = {"train/box_loss": losses[0], "train/obj_loss": losses[1], "train/cls_loss": losses[2],
+                  "metrics/precision": m["precision"], "metrics/recall": m["recall"], "metrics/mAP_0.5": m["mAP50"],
+                  "metrics/mAP_0.5:0.95": m["mAP50_95"], "val/box_loss": m.get("loss", [0] * 3)[0],
+                  "val/obj_loss": m.get("loss", [0] * 3)[1], "val/cls_loss": m.get("loss", [0] * 3)[2],
+                  "x/lr0": self.lr[0], "x/lr1": self.lr[1], "x/lr2": self.lr[2]}
+        for h in self.hooks:
+            values.update(h.after_epoch(self, epoch))
+        self.logger.log_epoch(epoch, {k: float(v) for k, v in values.items()})
+        if not opt.nosave or final:
+            self.save(epoch, improved)
+        return self.stopper(epoch, fitness)
+
+    def save(self, epoch: int, best: bool) -> None:
+        """Write last.pt (and best.pt, and epoch{N}.pt every --save-period) atomically."""
+        model = de_parallel(self.model)
+        ema_state = self.ema.state_dict()
+        ckpt = make_checkpoint(model, epoch=epoch, best_fitness=self.best_fitness, ema=ema_state["ema"],
+                               updates=ema_state["updates"], optimizer=self.optimizer.state_dict(),
+                               train_args=asdict(self.opt), hyp=self.hyp.to_dict(),
+                               results={k: v for k, v in self.metrics.items() if k != "per_class"})
+        atomic_save(ckpt, self.wdir / "last.pt")
+        if best:
+            atomic_save(ckpt, self.wdir / "best.pt")
+        if self.opt.save_period > 0 and epoch % self.opt.save_period == 0:
+            atomic_save(ckpt, self.wdir / f"epoch{epoch}.pt")
+
+    def after_train(self, elapsed: float) -> dict:
+        """Final validation of best.pt with plots, results.png, hooks; returns the final metrics."""
+        from utils.checkpoint import load_checkpoint, load_model
+
+        epochs_done = self.epoch - self.start_epoch + 1
+        ips = self.train_images / max(self.train_time, 1e-9)
+        print(f"\n{epochs_done} epochs completed in {elapsed / 3600:.3f} hours ({elapsed:.1f} s). "
+              f"Training throughput: {ips:.1f} images/s ({self.train_time:.1f} s training, validation excluded)")
+        best = self.wdir / "best.pt"
+        results = dict(self.metrics)
+        if best.exists() and self.val_loader is not None:
+            model, _ = load_model(best, device=self.device, fuse=True)
+            print(f"\nValidating {best}...")
+            results = evaluate(model, self.val_loader, self.names, conf_thres=0.001, iou_thres=0.6,
+                               single_cls=self.opt.single_cls, save_dir=self.save_dir, plots=not self.opt.noplots)
+            print_results(results, verbose=len(self.names) < 50)
+        for f in (self.wdir / "last.pt", best):
+            if f.exists():  # finished: keep the weights, drop the optimizer so resuming says the run is done
+                ck = load_checkpoint(f)
+                ck["optimizer"] = None
+                atomic_save(ck, f)
+        if not self.opt.noplots and (self.save_dir / "results.csv").exists():
+            from utils.plots import plot_results
+
+            plot_results(self.save_dir / "results.csv")
+        for h in self.hooks:
+            h.after_train(self)
+        summary = {k: v for k, v in results.items()}
+        summary.update(epochs=epochs_done, train_seconds=self.train_time, train_images_per_second=ips,
+                       best_fitness=self.best_fitness, save_dir=str(self.save_dir))
+        (self.save_dir / "results.json").write_text(json.dumps(summary, indent=1, default=float))
+        print(f"Results saved to {self.save_dir}")
+        return summary
+

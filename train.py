@@ -1,0 +1,85 @@
+"""Train a detector: ``python train.py --weights yolov5n.pt --data data/coco128.yaml --imgsz 320 --epochs 3``.
+
+Multi-process: ``torchrun --nproc_per_node 2 train.py --device cpu ...`` (gloo on CPU, NCCL on CUDA).
+Network slimming: ``--bn_sparsity --sparsity_rate 0.0005`` for sparsity training, ``--ft_pruned_model`` to fine-tune
+a checkpoint written by prune.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from engine.train_options import TrainOptions
+from utils.cli import run_script
+
+
+def parse_opt(argv: list[str] | None = None) -> TrainOptions:
+    """Parse train.py's command line into TrainOptions."""
+    d = TrainOptions()
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--weights", type=str, default=d.weights, help="initial weights path ('' to train from scratch)")
+    p.add_argument("--cfg", type=str, default=d.cfg, help="model.yaml path")
+    p.add_argument("--data", type=str, default=d.data, help="dataset.yaml path")
+    p.add_argument("--hyp", type=str, default=d.hyp, help="hyperparameters path")
+    p.add_argument("--epochs", type=int, default=d.epochs, help="total training epochs")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="total batch size for all processes")
+    p.add_argument("--imgsz", "--img", "--img-size", type=int, default=d.imgsz, help="train, val image size (pixels)")
+    p.add_argument("--rect", action="store_true", help="rectangular training")
+    p.add_argument("--resume", nargs="?", const="True", default="", help="resume a run (its dir or last.pt)")
+    p.add_argument("--nosave", action="store_true", help="only save the final checkpoint")
+    p.add_argument("--noval", action="store_true", help="only validate after the final epoch")
+    p.add_argument("--noautoanchor", action="store_true", help="disable AutoAnchor")
+    p.add_argument("--noplots", action="store_true", help="save no plot files")
+    p.add_argument("--cache", nargs="?", const="ram", choices=("ram", "disk"), default=None,
+                   help="cache images in 'ram' (default) or 'disk'")
+    p.add_argument("--device", default=d.device, help="cuda device, i.e. 0 or 0,1,2,3 or cpu")
+    p.add_argument("--multi-scale", action="store_true", help="vary img-size +/- 50%%")
+    p.add_argument("--single-cls", action="store_true", help="train multi-class data as single-class")
+    p.add_argument("--optimizer", type=str, choices=("SGD", "Adam", "AdamW"), default=d.optimizer, help="optimizer")
+    p.add_argument("--sync-bn", action="store_true", help="use SyncBatchNorm (multi-GPU DDP only)")
+    p.add_argument("--workers", type=int, default=d.workers, help="max dataloader workers (per process)")
+    p.add_argument("--project", default=d.project, help="save to project/name")
+    p.add_argument("--name", default=d.name, help="save to project/name")
+    p.add_argument("--exist-ok", action="store_true", help="existing project/name ok, do not increment")
+    p.add_argument("--cos-lr", action="store_true", help="cosine LR scheduler")
+    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing, help="label smoothing epsilon")
+    p.add_argument("--patience", type=int, default=d.patience, help="early stopping patience (epochs without gain)")
+    p.add_argument("--freeze", nargs="+", type=int, default=d.freeze, help="freeze layers: backbone=10, first3=0 1 2")
+    p.add_argument("--save-period", type=int, default=d.save_period, help="save a checkpoint every x epochs")
+    p.add_argument("--seed", type=int, default=d.seed, help="global training seed")
+    g = p.add_argument_group("network slimming")
+    g.add_argument("--bn_sparsity", "--bn-sparsity", "-sr", action="store_true",
+                   help="L1 sparsity on BatchNorm gammas (sparsity training)")
+    g.add_argument("--sparsity_rate", "--sparsity-rate", "--st", "--sr", "-s", type=float, default=d.sparsity_rate,
+                   help="sparsity rate S (L1 subgradient S * sign(gamma))")
+    g.add_argument("--sparsity_constant", "--sparsity-constant", action="store_true",
+                   help="keep S constant (default: S * (1 - 0.9 * epoch / epochs))")
+    g.add_argument("--sparsity_mode", "--sparsity-mode", choices=("normal", "shortcut"), default=d.sparsity_mode,
+                   help="which BNs are penalised: 'normal' skips residual-coupled ones, 'shortcut' includes them")
+    g.add_argument("--ft_pruned_model", "--ft-pruned-model", action="store_true",
+                   help="fine-tune a pruned checkpoint (its architecture is kept; --cfg is ignored)")
+    k = p.add_argument_group("knowledge distillation")
+    k.add_argument("--teacher", "--t_weights", type=str, default=d.teacher, help="teacher weights for distillation")
+    k.add_argument("--kd-weight", "--kd_weight", type=float, default=d.kd_weight, help="distillation loss weight")
+    a = p.parse_args(argv)
+    if a.batch_size < 1:
+        p.error(f"--batch-size must be >= 1, got {a.batch_size}")
+    if a.epochs < 1:
+        p.error(f"--epochs must be >= 1, got {a.epochs}")
+    if a.bn_sparsity and a.sparsity_rate <= 0:
+        p.error("--bn_sparsity needs --sparsity_rate > 0 (e.g. 0.0005)")
+    return TrainOptions(**vars(a))
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Entry point: parse flags, build the hooks they ask for, train."""
+    from engine.train_recipes import hooks_for
+
+    opt = parse_opt(argv)
+    from engine.trainer import Trainer
+
+    return Trainer(opt, hooks=hooks_for(opt)).train()
+
+
+if __name__ == "__main__":
+    run_script(main)
