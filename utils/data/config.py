@@ -54,16 +54,16 @@ def path_hash(path: str | Path, n: int = 16) -> str:
 
 
 def _find_yaml(data: str | Path) -> Path:
-    """Locate a dataset YAML: as given, else under ``<repo>/data/`` (so ``--data coco128.yaml`` works anywhere)."""
+    """Locate a dataset YAML: as given, else relative to the repo or its ``data/`` (so the defaults work anywhere)."""
     p = Path(data).expanduser()
     if p.is_file():
         return p.resolve()
     tried = [str(p)]
     if not p.is_absolute():
-        alt = _REPO_ROOT / "data" / p
-        if alt.is_file():
-            return alt.resolve()
-        tried.append(str(alt))
+        for alt in (_REPO_ROOT / p, _REPO_ROOT / "data" / p):
+            if alt.is_file():
+                return alt.resolve()
+            tried.append(str(alt))
     raise FileNotFoundError(f"Dataset YAML not found: {data} (looked at {', '.join(tried)})")
 
 
