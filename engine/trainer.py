@@ -150,6 +150,8 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.stopper = EarlyStopping(patience=opt.patience)
         self.logger = TrainLogger(self.save_dir, tensorboard=True) if self.main else None
+        if self.logger is not None and self.resume_ckpt is not None:
+            self.logger.drop_epochs_from(self.start_epoch)
 
     def _restore(self, ckpt: dict) -> None:
         self.optimizer.load_state_dict(ckpt["optimizer"])
@@ -206,7 +208,7 @@ class Trainer:
                                                "Size"))
             pbar = tqdm(pbar, total=self.nb, bar_format="{l_bar}{bar:10}{r_bar}")
         self.optimizer.zero_grad()
-        t_epoch = time.time()
+        t_epoch, seen = time.time(), 0
         for i, (imgs, targets, paths, _) in pbar:
             loss_items = self.train_one_iter(i + self.nb * epoch, imgs, targets)
             mloss = (mloss * i + loss_items) / (i + 1)
@@ -219,13 +221,18 @@ class Trainer:
 
                     plot_images(imgs, targets, paths, self.save_dir / f"train_batch{i}.jpg", names=self.names)
             self.train_images += imgs.shape[0] * self.world
+            seen += imgs.shape[0]
         self.train_time += time.time() - t_epoch
+        if self.world > 1:  # every rank reports, so a log shows that all of them took their share of the data
+            LOGGER.info(f"DDP: rank {self.rank}/{self.world} epoch {epoch}: {i + 1} iterations, {seen} of "
+                        f"{len(self.dataset)} images")
         self.lr = [x["lr"] for x in self.optimizer.param_groups]
         self.scheduler.step()
         return mloss.cpu().numpy()
 
     def train_one_iter(self, ni: int, imgs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Forward, loss, backward and (every ``accumulate`` iterations) an optimizer step; returns loss items."""
+        self.current_ni = ni
         imgs = imgs.to(self.device, non_blocking=True).float() / 255
         if ni <= self.nw:
             self.accumulate = max(1, int(np.interp(ni, [0, self.nw], [1, NBS / self.opt.batch_size]).round()))

@@ -16,6 +16,7 @@ if __package__ in (None, ""):  # run as a script: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from models.builder import ModelConfigError, build_layers
+from models.channels import apply_channel_overrides
 from models.common import Conv
 from models.detect import Detect
 
@@ -64,6 +65,8 @@ class Model(nn.Module):
         if nc is not None and nc != self.yaml.get("nc"):
             self.yaml["nc"] = nc
         self.model, self.save, self.layer_infos = build_layers(self.yaml, ch=ch)
+        if self.yaml.get("channels"):  # a pruned architecture: narrower leaves, before the stride forward pass
+            apply_channel_overrides(self, self.yaml["channels"])
         nc = self.yaml["nc"]
         self.names = list(names) if names else [f"class{i}" for i in range(nc)]
         self.hyp: dict = {}

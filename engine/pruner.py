@@ -1,0 +1,189 @@
+"""prune.py: load a (sparsity-trained) checkpoint, prune channels (and layers), validate, save and report."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import yaml
+from torch import nn
+
+from utils.checkpoint import atomic_save, load_model, make_checkpoint, resolve_weights
+
+__all__ = ["PruneOptions", "run", "check_cfg_matches"]
+
+LOGGER = logging.getLogger(__name__)
+
+
+@dataclass
+class PruneOptions:
+    """prune.py's options."""
+
+    weights: str = "runs/train/exp/weights/best.pt"
+    data: str = "data/coco128.yaml"
+    cfg: str = ""
+    percent: float = 0.0
+    imgsz: int = 640
+    batch_size: int = 16
+    device: str = ""
+    workers: int = 8
+    mode: str = "normal"
+    round: int = 1
+    min_channels: int = 1
+    layers: int = 0
+    fold_beta: bool = True
+    noval: bool = False
+    project: str = "runs/prune"
+    name: str = "exp"
+    exist_ok: bool = False
+    latency: bool = True
+
+
+def check_cfg_matches(cfg: str, model: nn.Module) -> None:
+    """``--cfg`` is optional; when given it must describe the same (unpruned) architecture as the checkpoint.
+
+    Raises:
+        ValueError: naming the first tensor whose shape differs.
+    """
+    from models.yolo import Model
+
+    if model.yaml.get("channels"):
+        raise ValueError(f"--cfg {cfg}: the checkpoint is already pruned, its architecture is stored in it; "
+                         "omit --cfg")
+    ref = Model(cfg, nc=model.nc).state_dict()
+    own = model.state_dict()
+    for k, v in own.items():
+        if k not in ref or ref[k].shape != v.shape:
+            got = tuple(ref[k].shape) if k in ref else "missing"
+            raise ValueError(f"--cfg {cfg} does not match the weights: {k} is {tuple(v.shape)} in the checkpoint but "
+                             f"{got} in the config; omit --cfg (the architecture comes from the checkpoint)")
+    if len(ref) != len(own):
+        raise ValueError(f"--cfg {cfg} does not match the weights ({len(ref)} vs {len(own)} tensors); omit --cfg")
+
+
+def run(opt: PruneOptions) -> dict:
+    """Prune ``opt.weights`` and write ``pruned_model.pt``, ``pruned.yaml``, ``layers.csv`` and ``results.json``."""
+    from models.summary import count_flops
+    from pruning import build_groups, compute_masks, masked_model, prune_layers, prune_model
+    from utils.paths import increment_path
+    from utils.torch_utils import select_device
+
+    if not 0 <= opt.percent < 1:
+        raise ValueError(f"--percent must be in [0, 1), got {opt.percent}")
+    device = select_device(opt.device)
+    src_path = resolve_weights(opt.weights)
+    model, ckpt = load_model(src_path, device="cpu")
+    if opt.cfg:
+        check_cfg_matches(opt.cfg, model)
+    if not any(isinstance(m, nn.BatchNorm2d) for m in model.modules()):
+        raise ValueError(f"{src_path}: the model has no BatchNorm layers, so there are no gammas to rank channels by "
+                         "(was it exported fused?); prune the training checkpoint instead")
+    source = model
+    layer_report = None
+    if opt.layers:
+        model, layer_report = prune_layers(model, opt.layers)
+        print(layer_report.table() if hasattr(layer_report, "table") else layer_report)
+    groups = build_groups(model)
+    plan = compute_masks(model, groups, opt.percent, mode=opt.mode, min_channels=opt.min_channels,
+                         round_to=opt.round)
+    print(f"Safe maximum: --percent {plan.safe_percent:.4f} (|gamma| threshold {plan.safe_threshold:.4g}; above it a "
+          f"layer would lose every channel). Using --percent {opt.percent} -> threshold {plan.threshold:.4g}")
+    masked = masked_model(model, plan, keep_beta=opt.fold_beta)
+    pruned, report = prune_model(model, plan, fold_beta=opt.fold_beta)
+    print(report.table())
+
+    save_dir = increment_path(Path(opt.project) / opt.name, exist_ok=opt.exist_ok, mkdir=True)
+    out_pt = save_dir / "pruned_model.pt"
+    info = {"source": str(src_path), "percent": opt.percent, "mode": opt.mode, "round": opt.round,
+            "layers": opt.layers, "fold_beta": opt.fold_beta, "report": report.to_dict()}
+    atomic_save(make_checkpoint(pruned, half=True, epoch=-1, pruning=info,
+                                train_args=ckpt.get("train_args") or {}), out_pt)
+    (save_dir / "pruned.yaml").write_text(yaml.safe_dump(pruned.arch(), sort_keys=False))
+    _write_layers_csv(report, save_dir / "layers.csv")
+
+    res = {"weights": str(src_path), "percent": opt.percent, "mode": opt.mode, "round": opt.round,
+           "layers": opt.layers, "fold_beta": opt.fold_beta, "threshold": plan.threshold,
+           "safe_percent": plan.safe_percent, "safe_threshold": plan.safe_threshold,
+           "params": {"before": _params(source), "after": _params(pruned)},
+           "gflops": {"before": count_flops(source, 640), "after": count_flops(pruned, 640)},
+           "file_size_mb": {"before": src_path.stat().st_size / 1e6, "after": out_pt.stat().st_size / 1e6},
+           "max_abs_diff_vs_masked": report.max_abs_diff}
+    if not opt.noval:
+        res.update(_validate_three(opt, device, source, masked, pruned, save_dir))
+    if opt.latency:
+        res["latency_ms"] = _latency(source, pruned, opt.imgsz)
+    (save_dir / "results.json").write_text(json.dumps(res, indent=1, default=_json_default))
+    print(_summary_table(res))
+    print(f"Pruned model saved to {out_pt}\nResults saved to {save_dir}")
+    res["save_dir"] = str(save_dir)
+    return res
+
+
+def _params(m: nn.Module) -> int:
+    return sum(p.numel() for p in m.parameters())
+
+
+def _json_default(x):  # noqa: ANN001, ANN202
+    return float(x) if hasattr(x, "__float__") else str(x)
+
+
+def _write_layers_csv(report, path: Path) -> None:  # noqa: ANN001
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["layer", "original_channels", "kept_channels", "prunable", "reason"])
+        for r in report.rows:
+            w.writerow([r.path, r.original, r.kept, r.prunable, r.reason])
+
+
+def _validate_three(opt: PruneOptions, device: torch.device, original: nn.Module, masked: nn.Module,
+                    pruned: nn.Module, save_dir: Path) -> dict:
+    from engine.validator import evaluate, print_results
+    from utils.data import create_dataloader, load_dataset_config
+
+    data = load_dataset_config(opt.data)
+    if len(original.names) != data["nc"]:
+        raise ValueError(f"{opt.weights} has {len(original.names)} classes but {opt.data} has nc={data['nc']}")
+    stride = int(original.stride.max())
+    loader, _ = create_dataloader(data["val"], opt.imgsz, opt.batch_size, stride, pad=0.5, rect=True,
+                                  workers=opt.workers, prefix="val: ", nc=data["nc"])
+    out = {}
+    for name, m in (("original", original), ("masked", masked), ("pruned", pruned)):
+        print(f"\nValidating the {name} model...")
+        res = evaluate(copy.deepcopy(m).to(device).eval(), loader, original.names, conf_thres=0.001, iou_thres=0.6,
+                       save_dir=save_dir if name == "pruned" else None, plots=name == "pruned")
+        print_results(res)
+        out[name] = res
+    return out
+
+
+def _latency(original: nn.Module, pruned: nn.Module, imgsz: int) -> dict:
+    from engine.benchmark import measure_latency
+
+    out = {}
+    for name, m in (("before", original), ("after", pruned)):
+        fused = copy.deepcopy(m).cpu().eval().fuse()
+        out[name] = measure_latency(fused, imgsz=imgsz, batch_size=1, warmup=3, repeats=10)["median_ms"]
+    return out
+
+
+def _summary_table(res: dict) -> str:
+    rows = [("parameters", f"{res['params']['before']:,}", f"{res['params']['after']:,}"),
+            ("GFLOPs (640)", f"{res['gflops']['before']:.2f}", f"{res['gflops']['after']:.2f}"),
+            ("file size (MB)", f"{res['file_size_mb']['before']:.2f}", f"{res['file_size_mb']['after']:.2f}")]
+    if "latency_ms" in res:
+        rows.append(("CPU latency (ms, bs 1)", f"{res['latency_ms']['before']:.1f}",
+                     f"{res['latency_ms']['after']:.1f}"))
+    if "original" in res:
+        rows.append(("mAP50-95 original/masked/pruned",
+                     f"{res['original']['mAP50_95']:.4f}",
+                     f"{res['masked']['mAP50_95']:.4f} / {res['pruned']['mAP50_95']:.4f}"))
+        rows.append(("mAP50 original/masked/pruned", f"{res['original']['mAP50']:.4f}",
+                     f"{res['masked']['mAP50']:.4f} / {res['pruned']['mAP50']:.4f}"))
+    w = max(len(r[0]) for r in rows)
+    lines = [f"{'':<{w}}  {'before':>14}  {'after':>18}"] + [f"{a:<{w}}  {b:>14}  {c:>18}" for a, b, c in rows]
+    return "\n".join(lines)

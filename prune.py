@@ -1,0 +1,55 @@
+"""Prune a (sparsity-trained) detector by BN gammas:
+``python prune.py --weights runs/train/sparsity/weights/best.pt --data data/coco128.yaml --percent 0.3``.
+
+One global |gamma| threshold over all prunable channels; the pruned model is rebuilt from an architecture dict with
+explicit channel counts, checked against the masked original, validated, and saved as a checkpoint that loads
+everywhere with no extra flags (val.py, detect.py, export.py, train.py --ft_pruned_model).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from engine.pruner import PruneOptions, run
+from utils.cli import run_script
+
+
+def parse_opt(argv: list[str] | None = None) -> PruneOptions:
+    """Parse prune.py's command line into PruneOptions."""
+    d = PruneOptions()
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--weights", type=str, default=d.weights, help="checkpoint to prune (ours or official)")
+    p.add_argument("--data", type=str, default=d.data, help="dataset.yaml for validating before/after")
+    p.add_argument("--cfg", type=str, default=d.cfg, help="optional model.yaml, cross-checked against the weights")
+    p.add_argument("--percent", type=float, default=d.percent, help="share of prunable channels to remove, [0, 1)")
+    p.add_argument("--imgsz", "--img", "--img-size", type=int, default=d.imgsz, help="validation image size")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="validation batch size")
+    p.add_argument("--device", default=d.device, help="cuda device, i.e. 0 or cpu (for validation)")
+    p.add_argument("--workers", type=int, default=d.workers, help="max dataloader workers")
+    p.add_argument("--mode", choices=("normal", "shortcut"), default=d.mode,
+                   help="'normal' leaves residual-coupled channels alone, 'shortcut' prunes them jointly")
+    p.add_argument("--round", type=int, default=d.round, help="round kept channels up to a multiple of this (e.g. 8)")
+    p.add_argument("--min-channels", type=int, default=d.min_channels, help="channels every layer keeps at least")
+    p.add_argument("--layers", type=int, default=d.layers, help="also remove the K least important C3 Bottlenecks")
+    p.add_argument("--no-fold-beta", dest="fold_beta", action="store_false",
+                   help="drop removed channels' beta instead of folding act(beta) into the next layers' biases")
+    p.add_argument("--noval", action="store_true", help="skip validating the original, masked and pruned models")
+    p.add_argument("--no-latency", dest="latency", action="store_false", help="skip the CPU latency measurement")
+    p.add_argument("--project", default=d.project, help="save to project/name")
+    p.add_argument("--name", default=d.name, help="save to project/name")
+    p.add_argument("--exist-ok", action="store_true", help="existing project/name ok, do not increment")
+    a = p.parse_args(argv)
+    if not 0 <= a.percent < 1:
+        p.error(f"--percent must be in [0, 1), got {a.percent}")
+    if a.round < 1 or a.min_channels < 1 or a.layers < 0:
+        p.error("--round and --min-channels must be >= 1 and --layers >= 0")
+    return PruneOptions(**vars(a))
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Entry point: parse flags and prune."""
+    return run(parse_opt(argv))
+
+
+if __name__ == "__main__":
+    run_script(main)

@@ -1,0 +1,162 @@
+"""Sparsity training: the L1 subgradient on BatchNorm gammas, and statistics that show how sparse they got.
+
+``BNSparsity`` is a hook the training loop calls between ``loss.backward()`` and ``optimizer.step()``; it adds
+``s_epoch * sign(gamma)`` to the gradients of the prunable BatchNorm weights, with the linear decay of the seed
+recipes, ``s_epoch = s * (1 - 0.9 * epoch / epochs)``. With AMP, call it after ``scaler.unscale_(optimizer)`` or pass
+the loss scale as ``grad_scale``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from pruning.graph import ChannelGroup, build_groups, unwrap
+from pruning.masks import candidate_groups
+
+__all__ = ["BNSparsity", "prunable_bn_positions", "gamma_stats", "plot_gamma_hist"]
+
+LOGGER = logging.getLogger(__name__)
+
+
+def prunable_bn_positions(groups: list[ChannelGroup], mode: str = "normal") -> dict[str, list[int]]:
+    """``{bn path: channel indices}`` of the BatchNorm channels in candidate groups under ``mode``."""
+    out: dict[str, set[int]] = {}
+    for g in candidate_groups(groups, mode):
+        for m in g.bns:
+            out.setdefault(m.path, set()).update(m.positions)
+    return {k: sorted(v) for k, v in out.items()}
+
+
+class BNSparsity:
+    """L1 sparsity on the gammas of prunable BatchNorms (see the module docstring).
+
+    Args:
+        model: the model being trained (DDP wrappers are unwrapped; the parameters are shared, so the hook acts on
+            what the optimizer steps).
+        rate: ``s``, the L1 strength at epoch 0 (e.g. 1e-3 .. 1e-2).
+        epochs: total epochs, for the decay.
+        constant: keep ``s`` fixed instead of decaying it.
+        mode: which groups count as prunable: ``normal`` (residual groups left alone) or ``shortcut``.
+        groups: precomputed groups (default: traced from ``model``).
+    """
+
+    def __init__(self, model: nn.Module, rate: float, epochs: int, constant: bool = False, mode: str = "normal",
+                 groups: list[ChannelGroup] | None = None) -> None:
+        if rate < 0 or epochs < 1:
+            raise ValueError(f"BNSparsity: rate must be >= 0 and epochs >= 1, got rate={rate}, epochs={epochs}")
+        net = unwrap(model)
+        groups = groups if groups is not None else build_groups(net)
+        modules = dict(net.named_modules())
+        self.rate, self.epochs, self.constant, self.mode = float(rate), int(epochs), constant, mode
+        self.paths: list[str] = []
+        self.params: list[nn.Parameter] = []
+        self.masks: list[torch.Tensor | None] = []  # None: every channel of that BN is prunable
+        for path, pos in prunable_bn_positions(groups, mode).items():
+            w = modules[path].weight
+            self.paths.append(path)
+            self.params.append(w)
+            if len(pos) == w.numel():
+                self.masks.append(None)
+            else:
+                m = torch.zeros_like(w, dtype=torch.bool)
+                m[pos] = True
+                self.masks.append(m)
+        if not self.params:
+            LOGGER.warning("BNSparsity: the model has no prunable BatchNorm channels; the hook does nothing")
+
+    def strength(self, epoch: int) -> float:
+        """``s`` at ``epoch`` (0-based)."""
+        return self.rate if self.constant else self.rate * (1.0 - 0.9 * epoch / self.epochs)
+
+    def __call__(self, epoch: int, grad_scale: float = 1.0) -> float:
+        """Add ``s_epoch * sign(gamma)`` (times ``grad_scale``) to each prunable BN weight's grad; returns s_epoch.
+
+        BatchNorms whose grad is None (frozen, or unused this step) are skipped.
+        """
+        s = self.strength(epoch)
+        with torch.no_grad():
+            for w, m in zip(self.params, self.masks):
+                if w.grad is None:
+                    continue
+                g = torch.sign(w) * (s * grad_scale)
+                w.grad.add_(g if m is None else g * m.to(g.device))
+        return s
+
+    def stats(self, bins: int = 50) -> dict:
+        """:func:`gamma_stats` over the BatchNorms this hook regularises."""
+        return _stats(torch.cat([w.detach().abs().float().cpu().flatten()[m.cpu()] if m is not None else
+                                 w.detach().abs().float().cpu().flatten() for w, m in zip(self.params, self.masks)])
+                      if self.params else torch.zeros(0), bins)
+
+
+def _stats(g: torch.Tensor, bins: int) -> dict:
+    if g.numel() == 0:
+        return {"n": 0, "share_below_0.01": 0.0, "median": float("nan"), "mean": float("nan"),
+                "hist": {"counts": [], "edges": []}}
+    counts, edges = np.histogram(g.numpy(), bins=bins, range=(0.0, max(float(g.max()), 1e-6)))
+    return {"n": int(g.numel()), "share_below_0.01": float((g < 0.01).float().mean()), "median": float(g.median()),
+            "mean": float(g.mean()), "hist": {"counts": counts.tolist(), "edges": edges.tolist()}}
+
+
+def gamma_stats(model: nn.Module, bns: list[str] | None = None, bins: int = 50) -> dict:
+    """Statistics of |gamma| for logging: ``n``, ``share_below_0.01``, ``median``, ``mean`` and ``hist``
+    (``counts`` and ``edges`` of a ``bins``-bin histogram over [0, max]).
+
+    Args:
+        model: the model (DDP wrappers are unwrapped).
+        bns: BatchNorm module paths to include (e.g. ``BNSparsity.paths``); default every BatchNorm.
+    """
+    net = unwrap(model)
+    mods = dict(net.named_modules())
+    paths = bns if bns is not None else [p for p, m in mods.items() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))]
+    ws = [mods[p].weight.detach().abs().float().cpu().flatten() for p in paths if mods[p].weight is not None]
+    return _stats(torch.cat(ws) if ws else torch.zeros(0), bins)
+
+
+def plot_gamma_hist(stats_per_epoch: dict[int, dict], path: str | Path, max_epochs: int = 12) -> Path:
+    """Draw the |gamma| histograms of several epochs as a ridge (one offset curve per epoch) and save it.
+
+    Args:
+        stats_per_epoch: ``{epoch: gamma_stats(...)}``.
+        path: image file to write (PNG).
+        max_epochs: at most this many epochs are drawn, evenly spaced, always including the first and the last.
+    """
+    # An Agg canvas on a bare Figure: no pyplot, so no global backend switch in the caller's session.
+    from matplotlib import colormaps
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    epochs = sorted(stats_per_epoch)
+    if len(epochs) > max_epochs:
+        idx = np.linspace(0, len(epochs) - 1, max_epochs).round().astype(int)
+        epochs = [epochs[i] for i in sorted(set(idx.tolist()))]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig = Figure(figsize=(8, 1.0 + 0.6 * max(len(epochs), 1)))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    cmap = colormaps["viridis"]
+    for row, e in enumerate(reversed(epochs)):
+        h = stats_per_epoch[e]["hist"]
+        if not h["counts"]:
+            continue
+        counts = np.asarray(h["counts"], float)
+        y = counts / max(counts.max(), 1.0) * 0.9
+        offset = len(epochs) - 1 - row
+        ax.fill_between(h["edges"][:-1], offset, offset + y, step="post", alpha=0.8,
+                        color=cmap(offset / max(len(epochs) - 1, 1)), zorder=len(epochs) - offset)
+        ax.text(h["edges"][-1], offset + 0.1, f"epoch {e}: {stats_per_epoch[e]['share_below_0.01']:.0%} < 0.01",
+                fontsize=7, ha="right")
+    ax.set_yticks(range(len(epochs)))
+    ax.set_yticklabels([str(e) for e in epochs])
+    ax.set_ylabel("epoch")
+    ax.set_xlabel("|gamma| of prunable BatchNorms")
+    ax.set_title("BatchNorm |gamma| during sparsity training")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return path

@@ -1,0 +1,380 @@
+"""Network slimming: channel groups from the traced graph, masks and the safe ratio, exact surgery, checkpoints of
+pruned models, the sparsity hook and layer pruning."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from models.builder import ModelConfigError
+from models.common import Bottleneck
+from models.yolo import Model
+from pruning import (BNSparsity, ChannelMasks, build_groups, candidate_groups, compute_masks, gamma_stats,
+                     masked_model, plot_gamma_hist, prune_layers, prune_model)
+from utils.checkpoint import atomic_save, load_model, make_checkpoint
+
+ANCHORS = [[10, 13, 16, 30, 33, 23], [30, 61, 62, 45, 59, 119], [116, 90, 156, 198, 373, 326]]
+
+
+def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Random BN gammas, betas and running statistics (eval mode), so that every channel matters differently."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                n = m.num_features
+                m.weight.copy_(torch.rand(n, generator=g) * 1.5)
+                m.bias.copy_(torch.rand(n, generator=g) - 0.5)
+                m.running_mean.copy_(torch.rand(n, generator=g) - 0.5)
+                m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+    return model.eval()
+
+
+def random_scores(groups: list, seed: int = 1) -> dict[int, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {gr.id: torch.rand(gr.width, generator=g) for gr in groups if gr.bns}
+
+
+def raw_outputs(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    with torch.no_grad():
+        return model.eval()(x)[1]
+
+
+def max_diff(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
+    return max(float((u - v).abs().max()) for u, v in zip(a, b))
+
+
+def group_of(groups: list, path: str, role: str = "producer"):  # noqa: ANN201
+    return next(g for g in groups if any(m.path == path and m.role == role for m in g.members))
+
+
+@pytest.fixture(scope="module")
+def v5n() -> tuple[Model, list]:
+    model = randomize_bn(Model("yolov5n.yaml"), seed=0)
+    return model, build_groups(model)
+
+
+@pytest.fixture(scope="module")
+def v5s() -> tuple[Model, list]:
+    model = randomize_bn(Model("yolov5s.yaml"), seed=1)
+    return model, build_groups(model)
+
+
+# -- the graph ---------------------------------------------------------------------------------------------------------
+def test_graph_finds_c3_residual_groups(v5n: tuple[Model, list]) -> None:
+    model, groups = v5n
+    residual = [g for g in groups if g.residual]
+    for i in (2, 4, 6, 8):  # backbone C3s (shortcut=True): cv1 and every bottleneck's cv2 share one group
+        n = len(model.model[i].m)
+        g = group_of(groups, f"model.{i}.cv1.conv")
+        assert g.residual and g.prunable
+        assert {m.path for m in g.bns} == {f"model.{i}.cv1.bn"} | {f"model.{i}.m.{j}.cv2.bn" for j in range(n)}
+        assert {m.path for m in g.by_role("consumer")} == ({f"model.{i}.m.{j}.cv1.conv" for j in range(n)}
+                                                          | {f"model.{i}.cv3.conv"})
+    assert len(residual) == 4
+    for i in (13, 17, 20, 23):  # head C3s have shortcut=False: no group of theirs is residual
+        assert not any(m.path.startswith(f"model.{i}.") for g in residual for m in g.members)
+    for j in range(3):  # Detect keeps its outputs (reshaped per anchor) but its inputs are prunable
+        out = group_of(groups, f"model.24.m.{j}")
+        assert not out.prunable and "view" in out.reason
+        assert group_of(groups, f"model.24.m.{j}", "consumer").prunable
+    assert not group_of(groups, "model.0.conv", "consumer").prunable  # the image channels
+
+
+def test_concat_and_sppf_offsets(v5n: tuple[Model, list]) -> None:
+    _, groups = v5n
+    # Layer 12 concatenates upsampled layer 10 (128 channels) with layer 6 (128): layer 13's convs read them at
+    # offsets 0 and 128.
+    for src, offset in (("model.10.conv", 0), ("model.6.cv3.conv", 128)):
+        g = group_of(groups, src)
+        m = next(m for m in g.by_role("consumer") if m.path == "model.13.cv1.conv")
+        assert m.positions == list(range(offset, offset + 128))
+        assert m.index == list(range(128))
+    # SPPF concatenates cv1's output with three max-pools of it: cv2 reads each group channel four times.
+    g = group_of(groups, "model.9.cv1.conv")
+    m = next(m for m in g.by_role("consumer") if m.path == "model.9.cv2.conv")
+    assert m.positions == list(range(512)) and m.index == [p % 128 for p in range(512)]
+
+
+# -- exact surgery -----------------------------------------------------------------------------------------------------
+ALL_COMBOS = [("normal", 1), ("normal", 8), ("shortcut", 1), ("shortcut", 8)]
+
+
+@pytest.mark.parametrize("which,combos", [("v5n", ALL_COMBOS), ("v5s", [("normal", 1), ("shortcut", 8)])])
+def test_pruned_equals_masked(which: str, combos: list, request: pytest.FixtureRequest) -> None:
+    model, groups = request.getfixturevalue(which)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.rand(1, 3, 64, 96, generator=torch.Generator().manual_seed(0))
+    for mode, round_to in combos:
+        plan = compute_masks(model, groups, 0.3, mode=mode, round_to=round_to, scores=random_scores(groups))
+        cands = candidate_groups(groups, mode)
+        total = sum(g.width for g in cands)
+        removed = plan.removed_channels()
+        assert any(g.residual for g in cands) == (mode == "shortcut")
+        if round_to == 1:
+            assert abs(removed / total - 0.3) < 0.01
+        else:
+            for g in cands:
+                k = int(plan.mask(g).sum())
+                assert k == g.width or k % 8 == 0
+        pruned, report = prune_model(model, plan, verify=False)
+        ref = masked_model(model, plan, keep_beta=False)
+        assert max_diff(raw_outputs(pruned, x), raw_outputs(ref, x)) <= 1e-4
+        assert report.params_after < report.params_before
+        assert report.params_after == sum(p.numel() for p in pruned.parameters())
+        assert pruned.yaml["channels"] and "channels" not in model.yaml
+        assert torch.equal(pruned.detect.anchors, model.detect.anchors)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # the input is never mutated
+
+
+def toy_1x1_arch() -> dict:
+    """Every layer that reads a prunable channel is a 1x1 conv: folding the removed constants is exact."""
+    return {"nc": 2, "depth_multiple": 1.0, "width_multiple": 1.0, "anchors": ANCHORS,
+            "backbone": [[-1, 1, "Conv", [16, 3, 2]], [-1, 1, "nn.MaxPool2d", [2, 2]], [-1, 1, "Conv", [32, 1, 1]],
+                         [-1, 1, "nn.MaxPool2d", [2, 2]], [-1, 1, "Conv", [32, 1, 1]], [-1, 1, "nn.MaxPool2d", [2, 2]],
+                         [-1, 1, "Conv", [48, 1, 1]], [-1, 1, "nn.MaxPool2d", [2, 2]], [-1, 1, "Conv", [64, 1, 1]]],
+            "head": [[-1, 1, "nn.Upsample", [None, 2, "nearest"]], [[-1, 6], 1, "Concat", [1]],
+                     [-1, 1, "Conv", [48, 1, 1]], [[4, 11, 8], 1, "Detect", ["nc", "anchors"]]]}
+
+
+def test_fold_beta_exact_with_1x1_readers() -> None:
+    model = randomize_bn(Model(toy_1x1_arch()), seed=3)
+    groups = build_groups(model)
+    plan = compute_masks(model, groups, 0.4, mode="shortcut", scores=random_scores(groups, seed=4))
+    x = torch.rand(2, 3, 64, 64)
+    folded, report = prune_model(model, plan, fold_beta=True)
+    assert max_diff(raw_outputs(folded, x), raw_outputs(masked_model(model, plan, keep_beta=True), x)) <= 1e-4
+    assert report.max_abs_diff <= 1e-4 and not report.notes
+    plain, _ = prune_model(model, plan, fold_beta=False, verify=False)  # the fold is what makes them equal
+    assert max_diff(raw_outputs(plain, x), raw_outputs(masked_model(model, plan, keep_beta=True), x)) > 1e-2
+
+
+def test_percent_zero_changes_nothing(v5n: tuple[Model, list]) -> None:
+    model, groups = v5n
+    plan = compute_masks(model, groups, 0.0, mode="shortcut")
+    assert plan.removed_channels() == 0
+    pruned, report = prune_model(model, plan, verify=False)
+    x = torch.rand(1, 3, 64, 64)
+    assert report.params_after == report.params_before == sum(p.numel() for p in model.parameters())
+    assert "channels" not in pruned.yaml
+    assert all(torch.equal(a, b) for a, b in zip(raw_outputs(pruned, x), raw_outputs(model, x)))
+
+
+def test_safe_max_percent_and_refusal(v5n: tuple[Model, list]) -> None:
+    model, groups = v5n
+    model = copy.deepcopy(model)
+    with torch.no_grad():  # one layer whose gammas are all small sets the safe threshold
+        model.model[17].cv2.bn.weight.copy_(torch.linspace(0.001, 0.05, 32))
+    plan = compute_masks(model, groups, 0.0)
+    cands = candidate_groups(groups, "normal")
+    allv = torch.cat([plan.scores[g.id] for g in cands])
+    t = min(float(plan.scores[g.id].max()) for g in cands)
+    assert plan.safe_threshold == pytest.approx(0.05)
+    assert plan.safe_percent == pytest.approx(float((allv < t).sum()) / allv.numel())
+    at_safe = compute_masks(model, groups, plan.safe_percent)
+    assert all(int(at_safe.mask(g).sum()) >= 1 for g in groups)
+    assert int(at_safe.mask(group_of(groups, "model.17.cv2.conv")).sum()) == 1
+    above = plan.safe_percent + 0.02
+    with pytest.raises(ValueError, match=rf"highest safe percent {plan.safe_percent:.4f}.*model\.17\.cv2\.conv"):
+        compute_masks(model, groups, above)
+    with pytest.raises(ValueError, match=r"percent must be in \[0, 1\)"):
+        compute_masks(model, groups, 1.0)
+
+
+def test_pruned_checkpoint_reloads(v5n: tuple[Model, list], tmp_path) -> None:  # noqa: ANN001
+    model, groups = v5n
+    plan = compute_masks(model, groups, 0.3, mode="shortcut", round_to=8, scores=random_scores(groups))
+    pruned, report = prune_model(model, plan)
+    path = tmp_path / "pruned.pt"
+    atomic_save(make_checkpoint(pruned, half=False, pruning=report.to_dict()), path)
+    loaded, ckpt = load_model(path)
+    x = torch.rand(1, 3, 64, 64)
+    assert ckpt["arch"]["channels"] == pruned.yaml["channels"]
+    assert all(torch.equal(a, b) for a, b in zip(raw_outputs(loaded, x), raw_outputs(pruned, x)))
+    assert ckpt["pruning"]["params_after"] == report.params_after
+
+
+# -- other architectures -----------------------------------------------------------------------------------------------
+class ConvBN(nn.Sequential):
+    def __init__(self, c1: int, c2: int, k: int = 1, s: int = 1, g: int = 1, act: bool = True) -> None:
+        super().__init__(nn.Conv2d(c1, c2, k, s, k // 2, groups=g, bias=False), nn.BatchNorm2d(c2),
+                         nn.SiLU() if act else nn.Identity())
+
+
+class SEBlock(nn.Module):
+    """conv -> depthwise conv -> squeeze-excite (scale) -> 1x1 conv, with a residual add."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.expand = ConvBN(c, 2 * c)
+        self.dw = ConvBN(2 * c, 2 * c, 3, g=2 * c)
+        self.fc1, self.fc2 = nn.Conv2d(2 * c, 4, 1), nn.Conv2d(4, 2 * c, 1)
+        self.project = ConvBN(2 * c, c, act=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.dw(self.expand(x))
+        y = y * torch.sigmoid(self.fc2(torch.relu(self.fc1(y.mean((2, 3), keepdim=True)))))
+        return x + self.project(y)
+
+
+class ShuffleBlock(nn.Module):
+    """Chunk, a branch on one half, concat, channel shuffle."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.branch = nn.Sequential(ConvBN(c // 2, c // 2), ConvBN(c // 2, c // 2, 3, g=c // 2), ConvBN(c // 2, c // 2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = x.chunk(2, 1)
+        y = torch.cat((a, self.branch(b)), 1)
+        n, c, h, w = y.shape
+        return y.view(n, 2, c // 2, h, w).transpose(1, 2).reshape(n, c, h, w)
+
+
+class ToyNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = ConvBN(3, 16, 3, 2)
+        self.se = SEBlock(16)
+        self.mid = ConvBN(16, 24)
+        self.shuffle = ShuffleBlock(24)
+        self.tail = ConvBN(24, 32, 3, 2)
+        self.fc = nn.Linear(32, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.tail(self.shuffle(self.mid(self.se(self.stem(x)))))
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(y, 1), 1))
+
+
+def test_toy_architecture_groups_and_surgery() -> None:
+    torch.manual_seed(0)
+    model = randomize_bn(ToyNet(), seed=5)
+    x = torch.rand(2, 3, 32, 32)
+    groups = build_groups(model, x)
+    res = group_of(groups, "stem.0")  # the residual add ties stem and project
+    assert res.residual and {m.path for m in res.by_role("producer")} == {"stem.0", "se.project.0"}
+    exp = group_of(groups, "se.expand.0")  # depthwise conv and the SE scale follow the expanded channels
+    assert exp.prunable and not exp.residual
+    assert {m.path for m in exp.by_role("producer")} == {"se.expand.0", "se.fc2"}
+    assert [m.path for m in exp.by_role("depthwise")] == ["se.dw.0"]
+    assert {m.path for m in exp.by_role("consumer")} == {"se.fc1", "se.project.0"}
+    assert not group_of(groups, "se.fc1").prunable  # SE inner channels: no BatchNorm
+    assert "chunk" in group_of(groups, "mid.0").reason  # split along channels
+    assert not group_of(groups, "shuffle.branch.2.0").prunable  # shuffled
+    assert group_of(groups, "shuffle.branch.0.0").prunable  # inside the branch: fine
+    tail = group_of(groups, "tail.0")
+    assert tail.prunable and [m.path for m in tail.by_role("consumer")] == ["fc"]  # pooled, flattened, linear
+    for mode in ("normal", "shortcut"):
+        plan = compute_masks(model, groups, 0.3, mode=mode, scores=random_scores(groups, seed=6))
+        pruned, report = prune_model(model, plan, example_input=x)
+        assert plan.removed_channels() > 0 and report.params_after < report.params_before
+        with torch.no_grad():
+            assert float((pruned(x) - masked_model(model, plan)(x)).abs().max()) <= 1e-5
+        assert pruned.fc.in_features == int(plan.mask(tail).sum())
+
+
+# -- sparsity training -------------------------------------------------------------------------------------------------
+def test_bn_sparsity_adds_sign_and_decays(v5n: tuple[Model, list]) -> None:
+    model, groups = v5n
+    model = copy.deepcopy(model)
+    hook = BNSparsity(model, rate=0.01, epochs=10, groups=groups)
+    residual_bns = {m.path for g in groups if g.residual for m in g.bns}
+    assert hook.paths and not residual_bns & set(hook.paths)  # mode 'normal' leaves residual groups alone
+    bns = {p: m for p, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)}
+    with torch.no_grad():
+        bns["model.0.bn"].weight[:3] = torch.tensor([-0.5, 0.0, 0.5])
+    for m in bns.values():
+        m.weight.grad = torch.zeros_like(m.weight)
+    bns["model.1.bn"].weight.grad = None  # skipped, not an error
+    s = hook(epoch=5)
+    assert s == pytest.approx(0.01 * (1 - 0.9 * 5 / 10))
+    for p, m in bns.items():
+        if p == "model.1.bn":
+            assert m.weight.grad is None
+        elif p in hook.paths:
+            assert torch.equal(m.weight.grad, s * torch.sign(m.weight))
+        else:
+            assert not m.weight.grad.any()
+    assert bns["model.0.bn"].weight.grad[:3].tolist() == pytest.approx([-s, 0.0, s])
+    assert hook.strength(0) == 0.01 and hook.strength(10) == pytest.approx(0.001)
+    assert BNSparsity(model, 0.01, 10, constant=True, groups=groups).strength(7) == 0.01
+    shortcut = BNSparsity(model, 0.01, 10, mode="shortcut", groups=groups)
+    assert residual_bns <= set(shortcut.paths)
+
+
+def test_bn_sparsity_unwraps_wrapped_models(v5n: tuple[Model, list]) -> None:
+    model, groups = v5n
+    wrapped = nn.DataParallel(model)  # same .module protocol as DistributedDataParallel
+    hook = BNSparsity(wrapped, 0.01, 10, groups=groups)
+    assert hook.params[0] is dict(model.named_modules())[hook.paths[0]].weight
+
+
+def test_gamma_stats_and_plot(tmp_path) -> None:  # noqa: ANN001
+    net = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4), nn.Conv2d(4, 2, 1), nn.BatchNorm2d(2))
+    with torch.no_grad():
+        net[1].weight.copy_(torch.tensor([0.005, -0.02, 0.5, 0.001]))
+        net[3].weight.copy_(torch.tensor([1.0, -0.004]))
+    st = gamma_stats(net, bins=10)
+    assert st["n"] == 6 and st["share_below_0.01"] == pytest.approx(0.5)
+    assert st["median"] == pytest.approx(0.005)  # lower middle of 0.001, 0.004, 0.005, 0.02, 0.5, 1.0
+    assert sum(st["hist"]["counts"]) == 6 and st["hist"]["edges"][-1] == pytest.approx(1.0)
+    only = gamma_stats(net, bns=["1"])
+    assert only["n"] == 4 and only["mean"] == pytest.approx((0.005 + 0.02 + 0.5 + 0.001) / 4)
+    per_epoch = {0: st, 1: only, 2: gamma_stats(net, bins=10)}
+    out = plot_gamma_hist(per_epoch, tmp_path / "gamma.png")
+    assert out.is_file() and out.stat().st_size > 1000
+
+
+# -- layer pruning -----------------------------------------------------------------------------------------------------
+def test_prune_layers_removes_weakest_bottleneck(v5n: tuple[Model, list]) -> None:
+    model, _ = v5n
+    model = copy.deepcopy(model)
+    with torch.no_grad():
+        for m in model.model[6].m[1].modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.mul_(0.01)
+    counts = [len(layer.m) for layer in model.model if hasattr(layer, "m") and isinstance(layer.m, nn.Sequential)]
+    new, report = prune_layers(model, 1)
+    assert report.removed == ["model.6.m.1"]
+    assert len(new.model[6].m) == len(model.model[6].m) - 1
+    after = [len(layer.m) for layer in new.model if hasattr(layer, "m") and isinstance(layer.m, nn.Sequential)]
+    assert sum(after) == sum(counts) - 1
+    assert torch.equal(new.model[6].m[1].cv1.conv.weight, model.model[6].m[2].cv1.conv.weight)  # moved down
+    assert report.params_after < report.params_before
+    with torch.no_grad():
+        pred, raw = new.eval()(torch.rand(1, 3, 64, 64))
+    assert pred.shape == (1, 3 * (64 + 16 + 4), 85) and torch.isfinite(pred).all()
+    assert all(isinstance(b, Bottleneck) for b in new.model[6].m)
+    with pytest.raises(ValueError, match=r"k must be in \[0, "):
+        prune_layers(model, 100)
+
+
+def test_hand_made_masks_and_report(v5n: tuple[Model, list]) -> None:
+    model, groups = v5n
+    g = group_of(groups, "model.17.cv3.conv")  # read by Conv 18 and by the Detect conv of level 0
+    keep = torch.zeros(g.width, dtype=torch.bool)
+    keep[::4] = True
+    plan = ChannelMasks(groups, {g.id: keep})
+    pruned, report = prune_model(model, plan)
+    assert pruned.model[17].cv3.conv.out_channels == g.width // 4
+    assert pruned.detect.m[0].in_channels == g.width // 4 and pruned.model[18].conv.in_channels == g.width // 4
+    assert report.max_abs_diff <= 1e-3 and not math.isnan(report.max_abs_diff)
+    row = next(r for r in report.rows if r.path == "model.17.cv3.bn")
+    assert (row.original, row.kept, row.prunable) == (g.width, g.width // 4, True)
+    assert "model.17.cv3.bn" in report.table()
+
+
+def test_channel_overrides_are_validated() -> None:
+    arch = toy_1x1_arch()
+    arch["channels"] = {"model.2.conv": [16, 8, 1], "model.2.bn": [8], "model.4.conv": [8, 32, 1]}
+    model = Model(arch)  # a pruned architecture builds with no extra flags
+    assert model.model[2].conv.out_channels == 8 and model.model[4].conv.in_channels == 8
+    assert model.model[2].bn.eps == 1e-3  # hyperparameters as in the original model
+    with pytest.raises(ModelConfigError, match=r"channels\['model.99.conv'\]: the model has no module"):
+        Model({**arch, "channels": {"model.99.conv": [16, 8, 1]}})
+    with pytest.raises(ModelConfigError, match=r"channels\['model.2.bn'\]: expected 1 positive ints"):
+        Model({**arch, "channels": {"model.2.bn": [8, 8]}})
