@@ -15,8 +15,9 @@ LOGGER = logging.getLogger(__name__)
 def count_flops(model: nn.Module, imgsz: int | tuple[int, int] = 640, ch: int = 3) -> float:
     """GFLOPs of one forward pass at ``imgsz`` (2 x multiply-accumulates of convs and linears, thop's convention).
 
-    Measured on a small input whose side is the largest stride and scaled by area: every feature map scales with the
-    input, so the figure is exact for sizes that are multiples of the largest stride.
+    Measured on two small inputs (sides s and 2s, s the largest stride) and fitted as ``a * H * W + b``: most layers
+    scale with the image area, but squeeze-excite convs run on a pooled 1x1 map whatever the size (the ``b`` part).
+    Exact for sizes that are multiples of the largest stride.
     """
     h, w = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
     stride = int(max(getattr(model, "stride", torch.tensor([32])).max().item(), 32))
@@ -33,15 +34,21 @@ def count_flops(model: nn.Module, imgsz: int | tuple[int, int] = 640, ch: int = 
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     p = next(model.parameters())
     was_training = model.training
+    measured = []
     try:
         model.eval()
         with torch.no_grad():
-            model(torch.zeros(1, ch, stride, stride, device=p.device, dtype=p.dtype))
+            for side in (stride, 2 * stride):
+                macs = 0.0
+                model(torch.zeros(1, ch, side, side, device=p.device, dtype=p.dtype))
+                measured.append(macs)
     finally:
         model.train(was_training)
         for hd in handles:
             hd.remove()
-    return 2 * macs * (h * w) / (stride * stride) / 1e9
+    per_area = (measured[1] - measured[0]) / 3  # a * s^2
+    fixed = measured[0] - per_area  # b
+    return 2 * (per_area * (h * w) / (stride * stride) + fixed) / 1e9
 
 
 def model_summary(model: nn.Module, verbose: bool = False, imgsz: int = 640) -> dict:

@@ -15,6 +15,7 @@ from torch import nn
 if __package__ in (None, ""):  # run as a script: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from models.checks import detect_strides
 from models.builder import ModelConfigError, build_layers
 from models.channels import apply_channel_overrides
 from models.common import Conv
@@ -78,18 +79,10 @@ class Model(nn.Module):
     # -- construction ------------------------------------------------------------------------------------------------
     def _init_strides(self, ch: int) -> None:
         m = self.detect
-        s = 256
-        was_training = self.training
-        self.train()
-        with torch.no_grad():
-            outs = self.forward(torch.zeros(1, ch, s, s))
-        self.train(was_training)
-        strides = [s / o.shape[-2] for o in outs]
-        for i, (st, o) in enumerate(zip(strides, outs)):
-            if st != int(st) or o.shape[-2] * st != s:
-                raise ModelConfigError(f"Detect input {i} (layer {self.detect.f}) has a non-integer stride {st}")
-        if strides != sorted(strides):
-            raise ModelConfigError(f"Detect inputs must be ordered by increasing stride, got {strides}")
+        # Layer by layer, so that a shape, width or stride error names the layer instead of failing inside torch.
+        # Declared widths are checked only before channel overrides: a pruned model's layers are narrower on purpose.
+        infos = None if self.yaml.get("channels") else self.layer_infos
+        strides = detect_strides(self.model, self.save, infos, ch)
         m.stride.copy_(torch.tensor(strides))
         _check_anchor_order(m)  # still in pixels here
         m.anchors /= m.stride.view(-1, 1, 1)

@@ -20,7 +20,8 @@ __all__ = ["UnsafeCheckpointError", "load_official", "stub_to_state", "ModuleStu
 
 _YOLO_CLASSES = {
     "models.yolo": {"Model", "DetectionModel", "Detect"},
-    "models.common": {"Conv", "DWConv", "Focus", "Bottleneck", "C3", "SPP", "SPPF", "Concat"},
+    "models.common": {"Conv", "DWConv", "Focus", "Bottleneck", "C3", "SPP", "SPPF", "Concat", "GhostConv",
+                      "GhostBottleneck", "C3Ghost"},
 }
 _TORCH_MODULES = {
     "torch.nn.modules.activation": {"SiLU", "ReLU", "LeakyReLU", "Hardswish", "Sigmoid", "Identity"},
