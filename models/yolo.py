@@ -75,6 +75,8 @@ class Model(nn.Module):
             raise ModelConfigError(f"the last layer must be Detect, got {self.model[-1].type}")
         self._init_strides(ch)
         self._init_weights()
+        if self.yaml.get("fused"):  # a checkpoint saved after fuse(): rebuild the same BN-free structure
+            self.fuse()
 
     # -- construction ------------------------------------------------------------------------------------------------
     def _init_strides(self, ch: int) -> None:
@@ -139,6 +141,7 @@ class Model(nn.Module):
                 m.conv = fuse_conv_and_bn(m.conv, m.bn)
                 delattr(m, "bn")
                 m.forward = m.forward_fuse
+        self.yaml["fused"] = True
         return self
 
     def arch(self) -> dict:

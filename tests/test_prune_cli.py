@@ -1,0 +1,70 @@
+"""prune.py on the official yolov5n: percent 0 is lossless, masked and pruned agree, bad inputs are clear errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import prune
+from models.yolo import Model
+from utils.checkpoint import atomic_save, load_model, make_checkpoint
+
+
+def _run(tmp_path: Path, weights: Path, *args: str) -> dict:
+    return prune.main(["--weights", str(weights), "--data", "data/coco128.yaml", "--imgsz", "256",
+                       "--batch-size", "32", "--project", str(tmp_path), "--no-latency", *args])
+
+
+def test_percent_zero_is_lossless(tmp_path: Path, yolov5n_pt: Path, coco128_dir: Path) -> None:
+    res = _run(tmp_path, yolov5n_pt, "--percent", "0")
+    assert res["params"]["before"] == res["params"]["after"]
+    assert res["pruned"]["mAP50_95"] == pytest.approx(res["original"]["mAP50_95"], abs=1e-6)
+    assert res["masked"]["mAP50_95"] == pytest.approx(res["original"]["mAP50_95"], abs=1e-6)
+    saved = json.loads((Path(res["save_dir"]) / "results.json").read_text())
+    for key in ("percent", "threshold", "params", "gflops", "original", "masked", "pruned"):
+        assert key in saved
+    assert set(saved["params"]) == {"before", "after"}
+    assert saved["pruned"]["images"] == 128
+
+
+def test_pruned_matches_masked_on_real_weights(tmp_path: Path, yolov5n_pt: Path, coco128_dir: Path) -> None:
+    res = _run(tmp_path, yolov5n_pt, "--percent", "0.2", "--no-fold-beta")
+    assert abs(res["pruned"]["mAP50_95"] - res["masked"]["mAP50_95"]) <= 0.002
+    assert res["params"]["after"] < res["params"]["before"]
+    out = Path(res["save_dir"])
+    for f in ("pruned_model.pt", "pruned.yaml", "layers.csv", "results.json"):
+        assert (out / f).is_file(), f
+    assert (out / "pruned_model.pt").stat().st_size < yolov5n_pt.stat().st_size
+    raw = torch.load(out / "pruned_model.pt", weights_only=True)  # self-describing, no pickled modules
+    assert raw["arch"]["channels"] and "optimizer" not in raw
+    model, _ = load_model(out / "pruned_model.pt")  # loads with no extra flags
+    assert sum(p.numel() for p in model.parameters()) == res["params"]["after"]
+
+
+def test_percent_above_safe_maximum_names_it(tmp_path: Path, yolov5n_pt: Path) -> None:
+    with pytest.raises(ValueError, match=r"safe"):
+        _run(tmp_path, yolov5n_pt, "--percent", "0.5", "--noval")
+
+
+@pytest.mark.parametrize("percent", ["-0.1", "1.0"])
+def test_percent_out_of_range(percent: str, yolov5n_pt: Path, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        prune.parse_opt(["--weights", str(yolov5n_pt), "--percent", percent])
+    assert "--percent must be in [0, 1)" in capsys.readouterr().err
+
+
+def test_checkpoint_without_batchnorm(tmp_path: Path) -> None:
+    fused = Model("yolov5n.yaml").eval().fuse()
+    path = tmp_path / "fused.pt"
+    atomic_save(make_checkpoint(fused), path)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in load_model(path)[0].modules())
+    with pytest.raises(ValueError, match="no BatchNorm layers"):
+        _run(tmp_path, path, "--percent", "0.1", "--noval")
+
+
+def test_cfg_that_does_not_match_the_weights(tmp_path: Path, yolov5n_pt: Path) -> None:
+    with pytest.raises(ValueError, match="--cfg models/yolov5s.yaml does not match the weights.*omit --cfg"):
+        _run(tmp_path, yolov5n_pt, "--percent", "0.1", "--noval", "--cfg", "models/yolov5s.yaml")
