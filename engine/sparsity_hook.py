@@ -46,6 +46,21 @@ class SparsityHook(TrainHook):
             LOGGER.info(f"Sparsity training: S={self.rate} ({'constant' if self.constant else 'decaying'}), "
                         f"{len(self.reg.paths)} BatchNorms, {s['n']} prunable channels, mode {self.mode}; "
                         f"|gamma| < 0.01: {s['share_below_0.01']:.1%}, median {s['median']:.3f}")
+            self._check_strength(trainer, s["median"])
+
+    def _check_strength(self, trainer: Trainer, median: float) -> None:
+        """Warn when S cannot move gammas far in this run: the L1 term shrinks an unimportant gamma by about
+        lr * S / (1 - momentum) per accumulated batch (SGD), summed over the run's batches and schedules."""
+        h = trainer.hyp_scaled
+        mom = h["momentum"] if trainer.opt.optimizer == "SGD" else 0.0
+        shrink = trainer.nb * h["lr0"] / (1 - mom) * sum(
+            trainer.lf(e) * self.reg.strength(e) for e in range(trainer.start_epoch, trainer.opt.epochs))
+        LOGGER.info(f"Sparsity: an unimportant |gamma| can shrink by about {shrink:.3g} over this run "
+                    f"({trainer.nb} batches/epoch, {trainer.opt.epochs} epochs)")
+        if shrink < 0.5 * median:
+            LOGGER.warning(f"Sparsity: S={self.rate} is too weak for a run of {trainer.nb * trainer.opt.epochs} "
+                           f"batches to push gammas (median {median:.2f}) towards 0; small datasets need a larger S, "
+                           f"about --sparsity_rate {self.rate * median / max(shrink, 1e-12):.2g} for this run")
 
     def before_step(self, trainer: Trainer) -> None:
         ni = trainer.current_ni

@@ -168,8 +168,11 @@ class Trainer:
         opt = self.opt
         for h in self.hooks:
             h.before_train(self)
-        self.nw = max(round(self.hyp_scaled["warmup_epochs"] * self.nb), 100) if self.hyp_scaled["warmup_epochs"] \
-            else -1
+        # Warmup lasts warmup_epochs, without YOLOv5's 100-iteration floor: on small datasets (8 iterations per epoch
+        # on coco128) that floor keeps the learning rate in warmup for most of a 20-40 epoch run, which is what left
+        # sparsity training of the older forks with no effect.
+        we = self.hyp_scaled["warmup_epochs"]
+        self.nw = max(round(we * self.nb), 1) if we > 0 else -1
         self.last_opt_step = -1
         self.train_time, self.train_images = 0.0, 0
         if self.main:
