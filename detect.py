@@ -13,7 +13,7 @@ def parse_opt(argv: list[str] | None = None) -> DetectOptions:
     """Parse detect.py's command line (YOLOv5's flags) into DetectOptions."""
     d = DetectOptions()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--weights", type=str, default=d.weights, help="model path (.pt, pruned .pt)")
+    p.add_argument("--weights", type=str, default=d.weights, help="model path: .pt (official, ours or pruned), .torchscript or .onnx")
     p.add_argument("--source", type=str, default=d.source, help="file/dir/glob/video/.txt list")
     p.add_argument("--imgsz", "--img", "--img-size", type=int, default=d.imgsz, help="inference size (pixels)")
     p.add_argument("--conf-thres", type=float, default=d.conf_thres, help="confidence threshold")

@@ -13,7 +13,7 @@ def parse_opt(argv: list[str] | None = None) -> ValOptions:
     d = ValOptions()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data", type=str, default=d.data, help="dataset.yaml path")
-    p.add_argument("--weights", type=str, default=d.weights, help="model path (.pt, pruned .pt)")
+    p.add_argument("--weights", type=str, default=d.weights, help="model path: .pt (official, ours or pruned), .torchscript or .onnx")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="batch size")
     p.add_argument("--imgsz", "--img", "--img-size", type=int, default=d.imgsz, help="inference size (pixels)")
     p.add_argument("--conf-thres", type=float, default=d.conf_thres, help="confidence threshold")

@@ -67,11 +67,12 @@ class _VideoSink:
         self.writer: cv2.VideoWriter | None = None
 
     def write(self, save_path: Path, frame: np.ndarray, cap: cv2.VideoCapture | None) -> None:
-        if self.path != str(save_path):
+        out = str(Path(save_path).with_suffix(".mp4"))
+        if self.path != out:
             self.close()
             fps = cap.get(cv2.CAP_PROP_FPS) if cap is not None else 30
             h, w = frame.shape[:2]
-            self.path = str(save_path.with_suffix(".mp4"))
+            self.path = out
             self.writer = cv2.VideoWriter(self.path, cv2.VideoWriter_fourcc(*"mp4v"), fps or 30, (w, h))
         self.writer.write(frame)
 
@@ -83,7 +84,7 @@ class _VideoSink:
 
 def run(opt: DetectOptions) -> dict:
     """detect.py: annotate images/videos into ``runs/detect/exp*`` and return a summary dict (also ``results.json``)."""
-    from utils.checkpoint import load_model
+    from engine.backends import load_backend
     from utils.data import LoadImages
     from utils.paths import increment_path
     from utils.torch_utils import select_device
@@ -92,12 +93,14 @@ def run(opt: DetectOptions) -> dict:
     save_dir = increment_path(Path(opt.project) / opt.name, exist_ok=opt.exist_ok, mkdir=True)
     if opt.save_txt:
         (save_dir / "labels").mkdir(exist_ok=True)
-    model, _ = load_model(opt.weights, device=device, fuse=True)
+    model = load_backend(opt.weights, device=device)
     half = opt.half and device.type == "cuda"
     if half:
         model.half()
-    names, stride = model.names, int(model.stride.max())
-    dataset = LoadImages(opt.source, img_size=opt.imgsz, stride=stride, auto=True, vid_stride=opt.vid_stride)
+    names, stride = model.names, model.stride
+    # Static exports take exactly their exported shape: full letterbox to it instead of the minimal rectangle.
+    imgsz = model.input_size(opt.imgsz)
+    dataset = LoadImages(opt.source, img_size=imgsz, stride=stride, auto=model.dynamic, vid_stride=opt.vid_stride)
     sink = _VideoSink()
     summary: dict = {"source": str(opt.source), "weights": str(opt.weights), "save_dir": str(save_dir), "images": []}
     dt = np.zeros(3)
@@ -127,8 +130,9 @@ def run(opt: DetectOptions) -> dict:
     sink.close()
     t = tuple(1e3 * dt / max(seen, 1))
     summary["speed"] = dict(zip(("preprocess", "inference", "nms"), t))
+    h, w = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
     print(f"Speed: {t[0]:.1f}ms pre-process, {t[1]:.1f}ms inference, {t[2]:.1f}ms NMS per image at shape "
-          f"(1, 3, {opt.imgsz}, {opt.imgsz})")
+          f"(1, 3, {h}, {w})")
     (save_dir / "results.json").write_text(json.dumps(summary, indent=1))
     print(f"Results saved to {save_dir}")
     return summary

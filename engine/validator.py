@@ -56,10 +56,12 @@ def evaluate(model: torch.nn.Module, dataloader, names: list[str], *, conf_thres
              class_map: list[int] | None = None, desc: str = "") -> dict:
     """Validate ``model`` (eval mode, returns (decoded, raw)) on ``dataloader`` batches (img, targets, paths, shapes).
 
+    ``model`` is an nn.Module or an ``engine.backends.Backend`` (raw is None for exported files).
+
     Returns a dict: precision, recall, mAP50, mAP50_95, fitness, images, instances, per_class (list of dicts),
     speed (ms per image: preprocess, inference, nms), and loss ([box, obj, cls]) when ``compute_loss`` is given.
     """
-    device = next(model.parameters()).device
+    device = getattr(model, "device", None) or next(model.parameters()).device  # a Backend has no parameters
     half = half and device.type == "cuda"
     model.eval()
     if half:
@@ -187,7 +189,7 @@ def print_results(res: dict, verbose: bool = False) -> None:
 
 def run(opt: ValOptions) -> dict:
     """val.py: load the model and dataset, validate, print and save results (``results.json`` in the run dir)."""
-    from utils.checkpoint import load_model
+    from engine.backends import load_backend
     from utils.data import create_dataloader, load_dataset_config
     from utils.paths import increment_path
     from utils.torch_utils import select_device
@@ -195,13 +197,18 @@ def run(opt: ValOptions) -> dict:
     device = select_device(opt.device, opt.batch_size)
     save_dir = increment_path(Path(opt.project) / opt.name, exist_ok=opt.exist_ok, mkdir=True)
     data = load_dataset_config(opt.data)
-    model, _ = load_model(opt.weights, device=device, fuse=True)
+    model = load_backend(opt.weights, device=device)
     if opt.prune:
+        if model.format != "pytorch":
+            raise ValueError(f"--prune needs a PyTorch checkpoint (.pt), got {opt.weights} ({model.format})")
         from pruning.unstructured import prune_unstructured
 
-        prune_unstructured(model, opt.prune)
-    stride = int(model.stride.max())
-    names = ["item"] if opt.single_cls else model.names
+        prune_unstructured(model.model, opt.prune)
+    names = model.names
+    if not model.has_names and len(names) in (0, data["nc"]):  # a file without our metadata: take the dataset's
+        LOGGER.warning("%s: no class names in the file; using the %d names of %s", opt.weights, data["nc"], opt.data)
+        names = data["names"]
+    names = ["item"] if opt.single_cls else names
     if not opt.single_cls and len(names) != data["nc"]:
         raise ValueError(f"{opt.weights} has {len(names)} classes but {opt.data} has nc={data['nc']}; "
                          "use matching weights or --single-cls")
@@ -209,8 +216,15 @@ def run(opt: ValOptions) -> dict:
     if data.get(task) is None:
         raise ValueError(f"{opt.data} has no '{task}' split (--task {opt.task})")
     conf, iou = (0.25, 0.45) if opt.task == "speed" else (opt.conf_thres, opt.iou_thres)
-    loader, _ = create_dataloader(data[task], opt.imgsz, opt.batch_size, stride, single_cls=opt.single_cls,
-                                  pad=0.5, rect=True, workers=opt.workers, prefix=f"{task}: ", nc=data["nc"])
+    # Static exports accept one input shape: square letterboxing at the exported size instead of rect batches.
+    imgsz = model.input_size(opt.imgsz)
+    if not isinstance(imgsz, int):
+        raise ValueError(f"{opt.weights} was exported at a non-square {imgsz[0]}x{imgsz[1]} static size; val.py "
+                         "letterboxes to squares: export with a single --imgsz or with --dynamic")
+    rect = model.dynamic
+    loader, _ = create_dataloader(data[task], imgsz, opt.batch_size, model.stride, single_cls=opt.single_cls,
+                                  pad=0.5 if rect else 0.0, rect=rect, workers=opt.workers, prefix=f"{task}: ",
+                                  nc=data["nc"])
     coco = "coco" in Path(str(opt.data)).stem and len(names) == 80
     json_rows: list[dict] | None = [] if opt.save_json else None
     plots = opt.task != "speed"
@@ -227,7 +241,8 @@ def run(opt: ValOptions) -> dict:
         scored = score_with_pycocotools(pred_json, anno, ids)
         if scored is not None:
             res["coco_mAP50_95"], res["coco_mAP50"] = scored
-    res.update(weights=str(opt.weights), data=str(opt.data), imgsz=opt.imgsz, options=asdict(opt))
+    res.update(weights=str(opt.weights), data=str(opt.data), imgsz=imgsz, rect=rect, backend=model.format,
+               options=asdict(opt))
     (save_dir / "results.json").write_text(json.dumps(res, indent=2))
     print(f"Results saved to {save_dir}")
     res["save_dir"] = str(save_dir)

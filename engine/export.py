@@ -1,0 +1,185 @@
+"""export.py: a checkpoint to TorchScript and/or ONNX (optionally INT8), each file checked against PyTorch.
+
+Exported files go next to the weights as in YOLOv5, or into the working directory when that folder is read-only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from engine.exporters.onnx_export import DEFAULT_OPSET
+
+__all__ = ["ExportOptions", "EXPORT_FORMATS", "run", "output_dir_for"]
+
+LOGGER = logging.getLogger(__name__)
+EXPORT_FORMATS = {"torchscript": ".torchscript", "onnx": ".onnx"}
+
+
+@dataclass
+class ExportOptions:
+    """export.py's options (YOLOv5 flag names); ``output_dir`` is for library callers (default: see module doc)."""
+
+    weights: str = "yolov5s.pt"
+    imgsz: list[int] = field(default_factory=lambda: [640, 640])
+    batch_size: int = 1
+    device: str = "cpu"
+    include: list[str] = field(default_factory=lambda: ["torchscript"])
+    half: bool = False
+    inplace: bool = False
+    dynamic: bool = False
+    simplify: bool = False
+    opset: int = DEFAULT_OPSET
+    int8: bool = False
+    data: str = "data/coco128.yaml"
+    int8_images: int = 64
+    int8_method: str = "percentile"
+    int8_report: bool = True
+    workers: int = 2
+    output_dir: str | None = None
+
+
+def output_dir_for(weights: Path, output_dir: str | Path | None = None) -> Path:
+    """``output_dir`` when given; else the weights' folder when writable; else the working directory (logged)."""
+    if output_dir is not None:
+        return Path(output_dir)
+    from utils.data.cache import is_writable_dir  # permission bits too: os.access says yes to root everywhere
+
+    if is_writable_dir(weights.parent, create=False):
+        return weights.parent
+    LOGGER.warning("%s is read-only: writing exported files to the working directory %s", weights.parent, Path.cwd())
+    return Path.cwd()
+
+
+def _check_options(opt: ExportOptions) -> list[str]:
+    include = [f.lower().lstrip(".") for f in opt.include]
+    unknown = [f for f in include if f not in EXPORT_FORMATS]
+    if unknown or not include:
+        raise ValueError(f"--include {' '.join(opt.include) or '(empty)'}: unknown format(s) "
+                         f"{', '.join(unknown) or '(none given)'}; valid formats: {', '.join(EXPORT_FORMATS)}")
+    if opt.int8 and "onnx" not in include:
+        raise ValueError("--int8 quantizes the ONNX model: add onnx to --include")
+    if opt.int8 and opt.half:
+        raise ValueError("--int8 and --half are exclusive: INT8 is quantized from the float32 ONNX model")
+    if opt.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {opt.batch_size}")
+    return list(dict.fromkeys(include))
+
+
+def _image_size(imgsz: list[int], stride: int) -> tuple[int, int]:
+    """(h, w) from ``--imgsz``, each rounded up to a multiple of ``stride`` (with a warning), as YOLOv5 does."""
+    from engine.exporters.common import normalize_imgsz
+
+    h, w = normalize_imgsz(imgsz)
+    fixed = tuple(max(stride, -(-s // stride) * stride) for s in (h, w))
+    if fixed != (h, w):
+        LOGGER.warning("--imgsz %s must be a multiple of the max stride %d; using %s", imgsz, stride, list(fixed))
+    return fixed
+
+
+def run(opt: ExportOptions) -> dict[str, Any]:
+    """export.py: load, fuse and export the model in each ``--include`` format, verify each file against PyTorch,
+    quantize to INT8 with ``--int8``; print a summary and return it (also written as ``<stem>_export.json``)."""
+    from engine.exporters.common import prepare_for_export
+    from engine.exporters.onnx_export import export_onnx
+    from engine.exporters.torchscript_export import export_torchscript
+    from utils.checkpoint import load_model
+    from utils.torch_utils import select_device
+
+    t0 = time.perf_counter()
+    include = _check_options(opt)
+    device = select_device(opt.device)
+    if opt.half and device.type != "cuda":
+        raise ValueError("--half export needs a CUDA device (--device 0): CPU kernels have no float16 version")
+    model, _ = load_model(opt.weights, device=device)
+    weights = Path(model.ckpt_path)
+    imgsz = _image_size(opt.imgsz, int(model.stride.max()))
+    out_dir = output_dir_for(weights, opt.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    prepared = prepare_for_export(model, device, half=opt.half, inplace=opt.inplace)
+    n_params = sum(p.numel() for p in prepared.parameters())
+    print(f"PyTorch: starting from {weights} ({weights.stat().st_size / 2**20:.1f} MB, {n_params:,} parameters after "
+          f"Conv+BN fusion), input {opt.batch_size}x3x{imgsz[0]}x{imgsz[1]}")
+    summary: dict[str, Any] = {"weights": str(weights), "options": asdict(opt), "exports": []}
+    for fmt in include:
+        file = out_dir / (weights.stem + EXPORT_FORMATS[fmt])
+        common = dict(imgsz=imgsz, batch_size=opt.batch_size, half=opt.half, device=device, prepared=True)
+        if fmt == "onnx":
+            res = export_onnx(prepared, file, dynamic=opt.dynamic, opset=opt.opset, simplify=opt.simplify, **common)
+        else:
+            res = export_torchscript(prepared, file, **common)
+        _print_export(res)
+        summary["exports"].append(res)
+    if opt.int8:
+        onnx_res = next(r for r in summary["exports"] if r["format"] == "onnx")
+        summary["int8"] = _int8(Path(onnx_res["file"]), imgsz, opt, device)
+    summary["seconds"] = time.perf_counter() - t0
+    report = out_dir / f"{weights.stem}_export.json"
+    report.write_text(json.dumps(summary, indent=1, default=str))
+    print(f"\nExport complete ({summary['seconds']:.1f}s). Results saved to {out_dir.resolve()} "
+          f"(summary {report.name})")
+    for r in summary["exports"] + ([summary["int8"]["export"]] if opt.int8 else []):
+        print(f"  Validate: python val.py --weights {r['file']}\n  Detect:   python detect.py --weights {r['file']}")
+    return summary
+
+
+def _print_export(res: dict[str, Any]) -> None:
+    name = {"onnx": "ONNX", "torchscript": "TorchScript"}.get(res["format"], res["format"])
+    meta = res["metadata"]
+    shape = "dynamic shapes" if meta["dynamic"] else f"static {meta['batch']}x3x{meta['imgsz'][0]}x{meta['imgsz'][1]}"
+    print(f"{name}: export success {res['seconds']:.1f}s, saved as {res['file']} ({res['size_mb']:.1f} MB, {shape}, "
+          f"stride {meta['stride']}, {len(meta['names'])} class names embedded)")
+    c = res.get("check")
+    if c:
+        runtime = "ONNX Runtime" if res["format"] == "onnx" else "reloaded TorchScript"
+        verdict = "match" if c["ok"] else "MISMATCH"
+        print(f"{name}: {runtime} vs PyTorch on one input: max abs diff {c['max_abs']:.2e} "
+              f"(boxes {c['max_abs_boxes']:.2e} px, scores {c['max_abs_scores']:.2e}) -> {verdict}")
+
+
+def _int8(fp32: Path, imgsz: tuple[int, int], opt: ExportOptions, device: torch.device) -> dict[str, Any]:
+    """Quantize ``fp32`` and, with ``opt.int8_report``, report mAP and latency of both models side by side."""
+    from engine.exporters.int8 import calibration_images, quantize_onnx_int8
+
+    images = calibration_images(opt.data, opt.int8_images)
+    int8 = fp32.with_name(f"{fp32.stem}_int8.onnx")
+    res = quantize_onnx_int8(fp32, int8, images, imgsz, method=opt.int8_method)
+    print(f"ONNX INT8: quantized {res['quantized_convs']} Conv layers (Detect outputs kept in float) in "
+          f"{res['seconds']:.1f}s, {opt.int8_method} calibration on {res['images']} images of {opt.data}; saved as {int8} "
+          f"({res['size_mb']:.1f} MB)")
+    out: dict[str, Any] = {"export": res}
+    if opt.int8_report:
+        out["report"] = [_map_and_latency(f, opt, device, imgsz) for f in (fp32, int8)]
+        print(f"\n{'model':<28}{'mAP50':>8}{'mAP50-95':>10}{'latency ms (b1)':>17}{'p10-p90':>15}")
+        for r in out["report"]:
+            lat = r["latency"]
+            print(f"{Path(r['file']).name:<28}{r['mAP50']:>8.3f}{r['mAP50_95']:>10.3f}{lat['median_ms']:>17.1f}"
+                  f"{lat['p10_ms']:>8.1f}-{lat['p90_ms']:.1f}")
+    return out
+
+
+def _map_and_latency(file: Path, opt: ExportOptions, device: torch.device, imgsz: tuple[int, int]) -> dict[str, Any]:
+    """val.py's mAP (rect batches when the file is dynamic, else square letterboxing) and batch-1 latency."""
+    from engine.backends import load_backend
+    from engine.benchmark import measure_latency
+    from engine.validator import evaluate
+    from utils.data import create_dataloader, load_dataset_config
+
+    data = load_dataset_config(opt.data)
+    backend = load_backend(file, device)
+    size = backend.input_size(max(imgsz))
+    if not isinstance(size, int):
+        LOGGER.warning("%s: no mAP for a non-square static input (val.py letterboxes to squares)", file)
+        return {"file": str(file), "mAP50": float("nan"), "mAP50_95": float("nan"),
+                "latency": measure_latency(backend, imgsz, 1, warmup=5, repeats=30)}
+    loader, _ = create_dataloader(data["val"], size, 16, backend.stride, pad=0.5 if backend.dynamic else 0.0,
+                                  rect=backend.dynamic, workers=opt.workers, prefix="val: ", nc=data["nc"])
+    res = evaluate(backend, loader, backend.names or data["names"])
+    latency = measure_latency(backend, imgsz, 1, warmup=5, repeats=30)
+    return {"file": str(file), "mAP50": res["mAP50"], "mAP50_95": res["mAP50_95"], "latency": latency}

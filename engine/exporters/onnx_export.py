@@ -1,0 +1,149 @@
+"""ONNX export: trace, check with the ONNX checker, embed metadata, optionally simplify, verify in ONNX Runtime."""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from engine.exporters.common import (build_metadata, compare_outputs, encode_metadata, example_input,
+                                     normalize_imgsz, prepare_for_export)
+
+__all__ = ["DEFAULT_OPSET", "export_onnx", "set_onnx_metadata", "ort_providers", "run_onnx", "simplify_onnx"]
+
+LOGGER = logging.getLogger(__name__)
+DEFAULT_OPSET = 17  # supported by every onnxruntime >= 1.14; Hardswish/HardSigmoid of the light backbones need 14
+
+
+def ort_providers(device: torch.device | str = "cpu") -> list[str]:
+    """ONNX Runtime providers for ``device``: CUDA first where the installed onnxruntime has it, then the CPU."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if torch.device(device).type == "cuda":
+        if "CUDAExecutionProvider" in available:
+            return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        LOGGER.warning("CUDA requested but this onnxruntime has no CUDAExecutionProvider (providers: %s); "
+                       "running ONNX models on the CPU (install onnxruntime-gpu for CUDA)", ", ".join(available))
+    return ["CPUExecutionProvider"]
+
+
+def run_onnx(model: str | Path | bytes, im: np.ndarray, device: torch.device | str = "cpu") -> np.ndarray:
+    """Run an ONNX model (a file or its bytes) once on ``im`` and return the first output."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(model if isinstance(model, bytes) else str(model), providers=ort_providers(device))
+    inp = session.get_inputs()[0]
+    dtype = np.float16 if inp.type == "tensor(float16)" else np.float32
+    return session.run(None, {inp.name: im.astype(dtype)})[0]
+
+
+def set_onnx_metadata(proto: Any, meta: dict[str, Any]) -> None:
+    """Write ``meta`` into ``proto.metadata_props`` (replacing keys that are already there)."""
+    strings = encode_metadata(meta)
+    keep = [(p.key, p.value) for p in proto.metadata_props if p.key not in strings]
+    del proto.metadata_props[:]
+    for k, v in [*keep, *strings.items()]:
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = k, v
+
+
+def simplify_onnx(proto: Any) -> tuple[Any, str]:
+    """Simplify with a maintained simplifier when one is installed (onnxslim, else onnxsim); returns (proto, note)."""
+    try:
+        import onnxslim
+    except ImportError:
+        onnxslim = None
+    if onnxslim is not None:
+        return onnxslim.slim(proto), f"simplified with onnxslim {getattr(onnxslim, '__version__', '')}".strip()
+    try:
+        import onnxsim
+    except ImportError:
+        return proto, ("--simplify skipped: neither onnxslim nor onnxsim is installed (pip install onnxslim); "
+                       "the exported model is valid as it is, ONNX Runtime applies its own graph optimisations")
+    simplified, ok = onnxsim.simplify(proto)
+    if not ok:
+        return proto, "--simplify skipped: onnxsim could not validate the simplified model; kept the original"
+    return simplified, f"simplified with onnxsim {getattr(onnxsim, '__version__', '')}".strip()
+
+
+def export_onnx(model: nn.Module, file: str | Path, imgsz: int | tuple[int, int] | list[int] = 640,
+                batch_size: int = 1, dynamic: bool = False, opset: int = DEFAULT_OPSET, half: bool = False,
+                simplify: bool = False, device: torch.device | str = "cpu", inplace: bool = False,
+                check: bool = True, metadata: dict[str, Any] | None = None, prepared: bool = False) -> dict[str, Any]:
+    """Export an in-memory detection model to ONNX.
+
+    Args:
+        model: a ``models.yolo.Model`` (pruned or not); it is copied, never changed.
+        file: the ``.onnx`` file to write.
+        imgsz: input size, an int or (height, width); also the size of the check run.
+        batch_size: the input batch (fixed unless ``dynamic``).
+        dynamic: batch, height and width as dynamic axes.
+        opset: ONNX opset.
+        half: export in float16 (CUDA device only).
+        simplify: run a simplifier when one is installed (a note otherwise).
+        device: device to trace on.
+        inplace: Detect's ``inplace`` flag.
+        check: run the ONNX checker and compare ONNX Runtime with PyTorch on one random input.
+        metadata: extra or replacement metadata entries (stride and names are filled in from the model).
+        prepared: ``model`` is already a :func:`prepare_for_export` copy (skips another copy and fuse).
+
+    Returns:
+        dict: file, seconds, size_mb, metadata, notes, and with ``check`` the :func:`compare_outputs` dict.
+
+    Raises:
+        ValueError: half precision without CUDA, or half together with dynamic axes.
+    """
+    import onnx
+
+    device = torch.device(device)
+    if half and device.type != "cuda":
+        raise ValueError("--half export needs a CUDA device (--device 0): CPU kernels have no float16 version")
+    if half and dynamic:
+        raise ValueError("--half and --dynamic together are not supported; choose one")
+    h, w = normalize_imgsz(imgsz)
+    file = Path(file)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    m = model if prepared else prepare_for_export(model, device, half=half, inplace=inplace)
+    im = example_input(batch_size, h, w, device, half)
+    with torch.no_grad():
+        y_ref = m(im)
+    t0 = time.perf_counter()
+    axes = {"images": {0: "batch", 2: "height", 3: "width"}, "output0": {0: "batch", 1: "anchors"}} if dynamic else None
+    with warnings.catch_warnings():
+        # The TorchScript-based exporter is deprecated in favour of torch.export; it still handles every model
+        # here and needs no onnxscript, which is not installed.
+        warnings.simplefilter("ignore", category=DeprecationWarning)
+        warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
+        # Into memory first: the file is then written once, with metadata (models here are far below protobuf's 2 GB)
+        buffer = io.BytesIO()
+        torch.onnx.export(m, im, buffer, opset_version=opset, input_names=["images"], output_names=["output0"],
+                          dynamic_axes=axes, do_constant_folding=True, dynamo=False)
+    proto = onnx.load_from_string(buffer.getvalue())
+    del buffer
+    onnx.checker.check_model(proto)
+    notes = []
+    if simplify:
+        proto, note = simplify_onnx(proto)
+        notes.append(note)
+        (LOGGER.info if note.startswith("simplified") else LOGGER.warning)(note)
+    meta = build_metadata(m, (h, w), batch_size, dynamic, half=half,
+                          source=Path(getattr(model, "ckpt_path", "")).name)
+    meta.update(metadata or {})
+    set_onnx_metadata(proto, meta)
+    onnx.save(proto, str(file))
+    out: dict[str, Any] = {"format": "onnx", "file": str(file), "seconds": time.perf_counter() - t0,
+                           "size_mb": file.stat().st_size / 2**20, "metadata": meta, "notes": notes}
+    if check:
+        y = run_onnx(file, im.cpu().numpy(), device)
+        out["check"] = compare_outputs(y, y_ref)
+        if not out["check"]["ok"]:
+            LOGGER.warning("%s: ONNX Runtime output differs from PyTorch beyond tolerance: %s", file, out["check"])
+    return out

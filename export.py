@@ -1,0 +1,46 @@
+"""Export a detector to TorchScript and/or ONNX:
+``python export.py --weights yolov5n.pt --include torchscript onnx --imgsz 640``."""
+
+from __future__ import annotations
+
+import argparse
+
+from engine.export import EXPORT_FORMATS, ExportOptions, run
+from engine.exporters.onnx_export import DEFAULT_OPSET
+from utils.cli import run_script
+
+
+def parse_opt(argv: list[str] | None = None) -> ExportOptions:
+    """Parse export.py's command line (YOLOv5's flags) into ExportOptions."""
+    d = ExportOptions()
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--weights", type=str, default=d.weights, help="model checkpoint (.pt, pruned .pt)")
+    p.add_argument("--imgsz", "--img", "--img-size", nargs="+", type=int, default=d.imgsz, help="image (h, w)")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="batch size")
+    p.add_argument("--device", default=d.device, help="cuda device, i.e. 0 or 0,1,2,3 or cpu")
+    p.add_argument("--include", nargs="+", default=d.include, help=f"formats: {', '.join(EXPORT_FORMATS)}")
+    p.add_argument("--half", action="store_true", help="FP16 half-precision export (CUDA only)")
+    p.add_argument("--inplace", action="store_true", help="set Detect() inplace=True")
+    p.add_argument("--dynamic", action="store_true", help="ONNX: dynamic batch and image size axes")
+    p.add_argument("--simplify", action="store_true", help="ONNX: simplify the model (when a simplifier is installed)")
+    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX: opset version")
+    p.add_argument("--int8", action="store_true", help="ONNX: also write an INT8 model (ONNX Runtime static "
+                   "quantization, calibrated on --data) and report its mAP and latency next to FP32")
+    p.add_argument("--int8-method", default=d.int8_method, choices=("percentile", "minmax", "entropy"),
+                   help="INT8 calibration: percentile (most accurate here), minmax (fastest) or entropy")
+    p.add_argument("--data", type=str, default=d.data, help="dataset.yaml for INT8 calibration and the INT8 report")
+    a = p.parse_args(argv)
+    if len(a.imgsz) > 2:
+        p.error(f"--imgsz takes one size or two (height width), got {a.imgsz}")
+    if a.batch_size < 1:
+        p.error(f"--batch-size must be >= 1, got {a.batch_size}")
+    return ExportOptions(**vars(a))
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Entry point: parse flags and export."""
+    return run(parse_opt(argv))
+
+
+if __name__ == "__main__":
+    run_script(main)

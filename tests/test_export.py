@@ -1,0 +1,225 @@
+"""Export to ONNX/TorchScript, inference through the backend layer, INT8, latency, and their error messages."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from engine.backends import load_backend
+from engine.benchmark import compare_runtimes, format_latency_table, measure_latency, speedup
+from engine.export import ExportOptions, run as export_run
+from engine.exporters import compare_outputs, export_onnx
+from engine.predictor import DetectOptions, run as detect_run
+from engine.validator import ValOptions, run as val_run
+from models.yolo import Model
+from utils.checkpoint import load_model
+from utils.data import letterbox
+from utils.nms import non_max_suppression
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = sorted(str(p.relative_to(REPO / "models")) for p in (REPO / "models").rglob("*.yaml"))
+DATA = str(REPO / "data" / "coco128.yaml")
+
+
+@pytest.fixture(scope="module")
+def model(yolov5n_pt: Path) -> torch.nn.Module:
+    return load_model(yolov5n_pt)[0]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory, yolov5n_pt: Path) -> dict:
+    """export.py run the way a user runs it; the shared weights folder is read-only, so files land in the cwd."""
+    import export
+
+    cwd = tmp_path_factory.mktemp("export")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(cwd)
+        summary = export.main(["--weights", str(yolov5n_pt), "--include", "onnx", "torchscript", "--imgsz", "320",
+                               "--dynamic"])
+    return {"dir": cwd, "summary": summary, "onnx": cwd / "yolov5n.onnx", "torchscript": cwd / "yolov5n.torchscript"}
+
+
+def test_export_writes_next_to_writable_weights(yolov5n_pt: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "w").mkdir()
+    (tmp_path / "cwd").mkdir()
+    weights = tmp_path / "w" / "yolov5n.pt"
+    weights.write_bytes(yolov5n_pt.read_bytes())
+    monkeypatch.chdir(tmp_path / "cwd")
+    summary = export_run(ExportOptions(weights=str(weights), include=["onnx"], imgsz=[64]))
+    assert summary["exports"][0]["file"] == str(tmp_path / "w" / "yolov5n.onnx")
+    assert not any((tmp_path / "cwd").iterdir())
+
+
+def _image(path: Path, size: int) -> torch.Tensor:
+    im = letterbox(cv2.imread(str(path)), size, auto=False)[0]
+    return torch.from_numpy(np.ascontiguousarray(im.transpose(2, 0, 1)[::-1])).float()[None] / 255
+
+
+def _reference(model: torch.nn.Module, im: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model.eval()(im)[0]
+
+
+def test_export_script_writes_checked_files_with_metadata(exported: dict, model: torch.nn.Module,
+                                                          images_dir: Path) -> None:
+    assert exported["onnx"].is_file() and exported["torchscript"].is_file()
+    assert (exported["dir"] / "yolov5n_export.json").is_file()
+    for res in exported["summary"]["exports"]:
+        assert res["check"]["ok"], res
+        assert res["check"]["max_abs_scores"] < 1e-4
+    props = {p.key: p.value for p in onnx.load(str(exported["onnx"])).metadata_props}
+    assert json.loads(props["stride"]) == 32 and json.loads(props["names"]) == model.names
+    x = _image(images_dir / "bus.jpg", 320)
+    for fmt in ("onnx", "torchscript"):
+        backend = load_backend(exported[fmt], "cpu")
+        assert (backend.format, backend.stride, backend.names, backend.dynamic) == (fmt, 32, model.names, True)
+        pred, raw = backend(x)
+        assert raw is None and pred.dtype == torch.float32
+        diff = compare_outputs(pred, _reference(model, x))
+        assert diff["ok"] and diff["max_abs_scores"] < 1e-4 and diff["max_rel_boxes"] < 1e-4, diff
+
+
+def test_dynamic_onnx_runs_at_two_sizes(exported: dict, model: torch.nn.Module) -> None:
+    # (export.py probes the TorchScript trace at a second shape itself: its metadata says dynamic, tested above)
+    backend = load_backend(exported["onnx"], "cpu")
+    for shape in ((1, 3, 320, 320), (2, 3, 256, 416)):
+        x = torch.rand(shape, generator=torch.Generator().manual_seed(1))
+        pred = backend(x)[0]
+        n = 3 * sum((shape[2] // s) * (shape[3] // s) for s in (8, 16, 32))
+        assert pred.shape == (shape[0], n, 85)
+        assert compare_outputs(pred, _reference(model, x))["ok"]
+
+
+def test_static_onnx_fixed_shape_pads_batches(tmp_path: Path, model: torch.nn.Module,
+                                              caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "onnxslim", None)  # neither simplifier importable, as on this machine
+    monkeypatch.setitem(sys.modules, "onnxsim", None)
+    with caplog.at_level(logging.WARNING):
+        res = export_onnx(model, tmp_path / "static.onnx", imgsz=160, batch_size=2, simplify=True)
+    assert "--simplify skipped: neither onnxslim nor onnxsim is installed" in caplog.text
+    assert res["check"]["ok"] and res["metadata"]["dynamic"] is False
+    backend = load_backend(tmp_path / "static.onnx", "cpu")
+    assert (backend.dynamic, backend.imgsz, backend.batch) == (False, (160, 160), 2)
+    with caplog.at_level(logging.WARNING):
+        assert backend.input_size(320) == 160
+    assert "fixed input of 160x160" in caplog.text
+    x = torch.rand(3, 3, 160, 160)  # 3 images through a batch-2 model: one full batch, one padded
+    assert compare_outputs(backend(x)[0], _reference(model, x))["ok"]
+    with pytest.raises(ValueError, match="takes 160x160 inputs"):
+        backend(torch.rand(1, 3, 192, 160))
+
+
+def test_val_onnx_matches_pt(exported: dict, yolov5n_pt: Path, tmp_path: Path) -> None:
+    common = dict(data=DATA, imgsz=320, batch_size=32, workers=2, project=str(tmp_path), device="cpu")
+    pt = val_run(ValOptions(weights=str(yolov5n_pt), **common))
+    ox = val_run(ValOptions(weights=str(exported["onnx"]), **common))
+    assert pt["rect"] and ox["rect"] and ox["backend"] == "onnx"
+    assert pt["mAP50_95"] > 0.2
+    assert abs(pt["mAP50_95"] - ox["mAP50_95"]) <= 0.002, (pt["mAP50_95"], ox["mAP50_95"])
+
+
+def test_detect_onnx_finds_same_objects(exported: dict, yolov5n_pt: Path, images_dir: Path, tmp_path: Path) -> None:
+    runs = [detect_run(DetectOptions(weights=str(w), source=str(images_dir / "bus.jpg"), imgsz=320, device="cpu",
+                                     project=str(tmp_path), nosave=True)) for w in (yolov5n_pt, exported["onnx"])]
+    dets = [r["images"][0]["detections"] for r in runs]
+    assert len(dets[0]) >= 4 and {d["name"] for d in dets[0]} >= {"bus", "person"}
+    assert sorted(d["class"] for d in dets[0]) == sorted(d["class"] for d in dets[1])
+    for a, b in zip(sorted(dets[0], key=lambda d: d["xyxy"]), sorted(dets[1], key=lambda d: d["xyxy"])):
+        assert np.abs(np.subtract(a["xyxy"], b["xyxy"])).max() <= 1.0 and abs(a["conf"] - b["conf"]) < 1e-3
+
+
+def test_onnx_without_metadata_warns_and_validates_square(tmp_path: Path, model: torch.nn.Module,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    export_onnx(model, tmp_path / "bare.onnx", imgsz=160, check=False)
+    proto = onnx.load(str(tmp_path / "bare.onnx"))
+    del proto.metadata_props[:]
+    onnx.save(proto, str(tmp_path / "bare.onnx"))
+    with caplog.at_level(logging.WARNING):
+        res = val_run(ValOptions(weights=str(tmp_path / "bare.onnx"), data=DATA, imgsz=320, batch_size=32, workers=2,
+                                 conf_thres=0.1, project=str(tmp_path), device="cpu"))  # fewer boxes: faster NMS
+    assert "carries no metadata of ours" in caplog.text and "no class names in the file" in caplog.text
+    assert "fixed input of 160x160" in caplog.text
+    assert (res["rect"], res["imgsz"]) == (False, 160)  # static export: square letterboxing at its own size
+    assert res["mAP50_95"] > 0.05 and res["per_class"][0]["name"] == "person"
+
+
+def test_int8_quantization_keeps_detections(yolov5n_pt: Path, tmp_path: Path, images_dir: Path) -> None:
+    from engine.exporters.int8 import calibration_images
+
+    images = calibration_images(DATA, n=8)
+    assert len(images) == 8 and all("train2017" in f for f in images)  # calibration never sees val images
+    summary = export_run(ExportOptions(weights=str(yolov5n_pt), include=["onnx"], imgsz=[320], dynamic=True,
+                                       int8=True, data=DATA, int8_images=8, int8_method="minmax",
+                                       int8_report=False, output_dir=str(tmp_path)))
+    res = summary["int8"]["export"]
+    assert res["file"] == str(tmp_path / "yolov5n_int8.onnx") and res["images"] == 8
+    assert res["excluded_convs"] == 3 and res["quantized_convs"] > 50
+    proto = onnx.load(res["file"])
+    assert sum(n.op_type == "QuantizeLinear" for n in proto.graph.node) > 50
+    backend = load_backend(res["file"], "cpu")
+    assert backend.metadata["int8"] is True and backend.stride == 32 and len(backend.names) == 80
+    det = non_max_suppression(backend(_image(images_dir / "bus.jpg", 320))[0], 0.25, 0.45)[0]
+    assert {backend.names[int(c)] for c in det[:, 5]} >= {"bus", "person"}
+
+
+@pytest.mark.parametrize("cfg", CONFIGS)
+def test_every_config_exports_to_onnx(cfg: str, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    m = Model(cfg, nc=3)
+    res = export_onnx(m, tmp_path / "m.onnx", imgsz=64)
+    assert res["check"]["ok"] and res["check"]["max_abs"] < 1e-3, res["check"]
+    assert res["metadata"]["nc"] == 3 and res["metadata"]["names"] == ["class0", "class1", "class2"]
+    assert m.detect.export is False and m.training  # the caller's model is not changed
+
+
+def test_bad_inputs_give_clear_errors(tmp_path: Path, yolov5n_pt: Path) -> None:
+    with pytest.raises(ValueError, match="unknown format.*engine.*valid formats: torchscript, onnx"):
+        export_run(ExportOptions(weights=str(yolov5n_pt), include=["onnx", "engine"]))
+    with pytest.raises(ValueError, match="--half export needs a CUDA device"):
+        export_onnx(Model("yolov5n.yaml"), tmp_path / "h.onnx", imgsz=64, half=True)
+    with pytest.raises(ValueError, match="add onnx to --include"):
+        export_run(ExportOptions(weights=str(yolov5n_pt), include=["torchscript"], int8=True))
+    fake = tmp_path / "notes.pt"
+    fake.write_text("not a checkpoint")
+    with pytest.raises(ValueError, match="notes.pt: not a PyTorch checkpoint"):
+        export_run(ExportOptions(weights=str(fake), include=["onnx"], output_dir=str(tmp_path)))
+    bad_onnx = tmp_path / "bad.onnx"
+    bad_onnx.write_bytes(b"\x00garbage")
+    with pytest.raises(ValueError, match="bad.onnx: not a usable ONNX model"):
+        load_backend(bad_onnx, "cpu")
+    bad_ts = tmp_path / "bad.torchscript"
+    bad_ts.write_text("x")
+    with pytest.raises(ValueError, match="bad.torchscript: not a TorchScript model"):
+        load_backend(bad_ts, "cpu")
+    with pytest.raises(ValueError, match=r"unsupported model format '\.tflite'.*\.onnx \(onnx\)"):
+        load_backend(tmp_path / "model.tflite", "cpu")
+
+
+def test_latency_library_and_script(exported: dict, capsys: pytest.CaptureFixture) -> None:
+    m = Model("yolov5n.yaml")
+    r = measure_latency(m, imgsz=64, batch_size=2, warmup=1, repeats=5)
+    assert r["runtime"] == "pytorch" and r["batch_size"] == 2 and r["repeats"] == 5
+    assert r["min_ms"] <= r["p10_ms"] <= r["median_ms"] <= r["p90_ms"] <= r["max_ms"]
+    assert r["per_image_ms"] == pytest.approx(r["median_ms"] / 2) and m.training
+    rows = compare_runtimes(m, imgsz=64, batch_sizes=(1, 2), warmup=1, repeats=3)
+    assert [(x["runtime"], x["batch_size"]) for x in rows] == [("pytorch", 1), ("pytorch", 2), ("onnxruntime", 1),
+                                                              ("onnxruntime", 2)]
+    assert all(s["speedup"] == pytest.approx(1.0) for s in speedup(rows, rows)) and len(speedup(rows, rows)) == 4
+    assert "onnxruntime" in format_latency_table(rows)
+    spec = importlib.util.spec_from_file_location("latency_script", REPO / "benchmarks" / "latency.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = script.main(["--weights", str(exported["onnx"]), "--imgsz", "64", "--batch-size", "1", "2", "--warmup", "1",
+                       "--repeats", "2"])
+    assert [(x["runtime"], x["batch_size"]) for x in out] == [("onnxruntime", 1), ("onnxruntime", 2)]
+    assert "median ms" in capsys.readouterr().out
