@@ -17,6 +17,14 @@ BASE_COLUMNS = ["epoch", "train/box_loss", "train/obj_loss", "train/cls_loss", "
                 "x/lr0", "x/lr1", "x/lr2"]
 
 
+def _row_epoch(line: str) -> float:
+    """The epoch of a results.csv row; blank or cut-off rows (a kill mid-write) count as infinitely late."""
+    try:
+        return float(line.split(",")[0])
+    except ValueError:
+        return float("inf")
+
+
 class TrainLogger:
     """Writes one ``results.csv`` row and the matching TensorBoard scalars per epoch (rank 0 only).
 
@@ -50,6 +58,24 @@ class TrainLogger:
         if self.tb is not None:
             for k, v in values.items():
                 self.tb.add_scalar(k, v, epoch)
+
+    def drop_epochs_from(self, epoch: int) -> int:
+        """Remove the rows of ``epoch`` and later (a resumed run redoes them); returns how many were removed.
+
+        A run killed after writing an epoch's row but before saving that epoch's checkpoint resumes at that epoch
+        again; without this its row would appear twice.
+        """
+        if not self.csv.exists():
+            return 0
+        lines = self.csv.read_text().splitlines(keepends=True)
+        keep = lines[:1] + [ln for ln in lines[1:] if _row_epoch(ln) < epoch]
+        dropped = len(lines) - len(keep)
+        if dropped:
+            tmp = self.csv.with_name(self.csv.name + ".tmp")
+            tmp.write_text("".join(keep))
+            tmp.replace(self.csv)  # atomic, like the checkpoints
+            LOGGER.info(f"{self.csv}: dropped {dropped} row(s) from epoch {epoch} on, which this run redoes")
+        return dropped
 
     def histogram(self, tag: str, values: np.ndarray, epoch: int) -> None:
         """A TensorBoard histogram (e.g. BN gammas)."""
