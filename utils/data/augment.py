@@ -13,6 +13,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from utils.boxes import xywhn2xyxy, xyxy2xywhn
+
 __all__ = [
     "DEFAULT_HYP",
     "xywhn2xyxy",
@@ -43,31 +45,8 @@ DEFAULT_HYP = {
     "copy_paste": 0.0,
 }
 
+
 PAD_VALUE = 114
-
-
-def xywhn2xyxy(x: np.ndarray, w: float, h: float, padw: float = 0.0, padh: float = 0.0) -> np.ndarray:
-    """Normalised (n, 4) xywh -> pixel xyxy in an image of size w x h placed at offset (padw, padh)."""
-    y = np.empty_like(x)
-    y[:, 0] = w * (x[:, 0] - x[:, 2] / 2) + padw
-    y[:, 1] = h * (x[:, 1] - x[:, 3] / 2) + padh
-    y[:, 2] = w * (x[:, 0] + x[:, 2] / 2) + padw
-    y[:, 3] = h * (x[:, 1] + x[:, 3] / 2) + padh
-    return y
-
-
-def xyxy2xywhn(x: np.ndarray, w: float, h: float, clip: bool = False, eps: float = 0.0) -> np.ndarray:
-    """Pixel (n, 4) xyxy -> normalised xywh; ``clip`` first clamps boxes to the image shrunk by ``eps``."""
-    x = x.copy()
-    if clip:
-        x[:, [0, 2]] = x[:, [0, 2]].clip(0, w - eps)
-        x[:, [1, 3]] = x[:, [1, 3]].clip(0, h - eps)
-    y = np.empty_like(x)
-    y[:, 0] = (x[:, 0] + x[:, 2]) / 2 / w
-    y[:, 1] = (x[:, 1] + x[:, 3]) / 2 / h
-    y[:, 2] = (x[:, 2] - x[:, 0]) / w
-    y[:, 3] = (x[:, 3] - x[:, 1]) / h
-    return y
 
 
 def augment_hsv(im: np.ndarray, hgain: float, sgain: float, vgain: float, rng: np.random.Generator) -> np.ndarray:
