@@ -223,3 +223,21 @@ def test_latency_library_and_script(exported: dict, capsys: pytest.CaptureFixtur
                        "--repeats", "2"])
     assert [(x["runtime"], x["batch_size"]) for x in out] == [("onnxruntime", 1), ("onnxruntime", 2)]
     assert "median ms" in capsys.readouterr().out
+
+
+def test_pruned_checkpoint_exports_and_matches(yolov5n_pt: Path, tmp_path: Path) -> None:
+    from pruning import slim_model
+    from utils.checkpoint import atomic_save, make_checkpoint
+
+    model, _ = load_model(yolov5n_pt)
+    pruned, report = slim_model(model, 0.25)
+    assert report.params_after < report.params_before
+    atomic_save(make_checkpoint(pruned, half=True), tmp_path / "pruned.pt")
+    reloaded, _ = load_model(tmp_path / "pruned.pt")  # from the checkpoint alone, as export.py sees it
+    res = export_onnx(reloaded, tmp_path / "pruned.onnx", imgsz=160)
+    assert res["check"]["max_abs"] < 1e-3, res["check"]
+    backend = load_backend(tmp_path / "pruned.onnx")
+    x = torch.rand(1, 3, 160, 160)
+    with torch.no_grad():
+        ref = reloaded.eval()(x)[0]
+    assert float((backend(x)[0] - ref).abs().max()) < 1e-3
