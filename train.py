@@ -72,13 +72,10 @@ def parse_opt(argv: list[str] | None = None) -> TrainOptions:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    """Entry point: parse flags, build the hooks they ask for, train."""
-    from engine.train_recipes import hooks_for
-
-    opt = parse_opt(argv)
+    """Entry point: parse flags and train (the trainer adds the hooks the options ask for)."""
     from engine.trainer import Trainer
 
-    return Trainer(opt, hooks=hooks_for(opt)).train()
+    return Trainer(parse_opt(argv)).train()
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from tqdm import tqdm
 from engine.train_hooks import TrainHook
 from engine.train_log import TrainLogger
 from engine.train_options import TrainOptions
+from engine.train_recipes import hooks_for
 from engine.train_setup import build_model, freeze_layers, load_resume_state, options_for_resume
 from engine.validator import evaluate, print_results
 from utils import dist
@@ -36,9 +37,12 @@ NBS = 64  # nominal batch size: gradients accumulate up to it
 
 
 class Trainer:
-    """One training run. ``Trainer(opt, hooks).train()`` returns the final metrics dict."""
+    """One training run. ``Trainer(opt).train()`` returns the final metrics dict.
 
-    def __init__(self, opt: TrainOptions, hooks: list[TrainHook] | tuple = ()) -> None:
+    ``hooks`` default to those the options ask for (``--bn_sparsity``, ``--teacher``); pass a list to replace them.
+    """
+
+    def __init__(self, opt: TrainOptions, hooks: list[TrainHook] | tuple | None = None) -> None:
         self.resume_ckpt = None
         if opt.resume:
             opt, self.resume_ckpt, _ = options_for_resume(opt.resume, opt.project)
@@ -47,7 +51,8 @@ class Trainer:
         if opt.epochs < 1:
             raise ValueError(f"--epochs must be >= 1, got {opt.epochs}")
         self.opt = opt
-        self.hooks = list(hooks)
+        # From the resolved options, so a resumed sparsity or distillation run keeps its hooks.
+        self.hooks = list(hooks) if hooks is not None else hooks_for(opt)
         self.device = select_device(opt.device, opt.batch_size)
         self.rank, self.world = dist.rank(), dist.world_size()
         self.main = dist.is_main()
@@ -75,6 +80,8 @@ class Trainer:
         init_seeds(opt.seed + 1 + max(self.rank, 0))
         if self.main:
             self.wdir.mkdir(parents=True, exist_ok=True)
+            if self.resume_ckpt is None:  # a new run in an --exist-ok dir starts a new table
+                (self.save_dir / "results.csv").unlink(missing_ok=True)
             (self.save_dir / "opt.yaml").write_text(json.dumps(asdict(opt), indent=1))
             (self.save_dir / "hyp.yaml").write_text(json.dumps(self.hyp.to_dict(), indent=1))
         with dist.main_first():

@@ -1,0 +1,147 @@
+"""The stage graph of a sweep: base -> sparsity per rate -> prune per (rate, ratio) -> fine-tune per pruned model.
+
+Each stage is an ordinary run of one of our scripts in its own run dir (``<sweep dir>/<kind>/<name>``); it is done
+when the files that script writes last exist, which is what lets an interrupted sweep resume.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.sweep.config import SweepConfig
+from utils.paths import REPO_ROOT
+
+__all__ = ["Stage", "plan_stages", "stage_name", "resumable_checkpoint"]
+
+LOGGER = logging.getLogger(__name__)
+
+# What each script writes last: a run dir holding these files finished (train.py writes results.json after the final
+# validation of best.pt; prune.py after validating and saving the pruned model).
+_OUTPUTS = {"train.py": ("weights/best.pt", "results.json"), "prune.py": ("pruned_model.pt", "results.json"),
+            "val.py": ("results.json",)}
+
+
+@dataclass
+class Stage:
+    """One run of the sweep.
+
+    Attributes:
+        name: unique id: the run dir's name, the log file's stem and the table row's ``exp_name``.
+        kind: base, sparsity, prune or finetune.
+        script: train.py, prune.py or val.py (in the repo root).
+        args: the script's flags, ``--project/--name/--exist-ok`` included.
+        run_dir: where the script writes.
+        deps: names of the stages whose outputs this one reads.
+        rate: sparsity rate of its branch (None for the base).
+        ratio: prune ratio of its branch (None above pruning).
+        model: the model file this stage yields (for the base with ``base_epochs: 0``, the weights themselves).
+        resume_args: flags that must accompany ``--resume`` (train.py builds hooks from its command line).
+    """
+
+    name: str
+    kind: str
+    script: str
+    args: list[str]
+    run_dir: Path
+    deps: list[str] = field(default_factory=list)
+    rate: float | None = None
+    ratio: float | None = None
+    model: str = ""
+    resume_args: list[str] = field(default_factory=list)
+
+    @property
+    def outputs(self) -> list[Path]:
+        """The files whose presence means the stage finished."""
+        return [self.run_dir / f for f in _OUTPUTS[self.script]]
+
+    def is_done(self) -> bool:
+        """True when every output exists (a finished run; nothing is re-run)."""
+        return all(p.is_file() for p in self.outputs)
+
+    def argv(self, python: str = sys.executable) -> list[str]:
+        """The command line; a training run interrupted after saving ``last.pt`` is resumed instead of restarted."""
+        script = str(REPO_ROOT / self.script)
+        if self.script == "train.py":
+            last = resumable_checkpoint(self.run_dir)
+            if last is not None:
+                return [python, script, "--resume", str(last), *self.resume_args]
+        return [python, script, *self.args]
+
+
+def resumable_checkpoint(run_dir: Path) -> Path | None:
+    """``run_dir/weights/last.pt`` when it holds an unfinished training run (optimizer state, epochs left)."""
+    last = run_dir / "weights" / "last.pt"
+    if not last.is_file() or (run_dir / "results.json").is_file():
+        return None
+    import torch
+
+    try:
+        ckpt = torch.load(last, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - an unreadable last.pt only means: start the stage over
+        LOGGER.warning(f"{last}: cannot be read ({e}); the stage starts over")
+        return None
+    args = ckpt.get("train_args") or {}
+    if ckpt.get("optimizer") is None or int(ckpt.get("epoch", -1)) + 1 >= int(args.get("epochs", 0)):
+        return None
+    return last
+
+
+def stage_name(kind: str, rate: float | None = None, ratio: float | None = None) -> str:
+    """``base``, ``sparsity_s0.01``, ``prune_s0.01_p0.3``, ``finetune_s0.01_p0.3``."""
+    if kind == "base":
+        return "base"
+    return f"{kind}_s{rate:g}" + (f"_p{ratio:g}" if ratio is not None else "")
+
+
+def _path_arg(p: str) -> str:
+    """A path that exists from the caller's working directory, made absolute (stages run in the repo root);
+    anything else is passed on as written (a repo-relative file, or a weights name found in $YOLO_WEIGHTS_DIR)."""
+    return str(Path(p).resolve()) if p and Path(p).exists() else p
+
+
+def plan_stages(cfg: SweepConfig, sweep_dir: str | Path) -> list[Stage]:
+    """All stages of the sweep in run order: the base, then each rate's branch depth first (its sparsity run, then
+    prune and fine-tune per ratio), so that complete rows appear early.
+
+    Args:
+        cfg: the sweep settings.
+        sweep_dir: the sweep's folder; stage run dirs go to ``<sweep_dir>/<kind>/<name>``.
+    """
+    sweep_dir = Path(sweep_dir).resolve()
+    data, weights = _path_arg(cfg.data), _path_arg(cfg.weights)
+    common = ["--data", data, "--imgsz", str(cfg.imgsz), "--workers", str(cfg.workers)]
+    if cfg.device:
+        common += ["--device", cfg.device]
+    train = [*common, "--batch-size", str(cfg.batch_size)]
+    val_bs = ["--batch-size", str(2 * cfg.batch_size)]  # train.py validates at twice the training batch: same padding
+
+    def make(kind: str, script: str, args: list[str], rate: float | None = None, ratio: float | None = None,
+             deps: tuple[str, ...] = (), model: str = "", resume_args: tuple[str, ...] = ()) -> Stage:
+        name = stage_name(kind, rate, ratio)
+        run_dir = sweep_dir / kind / name
+        args = [*args, *cfg.extra.get(kind, []), "--project", str(sweep_dir / kind), "--name", name, "--exist-ok"]
+        model = model or str(run_dir / ("pruned_model.pt" if script == "prune.py" else "weights/best.pt"))
+        return Stage(name, kind, script, args, run_dir, list(deps), rate, ratio, model, list(resume_args))
+
+    if cfg.base_epochs > 0:
+        base = make("base", "train.py", ["--weights", weights, *train, "--epochs", str(cfg.base_epochs)])
+    else:  # the weights are the base model: validate them with the same settings as every other row
+        base = make("base", "val.py", ["--weights", weights, *common, *val_bs], model=weights)
+    stages = [base]
+    for rate in cfg.sparsity_rates:
+        flags = ["--bn_sparsity", "--sparsity_rate", f"{rate:g}", "--sparsity_mode", cfg.mode]
+        sparse = make("sparsity", "train.py", ["--weights", base.model, *train, "--epochs", str(cfg.sparsity_epochs),
+                                               *flags], rate, deps=(base.name,), resume_args=tuple(flags))
+        stages.append(sparse)
+        for ratio in cfg.prune_ratios:
+            pruned = make("prune", "prune.py", ["--weights", sparse.model, *common, *val_bs, "--percent", f"{ratio:g}",
+                                                "--mode", cfg.mode, "--round", str(cfg.round), "--no-latency"],
+                          rate, ratio, deps=(sparse.name,))
+            tune = make("finetune", "train.py", ["--weights", pruned.model, *train, "--epochs",
+                                                 str(cfg.finetune_epochs), "--ft_pruned_model", "--hyp",
+                                                 _path_arg(cfg.finetune_hyp)], rate, ratio, deps=(pruned.name,))
+            stages += [pruned, tune]
+    return stages
