@@ -358,9 +358,11 @@ class Trainer:
                                single_cls=self.opt.single_cls, save_dir=self.save_dir, plots=not self.opt.noplots)
             print_results(results, verbose=len(self.names) < 50)
         for f in (self.wdir / "last.pt", best):
-            if f.exists():  # finished: keep the weights, drop the optimizer so resuming says the run is done
+            if f.exists():  # finished: keep the EMA weights in fp16, drop the optimizer (resuming says it is done)
                 ck = load_checkpoint(f)
-                ck["optimizer"] = None
+                final = ck.get("ema") or ck["model"]
+                ck["model"] = {k: v.half() if v.is_floating_point() else v for k, v in final.items()}
+                ck["ema"], ck["optimizer"] = None, None
                 atomic_save(ck, f)
         if not self.opt.noplots and (self.save_dir / "results.csv").exists():
             from utils.plots import plot_results
