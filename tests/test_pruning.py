@@ -379,3 +379,17 @@ def test_channel_overrides_are_validated() -> None:
         Model({**arch, "channels": {"model.99.conv": [16, 8, 1]}})
     with pytest.raises(ModelConfigError, match=r"channels\['model.2.bn'\]: expected 1 positive ints"):
         Model({**arch, "channels": {"model.2.bn": [8, 8]}})
+
+
+@pytest.mark.parametrize("cfg", ["MobileNetv2.yaml", "MobileNetv3_large.yaml", "MobileNetv3_small.yaml",
+                                 "ShuffleNet.yaml", "yolov5s-ghost.yaml"])
+@pytest.mark.parametrize("mode", ["normal", "shortcut"])
+def test_backbone_configs_prune_exactly(cfg: str, mode: str) -> None:
+    """Every light backbone prunes 30% of its candidate channels, and the result equals the masked model."""
+    model = randomize_bn(Model(cfg, nc=3), seed=5)
+    groups = build_groups(model)
+    plan = compute_masks(model, groups, 0.3, mode=mode, scores=random_scores(groups, seed=6))
+    pruned, report = prune_model(model, plan)
+    assert report.params_after < report.params_before
+    x = torch.rand(1, 3, 96, 96)
+    assert max_diff(raw_outputs(pruned, x), raw_outputs(masked_model(model, plan, keep_beta=False), x)) <= 1e-4
