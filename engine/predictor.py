@@ -90,10 +90,11 @@ def run(opt: DetectOptions) -> dict:
     from utils.torch_utils import select_device
 
     device = select_device(opt.device)
+    model = load_backend(opt.weights, device=device)
+    # Made only once the weights load, so a failed call leaves no empty run dir behind.
     save_dir = increment_path(Path(opt.project) / opt.name, exist_ok=opt.exist_ok, mkdir=True)
     if opt.save_txt:
         (save_dir / "labels").mkdir(exist_ok=True)
-    model = load_backend(opt.weights, device=device)
     half = opt.half and device.type == "cuda"
     if half:
         model.half()

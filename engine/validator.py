@@ -195,9 +195,10 @@ def run(opt: ValOptions) -> dict:
     from utils.torch_utils import select_device
 
     device = select_device(opt.device, opt.batch_size)
-    save_dir = increment_path(Path(opt.project) / opt.name, exist_ok=opt.exist_ok, mkdir=True)
     data = load_dataset_config(opt.data)
     model = load_backend(opt.weights, device=device)
+    # Made only once data and weights load, so a failed call leaves no empty run dir behind.
+    save_dir = increment_path(Path(opt.project) / opt.name, exist_ok=opt.exist_ok, mkdir=True)
     if opt.prune:
         if model.format != "pytorch":
             raise ValueError(f"--prune needs a PyTorch checkpoint (.pt), got {opt.weights} ({model.format})")
