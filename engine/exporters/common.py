@@ -6,6 +6,7 @@ import ast
 import copy
 import datetime
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,7 @@ from torch import nn
 
 from models.detect import Detect
 
-__all__ = ["META_FORMAT", "prepare_for_export", "build_metadata", "encode_metadata", "decode_metadata",
+__all__ = ["META_FORMAT", "start_export", "prepare_for_export", "build_metadata", "encode_metadata", "decode_metadata",
            "compare_outputs", "normalize_imgsz", "example_input", "detect_head"]
 
 META_FORMAT = "yolo-slim"  # the same tag as our checkpoints, so a file says which code base wrote it
@@ -77,6 +78,23 @@ def example_input(batch_size: int, h: int, w: int, device: torch.device | str = 
     """A fixed random image batch in [0, 1) (seeded locally: the global RNG is left alone)."""
     im = torch.rand(batch_size, 3, h, w, generator=torch.Generator().manual_seed(0)).to(device)
     return im.half() if half else im
+
+
+def start_export(model: nn.Module, file: str | Path, imgsz: int | tuple[int, ...] | list[int], batch_size: int,
+                 device: torch.device | str, half: bool, inplace: bool,
+                 prepared: bool) -> tuple[nn.Module, torch.Tensor, Path, torch.device, tuple[int, int]]:
+    """Steps every exporter shares: check ``half``, make the output folder, prepare the model and an example input.
+
+    Returns (prepared model, example input, file, device, (h, w)).
+    """
+    device = torch.device(device)
+    if half and device.type != "cuda":
+        raise ValueError("--half export needs a CUDA device (--device 0): CPU kernels have no float16 version")
+    h, w = normalize_imgsz(imgsz)
+    file = Path(file)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    m = model if prepared else prepare_for_export(model, device, half=half, inplace=inplace)
+    return m, example_input(batch_size, h, w, device, half), file, device, (h, w)
 
 
 def build_metadata(model: nn.Module, imgsz: tuple[int, int], batch_size: int, dynamic: bool, half: bool = False,

@@ -13,8 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from engine.exporters.common import (build_metadata, compare_outputs, encode_metadata, example_input,
-                                     normalize_imgsz, prepare_for_export)
+from engine.exporters.common import build_metadata, compare_outputs, encode_metadata, start_export
 
 __all__ = ["DEFAULT_OPSET", "export_onnx", "set_onnx_metadata", "ort_providers", "run_onnx", "simplify_onnx"]
 
@@ -103,16 +102,9 @@ def export_onnx(model: nn.Module, file: str | Path, imgsz: int | tuple[int, int]
     """
     import onnx
 
-    device = torch.device(device)
-    if half and device.type != "cuda":
-        raise ValueError("--half export needs a CUDA device (--device 0): CPU kernels have no float16 version")
     if half and dynamic:
         raise ValueError("--half and --dynamic together are not supported; choose one")
-    h, w = normalize_imgsz(imgsz)
-    file = Path(file)
-    file.parent.mkdir(parents=True, exist_ok=True)
-    m = model if prepared else prepare_for_export(model, device, half=half, inplace=inplace)
-    im = example_input(batch_size, h, w, device, half)
+    m, im, file, device, (h, w) = start_export(model, file, imgsz, batch_size, device, half, inplace, prepared)
     with torch.no_grad():
         y_ref = m(im)
     t0 = time.perf_counter()

@@ -12,8 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from engine.exporters.common import (build_metadata, compare_outputs, detect_head, example_input, normalize_imgsz,
-                                     prepare_for_export)
+from engine.exporters.common import build_metadata, compare_outputs, detect_head, example_input, start_export
 
 __all__ = ["export_torchscript", "TORCHSCRIPT_META_FILE"]
 
@@ -51,14 +50,7 @@ def export_torchscript(model: nn.Module, file: str | Path, imgsz: int | tuple[in
     Returns:
         dict: file, seconds, size_mb, metadata, and with ``check`` the :func:`compare_outputs` dict.
     """
-    device = torch.device(device)
-    if half and device.type != "cuda":
-        raise ValueError("--half export needs a CUDA device (--device 0): CPU kernels have no float16 version")
-    h, w = normalize_imgsz(imgsz)
-    file = Path(file)
-    file.parent.mkdir(parents=True, exist_ok=True)
-    m = model if prepared else prepare_for_export(model, device, half=half, inplace=inplace)
-    im = example_input(batch_size, h, w, device, half)
+    m, im, file, device, (h, w) = start_export(model, file, imgsz, batch_size, device, half, inplace, prepared)
     t0 = time.perf_counter()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
