@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 PY=.venv/bin/python
-E1="${EPOCHS_SPARSE:-10}" E2="${EPOCHS_FT:-10}" S="${SPARSITY_RATE:-0.03}" PC="${PERCENT:-0.3}" IMG="${IMGSZ:-320}"
+E1="${EPOCHS_SPARSE:-10}" E2="${EPOCHS_FT:-10}" S="${SPARSITY_RATE:-0.03}" PC="${PERCENT:-0.25}" IMG="${IMGSZ:-320}"
 NAME="${NAME:-coco128}"
 set -x
 # 1 sparsity training
