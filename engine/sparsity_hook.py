@@ -59,8 +59,10 @@ class SparsityHook(TrainHook):
                     f"({trainer.nb} batches/epoch, {trainer.opt.epochs} epochs)")
         if shrink < 0.5 * median:
             LOGGER.warning(f"Sparsity: S={self.rate} is too weak for a run of {trainer.nb * trainer.opt.epochs} "
-                           f"batches to push gammas (median {median:.2f}) towards 0; small datasets need a larger S, "
-                           f"about --sparsity_rate {self.rate * median / max(shrink, 1e-12):.2g} for this run")
+                           f"batches to push gammas (median {median:.2f}) towards 0; that takes about --sparsity_rate "
+                           f"{self.rate * median / max(shrink, 1e-12):.2g} for this run, but on a small dataset a rate "
+                           f"that strong can cost most of the mAP before the gammas separate (more epochs or more "
+                           f"images help); check the result with benchmarks/prune_sensitivity.py before pruning")
 
     def before_step(self, trainer: Trainer) -> None:
         ni = trainer.current_ni
