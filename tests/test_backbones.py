@@ -264,3 +264,28 @@ def test_unknown_activation_names_the_layer() -> None:
     cfg["backbone"][0][3] = [32, 3, 2, "relu7"]
     with pytest.raises(ModelConfigError, match=r"layer 0 \(ConvBNAct\).*unknown activation 'relu7'"):
         Model(cfg)
+
+
+def config_with_typo(path, old: str, new: str):  # noqa: ANN001, ANN201
+    """models/yolov5n.yaml with its first backbone module named ``old`` renamed ``new``, written to ``path``."""
+    import yaml
+
+    d = load_model_config("yolov5n.yaml")
+    next(row for row in d["backbone"] if row[2] == old)[2] = new
+    path.write_text(yaml.safe_dump(d))
+    return path
+
+
+def test_backbone_run_records_a_failed_stage_and_refuses_unknown_configs(tmp_path, coco128_dir, capsys) -> None:
+    """benchmarks/backbones.py: a stage that fails becomes the config's table row (naming its log), not a crash."""
+    from benchmarks.backbones import BackboneOptions, format_table, main, run_config
+
+    cfg = config_with_typo(tmp_path / "typo.yaml", "Conv", "Cnov")
+    opt = BackboneOptions(cfg=[str(cfg)], epochs=1, project=str(tmp_path / "runs"), latency_imgsz=[0])
+    row = run_config(str(cfg), opt)
+    assert "train.py failed" in row["error"] and "scratch.log" in row["error"]
+    assert "Cnov" in (tmp_path / "runs" / "typo" / "scratch.log").read_text()
+    assert row["error"] in format_table([row], opt)
+    with pytest.raises(SystemExit):
+        main(["--cfg", str(tmp_path / "missing.yaml")])
+    assert "no such config" in capsys.readouterr().err
