@@ -110,7 +110,7 @@ def run_config(cfg: str, opt: BackboneOptions) -> dict:
 
 
 def _latencies(rows: list[dict], opt: BackboneOptions) -> None:
-    """Add ``latency[runtime][imgsz]`` (ms, batch 1, median) to every row that has weights."""
+    """Add ``latency["<runtime> <imgsz>"]`` (ms, batch 1, median) to every row that has weights."""
     from engine.benchmark import LatencyOptions
     from engine.benchmark import run as time_models
 
