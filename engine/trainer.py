@@ -20,7 +20,7 @@ from engine.train_log import TrainLogger
 from engine.train_options import TrainOptions
 from engine.train_recipes import hooks_for
 from engine.train_setup import build_model, freeze_layers, load_resume_state, options_for_resume
-from engine.validator import evaluate, print_results
+from engine.validator import ValStats, collect, evaluate, print_results, summarise
 from utils import dist
 from utils.checkpoint import atomic_save, make_checkpoint
 from utils.ema import ModelEMA
@@ -70,6 +70,7 @@ class Trainer:
         self.best_fitness = 0.0
         self.best_epoch = -1
         self.metrics: dict = {}
+        self.best_stats: ValStats | None = None  # the best epoch's validation, for the final plots
 
     # -- set-up ------------------------------------------------------------------------------------------------------
     def _setup(self) -> None:
@@ -300,16 +301,18 @@ class Trainer:
                 self.val_loader, _ = create_dataloader(self.data["val"], self.imgsz, opt.batch_size // self.world * 2,
                                                        self.gs, single_cls=opt.single_cls, rect=True, pad=0.5,
                                                        workers=opt.workers * 2, prefix="val: ", nc=len(self.names))
-            plots = final and not opt.noplots  # the last epoch's plots serve when best.pt is this epoch
-            self.metrics = evaluate(self.ema.ema, self.val_loader, self.names, conf_thres=0.001, iou_thres=0.6,
-                                    single_cls=opt.single_cls, half=self.amp, compute_loss=self.compute_loss,
-                                    save_dir=self.save_dir if plots else None, plots=plots)
+            stats = collect(self.ema.ema, self.val_loader, self.names, conf_thres=0.001, iou_thres=0.6,
+                            single_cls=opt.single_cls, half=self.amp, compute_loss=self.compute_loss)
+            self.metrics = summarise(stats)
             print_results(self.metrics)
+        else:
+            stats = None
         m = self.metrics or {"precision": 0.0, "recall": 0.0, "mAP50": 0.0, "mAP50_95": 0.0, "loss": [0, 0, 0]}
         fitness = 0.1 * m["mAP50"] + 0.9 * m["mAP50_95"]
         improved = fitness > self.best_fitness or self.best_fitness == 0
         if improved:
             self.best_epoch = epoch
+            self.best_stats = stats.cpu() if stats is not None else None
         if fitness > self.best_fitness:
             self.best_fitness = fitness
         values = {"train/box_loss": losses[0], "train/obj_loss": losses[1], "train/cls_loss": losses[2],
@@ -348,10 +351,11 @@ class Trainer:
               f"Training throughput: {ips:.1f} images/s ({self.train_time:.1f} s training, validation excluded)")
         best = self.wdir / "best.pt"
         results = dict(self.metrics)
-        if self.best_epoch == self.epoch and self.metrics:
-            print(f"\n{best} holds the final epoch's weights, validated above")
+        if self.best_stats is not None and best.exists():  # best.pt holds that epoch's EMA, validated then
+            print(f"\n{best} holds epoch {self.best_epoch}'s weights, validated above")
+            results = summarise(self.best_stats, plots=not self.opt.noplots, save_dir=self.save_dir)
             print_results(results, verbose=len(self.names) < 50)
-        elif best.exists() and self.val_loader is not None:
+        elif best.exists() and self.val_loader is not None:  # e.g. resumed after its best epoch
             model, _ = load_model(best, device=self.device, fuse=True)
             print(f"\nValidating {best}...")
             results = evaluate(model, self.val_loader, self.names, conf_thres=0.001, iou_thres=0.6,

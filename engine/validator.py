@@ -1,10 +1,12 @@
-"""Validation: ``evaluate`` runs a model over a dataloader and returns a dict of metrics; ``run`` is ``val.py``."""
+"""Validation: ``evaluate`` runs a model over a dataloader and returns a dict of metrics (``collect`` then
+``summarise``, which the trainer calls apart to draw the best epoch's plots without a second pass); ``run`` is
+``val.py``."""
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +19,7 @@ from utils.metrics import ConfusionMatrix, ap_per_class, match_predictions
 from utils.nms import non_max_suppression
 from utils.torch_utils import time_sync
 
-__all__ = ["ValOptions", "evaluate", "run", "print_results"]
+__all__ = ["ValOptions", "ValStats", "collect", "evaluate", "print_results", "run", "summarise"]
 
 LOGGER = logging.getLogger(__name__)
 HEADER = ("Class", "Images", "Instances", "P", "R", "mAP50", "mAP50-95")
@@ -49,18 +51,53 @@ class ValOptions:
     prune: float = 0.0
 
 
-def evaluate(model: torch.nn.Module, dataloader, names: list[str], *, conf_thres: float = 0.001,  # noqa: ANN001
-             iou_thres: float = 0.6, max_det: int = 300, single_cls: bool = False, half: bool = False,
-             compute_loss=None, save_dir: Path | None = None, plots: bool = False, verbose: bool = False,  # noqa: ANN001
-             save_txt: bool = False, save_conf: bool = False, coco_json: list | None = None,
-             class_map: list[int] | None = None, desc: str = "") -> dict:
+@dataclass
+class ValStats:
+    """What one validation pass gathered: enough to compute the metrics and draw the plots again without the model.
+
+    Attributes:
+        names: class names; nc: number of classes scored (1 with single_cls).
+        stats: per image (correct (n, 10) bool, conf (n,), predicted class (n,), target classes (m,)).
+        image_classes: target classes of each image; seen: images validated.
+        confusion: confusion matrix of the pass; dt: seconds spent in preprocess, inference, NMS.
+        loss: summed [box, obj, cls] validation loss and the number of batches (None without ``compute_loss``).
+    """
+
+    names: list[str]
+    nc: int
+    stats: list[tuple] = field(default_factory=list)
+    image_classes: list[np.ndarray] = field(default_factory=list)
+    seen: int = 0
+    confusion: ConfusionMatrix | None = None
+    dt: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    loss: tuple[torch.Tensor, int] | None = None
+
+    def cpu(self) -> ValStats:
+        """The same statistics with their tensors in host memory (to keep them while training goes on)."""
+        self.stats = [tuple(t.cpu() for t in row) for row in self.stats]
+        return self
+
+
+def evaluate(model: torch.nn.Module, dataloader, names: list[str], *, plots: bool = False,  # noqa: ANN001
+             save_dir: Path | None = None, **kwargs) -> dict:
     """Validate ``model`` (eval mode, returns (decoded, raw)) on ``dataloader`` batches (img, targets, paths, shapes).
 
-    ``model`` is an nn.Module or an ``engine.backends.Backend`` (raw is None for exported files).
+    ``model`` is an nn.Module or an ``engine.backends.Backend`` (raw is None for exported files). ``kwargs`` go to
+    :func:`collect` (thresholds, ``half``, ``compute_loss``, ``save_txt`` ...); ``plots`` draws the PR/F1/P/R curves and
+    the confusion matrix into ``save_dir``.
 
     Returns a dict: precision, recall, mAP50, mAP50_95, fitness, images, instances, per_class (list of dicts),
     speed (ms per image: preprocess, inference, nms), and loss ([box, obj, cls]) when ``compute_loss`` is given.
     """
+    return summarise(collect(model, dataloader, names, save_dir=save_dir, **kwargs), plots=plots, save_dir=save_dir)
+
+
+def collect(model: torch.nn.Module, dataloader, names: list[str], *, conf_thres: float = 0.001,  # noqa: ANN001
+            iou_thres: float = 0.6, max_det: int = 300, single_cls: bool = False, half: bool = False,
+            compute_loss=None, save_dir: Path | None = None, save_txt: bool = False,  # noqa: ANN001
+            save_conf: bool = False, coco_json: list | None = None, class_map: list[int] | None = None,
+            desc: str = "") -> ValStats:
+    """Run ``model`` over ``dataloader`` and gather what :func:`summarise` needs (see :func:`evaluate`)."""
     device = getattr(model, "device", None) or next(model.parameters()).device  # a Backend has no parameters
     half = half and device.type == "cuda"
     model.eval()
@@ -68,12 +105,8 @@ def evaluate(model: torch.nn.Module, dataloader, names: list[str], *, conf_thres
         model.half()
     iouv = torch.linspace(0.5, 0.95, 10, device=device)
     nc = 1 if single_cls else len(names)
-    confusion = ConfusionMatrix(nc=nc)
-    stats: list[tuple] = []
-    dt = [0.0, 0.0, 0.0]
+    vs = ValStats(names=list(names), nc=nc, confusion=ConfusionMatrix(nc=nc))
     loss = torch.zeros(3, device=device)
-    seen = 0
-    image_classes: list[np.ndarray] = []
     pbar = tqdm(dataloader, desc=desc or f"{'':>22}{'Images':>11}{'Instances':>11}{'P':>11}{'R':>11}{'mAP50':>11}"
                 f"{'mAP50-95':>11}", bar_format="{l_bar}{bar:10}{r_bar}", leave=False)
     with torch.inference_mode():
@@ -92,20 +125,19 @@ def evaluate(model: torch.nn.Module, dataloader, names: list[str], *, conf_thres
             preds = non_max_suppression(preds, conf_thres, iou_thres, multi_label=True, agnostic=single_cls,
                                         max_det=max_det)
             t3 = time_sync()
-            dt[0] += t1 - t0
-            dt[1] += t2 - t1
-            dt[2] += t3 - t2
+            for i, t in enumerate((t1 - t0, t2 - t1, t3 - t2)):
+                vs.dt[i] += t
             for si, pred in enumerate(preds):
-                seen += 1
+                vs.seen += 1
                 labels = targets[targets[:, 0] == si, 1:]
-                image_classes.append(labels[:, 0].cpu().numpy().astype(int))
+                vs.image_classes.append(labels[:, 0].cpu().numpy().astype(int))
                 shape, ratio_pad = shapes[si][0], shapes[si][1]
                 correct = torch.zeros(pred.shape[0], len(iouv), dtype=torch.bool, device=device)
                 if pred.shape[0] == 0:
                     if labels.shape[0]:
-                        stats.append((correct, torch.zeros(0, device=device), torch.zeros(0, device=device),
-                                      labels[:, 0]))
-                        confusion.process_batch(None, labels[:, 0])
+                        vs.stats.append((correct, torch.zeros(0, device=device), torch.zeros(0, device=device),
+                                         labels[:, 0]))
+                        vs.confusion.process_batch(None, labels[:, 0])
                     continue
                 if single_cls:
                     pred[:, 5] = 0
@@ -116,21 +148,28 @@ def evaluate(model: torch.nn.Module, dataloader, names: list[str], *, conf_thres
                     scale_boxes(im[si].shape[1:], tbox, shape, ratio_pad)
                     labelsn = torch.cat((labels[:, 0:1], tbox), 1)
                     correct = match_predictions(predn, labelsn, iouv)
-                    if plots:
-                        confusion.process_batch(predn, labelsn)
-                stats.append((correct, pred[:, 4], pred[:, 5], labels[:, 0]))
+                    vs.confusion.process_batch(predn, labelsn)
+                vs.stats.append((correct, pred[:, 4], pred[:, 5], labels[:, 0]))
                 if save_txt and save_dir is not None:
                     _save_txt(predn, save_conf, shape, save_dir / "labels" / f"{Path(paths[si]).stem}.txt")
                 if coco_json is not None:
                     coco_json.extend(detections_to_coco(predn, paths[si], class_map or list(range(1000))))
-    out = _summarise(stats, names, nc, seen, image_classes, plots, save_dir)
-    out["speed"] = {k: 1e3 * t / max(seen, 1) for k, t in zip(("preprocess", "inference", "nms"), dt)}
     if compute_loss is not None:
-        out["loss"] = (loss.cpu() / max(len(dataloader), 1)).tolist()
-    if plots and save_dir is not None:
-        confusion.plot(save_dir=save_dir, names=list(names))
+        vs.loss = (loss.cpu(), len(dataloader))
     if half:
         model.float()
+    return vs
+
+
+def summarise(vs: ValStats, plots: bool = False, save_dir: Path | None = None) -> dict:
+    """The metrics dict of :func:`evaluate` from a pass's :class:`ValStats`; ``plots`` draws the curves and the
+    confusion matrix into ``save_dir``."""
+    out = _summarise(vs.stats, vs.names, vs.nc, vs.seen, vs.image_classes, plots, save_dir)
+    out["speed"] = {k: 1e3 * t / max(vs.seen, 1) for k, t in zip(("preprocess", "inference", "nms"), vs.dt)}
+    if vs.loss is not None:
+        out["loss"] = (vs.loss[0] / max(vs.loss[1], 1)).tolist()
+    if plots and save_dir is not None and vs.confusion is not None:
+        vs.confusion.plot(save_dir=save_dir, names=list(vs.names))
     return out
 
 
@@ -230,7 +269,7 @@ def run(opt: ValOptions) -> dict:
     json_rows: list[dict] | None = [] if opt.save_json else None
     plots = opt.task != "speed"
     res = evaluate(model, loader, names, conf_thres=conf, iou_thres=iou, max_det=opt.max_det,
-                   single_cls=opt.single_cls, half=opt.half, save_dir=save_dir, plots=plots, verbose=opt.verbose,
+                   single_cls=opt.single_cls, half=opt.half, save_dir=save_dir, plots=plots,
                    save_txt=opt.save_txt, save_conf=opt.save_conf, coco_json=json_rows,
                    class_map=coco80_to_91() if coco else list(range(1000)))
     print_results(res, verbose=opt.verbose or (len(names) < 50))

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from utils.metrics import ConfusionMatrix, ap_per_class
-from utils.plots import Annotator, colors, plot_images, plot_labels, plot_results, save_one_box
+from utils.plots import Annotator, colors, gaussian_smooth, plot_images, plot_labels, plot_results, save_one_box
 
 
 def _read(path):
@@ -92,6 +92,21 @@ def test_plot_results(tmp_path):
         plot_results(bad)
     with pytest.raises(FileNotFoundError, match="missing.csv"):
         plot_results(tmp_path / "missing.csv")
+
+
+def test_plot_results_refuses_non_numeric_rows(tmp_path):
+    f = tmp_path / "results.csv"
+    f.write_text("epoch,train/box_loss\n0,abc\n")
+    with pytest.raises(ValueError, match="non-numeric"):
+        plot_results(f)
+
+
+@pytest.mark.parametrize("n", [2, 3, 7, 40])
+def test_gaussian_smooth_matches_scipy(n):
+    from scipy.ndimage import gaussian_filter1d
+
+    y = np.random.default_rng(n).random(n)
+    assert np.allclose(gaussian_smooth(y, 3), gaussian_filter1d(y, 3), atol=1e-12)
 
 
 def test_plot_labels(tmp_path):

@@ -7,6 +7,7 @@ never changes the backend of a notebook or GUI session and never leaks open pypl
 
 from __future__ import annotations
 
+import csv
 import math
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -277,14 +278,33 @@ _RESULT_COLUMNS = (
 _RESULT_POSITIONS = (1, 2, 3, 4, 5, 8, 9, 10, 6, 7)  # the same columns by position in YOLOv5 files
 
 
+def _read_results_csv(f: Path) -> tuple[list[str], np.ndarray]:
+    """Header (names stripped) and float rows of a results.csv."""
+    with open(f, newline="") as fh:
+        rows = [r for r in csv.reader(fh) if r]
+    if not rows:
+        raise ValueError(f"plot_results: {f} is empty")
+    try:
+        data = np.array([[float(v) for v in r] for r in rows[1:]], dtype=float).reshape(len(rows) - 1, len(rows[0]))
+    except ValueError as e:
+        raise ValueError(f"plot_results: {f} has a non-numeric value ({e})") from e
+    return [c.strip() for c in rows[0]], data
+
+
+def gaussian_smooth(y: np.ndarray, sigma: float = 3.0) -> np.ndarray:
+    """``y`` convolved with a Gaussian of ``sigma`` samples (truncated at 4 sigma), mirrored at the ends."""
+    r = int(4 * sigma + 0.5)
+    k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
+    k /= k.sum()
+    pad = np.pad(y, r, mode="symmetric") if len(y) > 1 else np.full(len(y) + 2 * r, y[0] if len(y) else 0.0)
+    return np.convolve(pad, k, mode="valid")
+
+
 def plot_results(csv_file: Path | str = "results.csv", dir: Path | str = "") -> Path:
     """Plot a YOLOv5-style ``results.csv`` into ``results.png`` beside it.
 
     With ``dir`` set, every ``results*.csv`` in that folder is overlaid into ``dir/results.png``.
     """
-    import pandas as pd
-    from scipy.ndimage import gaussian_filter1d
-
     files = sorted(Path(dir).glob("results*.csv")) if dir else [Path(csv_file)]
     save_dir = Path(dir) if dir else Path(csv_file).parent
     if not files:
@@ -294,22 +314,20 @@ def plot_results(csv_file: Path | str = "results.csv", dir: Path | str = "") -> 
     for f in files:
         if not f.is_file():
             raise FileNotFoundError(f"plot_results: {f} does not exist")
-        data = pd.read_csv(f)
-        data.columns = [c.strip() for c in data.columns]
-        if all(c in data.columns for c in _RESULT_COLUMNS):
-            columns = list(_RESULT_COLUMNS)
+        header, data = _read_results_csv(f)
+        if all(c in header for c in _RESULT_COLUMNS):
+            idx = [header.index(c) for c in _RESULT_COLUMNS]
         elif data.shape[1] > max(_RESULT_POSITIONS):
-            columns = [data.columns[j] for j in _RESULT_POSITIONS]
+            idx = list(_RESULT_POSITIONS)
         else:
-            raise ValueError(f"plot_results: {f} lacks the columns {list(_RESULT_COLUMNS)}; "
-                             f"found {list(data.columns)}")
-        x = data.iloc[:, 0].to_numpy(dtype=float)
-        for ax, col in zip(axes, columns):
-            y = data[col].to_numpy(dtype=float)
+            raise ValueError(f"plot_results: {f} lacks the columns {list(_RESULT_COLUMNS)}; found {header}")
+        x = data[:, 0]
+        for ax, j in zip(axes, idx):
+            y = data[:, j]
             ax.plot(x, y, marker=".", label=f.stem, linewidth=2, markersize=8)
             if len(y) > 1:
-                ax.plot(x, gaussian_filter1d(y, sigma=3), ":", label="smooth", linewidth=2)
-            ax.set_title(col, fontsize=12)
+                ax.plot(x, gaussian_smooth(y, sigma=3), ":", label="smooth", linewidth=2)
+            ax.set_title(header[j], fontsize=12)
     axes[1].legend()
     out = save_dir / "results.png"
     fig.savefig(out, dpi=200)
