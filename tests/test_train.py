@@ -352,3 +352,22 @@ def test_pretrained_transfer_to_two_classes(tmp_path, coco128_dir, yolov5n_pt, c
     assert ck["nc"] == 2 and ck["names"] == ["person", "other"]
     assert ck["model"][f"model.{len(model.model) - 1}.m.0.weight"].shape[0] == 3 * (5 + 2)
     assert 0.0 <= summary["mAP50_95"] <= summary["mAP50"] <= 1.0
+
+
+# ------------------------------------------------------------------------------- 6. the end of training: no second pass
+def test_final_results_and_plots_are_the_best_epochs_without_a_second_pass(tmp_path, coco128_dir, yolov5n_pt, capsys):
+    """The summary and the PR/confusion plots come from the validation of the epoch that wrote best.pt."""
+    data = make_dataset(tmp_path / "d", coco128_dir, n=8)
+    summary = train.main(["--weights", str(yolov5n_pt), "--data", str(data), "--imgsz", "128", "--epochs", "2",
+                          "--batch-size", "8", "--device", "cpu", "--project", str(tmp_path / "runs"), "--name", "b"])
+    out = capsys.readouterr().out
+    run = tmp_path / "runs" / "b"
+    rows = read_results(run)
+    fitness = [0.1 * r["metrics/mAP_0.5"] + 0.9 * r["metrics/mAP_0.5:0.95"] for r in rows]
+    best = rows[fitness.index(max(fitness))]  # the first of equals, as training keeps it
+    assert max(fitness) > 0
+    assert summary["mAP50_95"] == pytest.approx(best["metrics/mAP_0.5:0.95"], abs=1e-4)
+    assert summary["mAP50"] == pytest.approx(best["metrics/mAP_0.5"], abs=1e-4)
+    assert f"holds epoch {int(best['epoch'])}'s weights" in out and "Validating" not in out
+    for f in ("PR_curve.png", "F1_curve.png", "P_curve.png", "R_curve.png", "confusion_matrix.png", "results.png"):
+        assert (run / f).stat().st_size > 1000, f
