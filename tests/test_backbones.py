@@ -16,6 +16,7 @@ from models.backbones import (C3Ghost, GhostBottleneck, GhostConv, InvertedResid
 from models.checks import detect_strides
 from models.builder import ModelConfigError, build_layers
 from models.yolo import Model, load_model_config
+from tests.test_pruning import randomize_bn
 
 LIGHT_CONFIGS = ["MobileNetv2.yaml", "MobileNetv3_large.yaml", "MobileNetv3_small.yaml", "ShuffleNet.yaml",
                  "yolov5s-ghost.yaml"]
@@ -61,11 +62,7 @@ def test_summary_is_lighter_than_yolov5s(models: dict[str, Model], cfg: str, cap
 
 @pytest.mark.parametrize("cfg", LIGHT_CONFIGS)
 def test_fuse_folds_every_batchnorm(models: dict[str, Model], cfg: str) -> None:
-    model = copy.deepcopy(models[cfg]).eval()
-    for m in model.modules():  # non-trivial BN statistics so fusion has something to fold
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
+    model = randomize_bn(copy.deepcopy(models[cfg]))  # non-trivial BN so fusion has something to fold
     x = torch.rand(1, 3, 64, 96)
     with torch.no_grad():
         before = model(x)[0]

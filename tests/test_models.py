@@ -10,6 +10,7 @@ import torch
 from models.builder import ModelConfigError
 from models.registry import get_module, list_modules, register_module
 from models.yolo import Model, load_model_config
+from tests.test_pruning import randomize_bn
 
 CONFIGS = sorted(p.name for p in (Path(__file__).resolve().parents[1] / "models").rglob("*.yaml"))
 
@@ -41,11 +42,7 @@ def test_summary_reports_gflops(capsys: pytest.CaptureFixture) -> None:
 
 
 def test_fuse_keeps_outputs() -> None:
-    model = Model("yolov5n.yaml").eval()
-    for m in model.modules():  # non-trivial BN statistics so fusion has something to fold
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
+    model = randomize_bn(Model("yolov5n.yaml"))  # non-trivial BN so fusion has something to fold
     x = torch.rand(1, 3, 128, 128)
     with torch.no_grad():
         before = model(x)[0]
