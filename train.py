@@ -13,6 +13,16 @@ from engine.train_options import TrainOptions
 from utils.cli import run_script
 
 
+def _rate(text: str) -> float | str:
+    """``--sparsity_rate``: a number, or 'auto'."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'auto', got '{text}'") from None
+
+
 def parse_opt(argv: list[str] | None = None) -> TrainOptions:
     """Parse train.py's command line into TrainOptions."""
     d = TrainOptions()
@@ -50,8 +60,9 @@ def parse_opt(argv: list[str] | None = None) -> TrainOptions:
     g = p.add_argument_group("network slimming")
     g.add_argument("--bn_sparsity", "--bn-sparsity", "-sr", action="store_true",
                    help="L1 sparsity on BatchNorm gammas (sparsity training)")
-    g.add_argument("--sparsity_rate", "--sparsity-rate", "--st", "--sr", "-s", type=float, default=d.sparsity_rate,
-                   help="sparsity rate S (L1 subgradient S * sign(gamma))")
+    g.add_argument("--sparsity_rate", "--sparsity-rate", "--st", "--sr", "-s", type=_rate, default=d.sparsity_rate,
+                   help="sparsity rate S (L1 subgradient S * sign(gamma)), or 'auto': chosen for this run (SGD) so "
+                        "that unimportant gammas can reach 0 by its end")
     g.add_argument("--sparsity_constant", "--sparsity-constant", action="store_true",
                    help="keep S constant (default: S * (1 - 0.9 * epoch / epochs))")
     g.add_argument("--sparsity_mode", "--sparsity-mode", choices=("normal", "shortcut"), default=d.sparsity_mode,
@@ -66,8 +77,11 @@ def parse_opt(argv: list[str] | None = None) -> TrainOptions:
         p.error(f"--batch-size must be >= 1, got {a.batch_size}")
     if a.epochs < 1:
         p.error(f"--epochs must be >= 1, got {a.epochs}")
-    if a.bn_sparsity and a.sparsity_rate <= 0:
-        p.error("--bn_sparsity needs --sparsity_rate > 0 (e.g. 0.0005)")
+    if a.bn_sparsity and a.sparsity_rate != "auto" and a.sparsity_rate <= 0:
+        p.error("--bn_sparsity needs --sparsity_rate > 0 (e.g. 0.0005) or --sparsity_rate auto")
+    if a.bn_sparsity and a.sparsity_rate == "auto" and a.optimizer != "SGD":
+        p.error(f"--sparsity_rate auto plans S for SGD; with --optimizer {a.optimizer} every step is normalised by the "
+                "gradient's size, so give --sparsity_rate explicitly (e.g. 0.01)")
     return TrainOptions(**vars(a))
 
 

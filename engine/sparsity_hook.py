@@ -4,16 +4,88 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from engine.train_hooks import TrainHook
 
 if TYPE_CHECKING:
     from engine.trainer import Trainer
 
-__all__ = ["SparsityHook"]
+__all__ = ["SparsityHook", "SparsityPlan", "choose_rate"]
 
 LOGGER = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SparsityPlan:
+    """The parts of a planned run that decide how far the L1 term can move a gamma.
+
+    With SGD, an unimportant gamma (no loss gradient to resist) moves by ``lr * s / (1 - momentum)`` per batch once
+    momentum has built up (the hook adds ``s`` per accumulated batch, so accumulation does not change it). Summed over
+    the batches left, with the warmup's ramps (lr from 0, momentum from ``warmup_momentum``), the learning-rate
+    schedule and the decay of ``s``, that is ``s * shrink_per_rate()``. Adam-style optimizers normalise each step by
+    the gradient's running size, so there the distance does not grow with ``s``: ``s`` only decides which gammas the
+    L1 term overpowers.
+    """
+
+    optimizer: str
+    batches_per_epoch: int
+    start_epoch: int
+    epochs: int
+    warmup_iters: int
+    lr0: float
+    lrf: float
+    cos_lr: bool
+    momentum: float
+    warmup_momentum: float
+    constant: bool = False
+
+    def shrink_per_rate(self) -> float:
+        """How far an unimportant |gamma| moves over the rest of the run per unit of ``s`` (SGD)."""
+        from utils.optim import build_lr_lambda
+
+        lf = build_lr_lambda(self.epochs, self.lrf, cos=self.cos_lr)
+        nb, total = self.batches_per_epoch, 0.0
+        for epoch in range(self.start_epoch, self.epochs):
+            decay = 1.0 if self.constant else 1.0 - 0.9 * epoch / self.epochs
+            ni = np.arange(epoch * nb, (epoch + 1) * nb, dtype=float)
+            lr = np.full_like(ni, self.lr0 * lf(epoch))
+            mom = np.full_like(ni, self.momentum)
+            warm = ni < self.warmup_iters
+            if warm.any():  # as utils.optim.warmup_step: lr rises from 0, momentum from warmup_momentum
+                lr[warm] = np.interp(ni[warm], [0, self.warmup_iters], [0.0, self.lr0 * lf(epoch)])
+                mom[warm] = np.interp(ni[warm], [0, self.warmup_iters], [self.warmup_momentum, self.momentum])
+            total += decay * float(np.sum(lr / (1.0 - mom)))
+        return total
+
+
+def choose_rate(plan: SparsityPlan, median: float, log: bool = True) -> float:
+    """``--sparsity_rate auto``: the S with which an unimportant gamma of the median size reaches 0 at the end of the
+    planned run, i.e. ``median / plan.shrink_per_rate()``. Smaller gammas get there sooner; gammas the loss needs
+    resist and stay. Fewer optimizer steps (a shorter run, fewer images, a lower learning rate) give a larger S.
+
+    Raises:
+        ValueError: for Adam-style optimizers, whose steps do not scale with S (give S explicitly there).
+    """
+    if plan.optimizer != "SGD":
+        raise ValueError(f"--sparsity_rate auto plans S for SGD, whose L1 step grows with S; {plan.optimizer} "
+                         "normalises every step by the gradient's size, so S only decides which gammas lose, not how "
+                         "far they move: give --sparsity_rate explicitly (e.g. 0.01, as benchmarks/backbones.py does)")
+    per_rate = plan.shrink_per_rate()
+    if per_rate <= 0:
+        raise ValueError("--sparsity_rate auto: the planned run takes no optimizer step with a learning rate above 0")
+    rate = float(f"{median / per_rate:.3g}")
+    if log:
+        steps = plan.batches_per_epoch * (plan.epochs - plan.start_epoch)
+        LOGGER.info(f"Sparsity: --sparsity_rate auto chose S={rate:g}: {steps} batches over epochs "
+                    f"{plan.start_epoch}-{plan.epochs - 1} at lr0 {plan.lr0:g} ({'cosine' if plan.cos_lr else 'linear'}"
+                    f" to lrf {plan.lrf:g}, {plan.warmup_iters} warmup iterations, momentum {plan.momentum:g}) move an "
+                    f"unimportant |gamma| by {per_rate:.3g} per unit of S{'' if plan.constant else ' (S decaying to 0.1 S)'}"
+                    f", so S={rate:g} lets one of the median size ({median:.3f}) reach 0 by the last epoch")
+    return rate
 
 
 class SparsityHook(TrainHook):
@@ -25,13 +97,16 @@ class SparsityHook(TrainHook):
     whether sparsity training worked), the median, a TensorBoard histogram, and saves ``gamma_hist.png``.
 
     Args:
-        rate: S, the L1 strength at epoch 0.
+        rate: S, the L1 strength at epoch 0, or ``"auto"``: S is chosen in ``before_train`` so that an unimportant
+            gamma of the median size can reach 0 by the end of the planned run (see :func:`choose_rate`), and
+            written back into the run's options, so checkpoints (and ``--resume``) carry the number.
         constant: keep S constant instead of ``S * (1 - 0.9 * epoch / epochs)``.
         mode: which BNs count as prunable ('normal' leaves residual-coupled channels alone, 'shortcut' includes them).
     """
 
-    def __init__(self, rate: float, constant: bool = False, mode: str = "normal") -> None:
-        self.rate, self.constant, self.mode = rate, constant, mode
+    def __init__(self, rate: float | str, constant: bool = False, mode: str = "normal") -> None:
+        self.auto = rate == "auto"
+        self.rate, self.constant, self.mode = (0.0 if self.auto else float(rate)), constant, mode
         self.reg = None
         self.history: dict[int, dict] = {}
         self._last_step_ni = -1
@@ -40,6 +115,9 @@ class SparsityHook(TrainHook):
         from pruning.sparsity import BNSparsity
 
         self.reg = BNSparsity(trainer.model, self.rate, trainer.opt.epochs, constant=self.constant, mode=self.mode)
+        if self.auto:  # every rank computes the same S: same weights, same schedule
+            self.rate = self.reg.rate = choose_rate(self._plan(trainer), self.reg.stats()["median"], trainer.main)
+            trainer.opt.sparsity_rate = self.rate
         if trainer.main:
             s = self.reg.stats()
             self.history[-1] = s
@@ -48,21 +126,28 @@ class SparsityHook(TrainHook):
                         f"|gamma| < 0.01: {s['share_below_0.01']:.1%}, median {s['median']:.3f}")
             self._check_strength(trainer, s["median"])
 
-    def _check_strength(self, trainer: Trainer, median: float) -> None:
-        """Warn when S cannot move gammas far in this run: the L1 term shrinks an unimportant gamma by about
-        lr * S / (1 - momentum) per accumulated batch (SGD), summed over the run's batches and schedules."""
+    def _plan(self, trainer: Trainer) -> SparsityPlan:
         h = trainer.hyp_scaled
-        mom = h["momentum"] if trainer.opt.optimizer == "SGD" else 0.0
-        shrink = trainer.nb * h["lr0"] / (1 - mom) * sum(
-            trainer.lf(e) * self.reg.strength(e) for e in range(trainer.start_epoch, trainer.opt.epochs))
+        return SparsityPlan(optimizer=trainer.opt.optimizer, batches_per_epoch=trainer.nb,
+                            start_epoch=trainer.start_epoch, epochs=trainer.opt.epochs, warmup_iters=trainer.nw,
+                            lr0=h["lr0"], lrf=h["lrf"], cos_lr=trainer.opt.cos_lr, momentum=h["momentum"],
+                            warmup_momentum=h["warmup_momentum"], constant=self.constant)
+
+    def _check_strength(self, trainer: Trainer, median: float) -> None:
+        """Warn when S cannot move gammas far in this run (see :meth:`SparsityPlan.shrink_per_rate`)."""
+        plan = self._plan(trainer)
+        if plan.optimizer != "SGD":
+            return  # Adam-style updates do not scale with S; see SparsityPlan
+        shrink = self.rate * plan.shrink_per_rate()
         LOGGER.info(f"Sparsity: an unimportant |gamma| can shrink by about {shrink:.3g} over this run "
                     f"({trainer.nb} batches/epoch, {trainer.opt.epochs} epochs)")
-        if shrink < 0.5 * median:
+        if shrink < 0.5 * median and not self.auto:
             LOGGER.warning(f"Sparsity: S={self.rate} is too weak for a run of {trainer.nb * trainer.opt.epochs} "
                            f"batches to push gammas (median {median:.2f}) towards 0; that takes about --sparsity_rate "
-                           f"{self.rate * median / max(shrink, 1e-12):.2g} for this run, but on a small dataset a rate "
-                           f"that strong can cost most of the mAP before the gammas separate (more epochs or more "
-                           f"images help); check the result with benchmarks/prune_sensitivity.py before pruning")
+                           f"{self.rate * median / max(shrink, 1e-12):.2g} for this run (--sparsity_rate auto picks it), "
+                           f"but on a small dataset a rate that strong can cost most of the mAP before the gammas "
+                           f"separate (more epochs or more images help); check the result with "
+                           f"benchmarks/prune_sensitivity.py before pruning")
 
     def before_step(self, trainer: Trainer) -> None:
         ni = trainer.current_ni

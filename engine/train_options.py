@@ -42,7 +42,7 @@ class TrainOptions:
     seed: int = 0
     # network slimming
     bn_sparsity: bool = False
-    sparsity_rate: float = 0.0
+    sparsity_rate: float | str = 0.0  # a number, or "auto" (chosen for the planned run, then stored as the number)
     sparsity_constant: bool = False
     sparsity_mode: str = "normal"
     ft_pruned_model: bool = False

@@ -178,12 +178,13 @@ class Trainer:
         """Run all epochs, the final validation of best.pt, and return the final metrics."""
         self._setup()
         opt = self.opt
-        for h in self.hooks:
-            h.before_train(self)
         # YOLOv5's floor of 100 iterations (not the older forks' 1000, which kept a 20-40 epoch coco128 run in warmup
         # throughout): without it, fine-tuning yolov5n for 3 epochs at 320 lost 0.03 mAP50-95 to the faster ramp.
+        # Set before the hooks start: --sparsity_rate auto plans S over the warmup too.
         we = self.hyp_scaled["warmup_epochs"]
         self.nw = max(round(we * self.nb), 100) if we > 0 else -1
+        for h in self.hooks:
+            h.before_train(self)
         self.last_opt_step = -1
         self.train_time, self.train_images = 0.0, 0
         if self.main:
