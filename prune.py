@@ -33,6 +33,10 @@ def parse_opt(argv: list[str] | None = None) -> PruneOptions:
     p.add_argument("--layers", type=int, default=d.layers, help="also remove the K least important C3 Bottlenecks")
     p.add_argument("--no-fold-beta", dest="fold_beta", action="store_false",
                    help="drop removed channels' beta instead of folding act(beta) into the next layers' biases")
+    p.add_argument("--no-bn-recal", dest="bn_recal", action="store_false",
+                   help="save the pruned model with the BN statistics of the unpruned one (default: re-estimate them)")
+    p.add_argument("--bn-recal-images", type=int, default=d.bn_recal_images,
+                   help="training images to re-estimate the pruned model's BN statistics on")
     p.add_argument("--noval", action="store_true", help="skip validating the original, masked and pruned models")
     p.add_argument("--no-latency", dest="latency", action="store_false", help="skip the CPU latency measurement")
     p.add_argument("--project", default=d.project, help="save to project/name")
@@ -41,6 +45,8 @@ def parse_opt(argv: list[str] | None = None) -> PruneOptions:
     a = p.parse_args(argv)
     if not 0 <= a.percent < 1:
         p.error(f"--percent must be in [0, 1), got {a.percent}")
+    if a.bn_recal_images < 1:
+        p.error(f"--bn-recal-images must be >= 1, got {a.bn_recal_images} (use --no-bn-recal to skip recalibration)")
     if a.round < 1 or a.min_channels < 1 or a.layers < 0:
         p.error("--round and --min-channels must be >= 1 and --layers >= 0")
     return PruneOptions(**vars(a))

@@ -37,6 +37,8 @@ class PruneOptions:
     min_channels: int = 1
     layers: int = 0
     fold_beta: bool = True
+    bn_recal: bool = True
+    bn_recal_images: int = 256
     noval: bool = False
     project: str = "runs/prune"
     name: str = "exp"
@@ -70,6 +72,7 @@ def run(opt: PruneOptions) -> dict:
     """Prune ``opt.weights`` and write ``pruned_model.pt``, ``pruned.yaml``, ``layers.csv`` and ``results.json``."""
     from models.summary import count_flops
     from pruning import build_groups, compute_masks, masked_model, prune_layers, prune_model
+    from utils.data import load_dataset_config
     from utils.paths import increment_path
     from utils.torch_utils import select_device
 
@@ -97,11 +100,19 @@ def run(opt: PruneOptions) -> dict:
     pruned, report = prune_model(model, plan, fold_beta=opt.fold_beta)
     print(report.table())
 
+    data = load_dataset_config(opt.data) if opt.bn_recal or not opt.noval else None
+    if data is not None and len(model.names) != data["nc"]:
+        raise ValueError(f"{opt.weights} has {len(model.names)} classes but {opt.data} has nc={data['nc']}")
+    # The check above compared the pruned model with its masked reference as surgery left it; recalibration then
+    # re-measures the BN statistics of the network as it now is, and that model is the one saved.
+    final = _recalibrate(opt, data, pruned, device) if opt.bn_recal else pruned
+
     save_dir = increment_path(Path(opt.project) / opt.name, exist_ok=opt.exist_ok, mkdir=True)
     out_pt = save_dir / "pruned_model.pt"
     info = {"source": str(src_path), "percent": opt.percent, "mode": opt.mode, "round": opt.round,
-            "layers": opt.layers, "fold_beta": opt.fold_beta, "report": report.to_dict()}
-    atomic_save(make_checkpoint(pruned, half=True, epoch=-1, pruning=info,
+            "layers": opt.layers, "fold_beta": opt.fold_beta, "bn_recal_images": opt.bn_recal_images if opt.bn_recal
+            else 0, "report": report.to_dict()}
+    atomic_save(make_checkpoint(final, half=True, epoch=-1, pruning=info,
                                 train_args=ckpt.get("train_args") or {}), out_pt)
     (save_dir / "pruned.yaml").write_text(yaml.safe_dump(pruned.arch(), sort_keys=False))
     _write_layers_csv(report, save_dir / "layers.csv")
@@ -112,9 +123,10 @@ def run(opt: PruneOptions) -> dict:
            "params": {"before": _params(source), "after": _params(pruned)},
            "gflops": {"before": count_flops(source, 640), "after": count_flops(pruned, 640)},
            "file_size_mb": {"before": src_path.stat().st_size / 1e6, "after": out_pt.stat().st_size / 1e6},
-           "max_abs_diff_vs_masked": report.max_abs_diff}
+           "max_abs_diff_vs_masked": report.max_abs_diff,
+           "bn_recal_images": opt.bn_recal_images if opt.bn_recal else 0}
     if not opt.noval:
-        res.update(_validate_three(opt, device, source, masked, pruned, save_dir))
+        res.update(_validate(opt, data, device, source, masked, pruned, final if opt.bn_recal else None, save_dir))
     if opt.latency:
         res["latency_ms"] = _latency(source, pruned, opt.imgsz)
     (save_dir / "results.json").write_text(json.dumps(res, indent=1, default=_json_default))
@@ -140,22 +152,37 @@ def _write_layers_csv(report, path: Path) -> None:  # noqa: ANN001
             w.writerow([r.path, r.original, r.kept, r.prunable, r.reason])
 
 
-def _validate_three(opt: PruneOptions, device: torch.device, original: nn.Module, masked: nn.Module,
-                    pruned: nn.Module, save_dir: Path) -> dict:
-    from engine.validator import evaluate, print_results
-    from utils.data import create_dataloader, load_dataset_config
+def _recalibrate(opt: PruneOptions, data: dict, pruned: nn.Module, device: torch.device) -> nn.Module:
+    """The pruned model with BN statistics re-estimated on ``opt.bn_recal_images`` training images (a seeded random
+    sample, letterboxed at ``--imgsz``, no augmentation)."""
+    from pruning.recalibrate import recalibrate_bn
+    from utils.data import create_dataloader
 
-    data = load_dataset_config(opt.data)
-    if len(original.names) != data["nc"]:
-        raise ValueError(f"{opt.weights} has {len(original.names)} classes but {opt.data} has nc={data['nc']}")
+    loader, dataset = create_dataloader(data["train"], opt.imgsz, opt.batch_size, int(pruned.stride.max()),
+                                        shuffle=True, seed=0, workers=opt.workers, prefix="BN recalibration: ",
+                                        nc=data["nc"])
+    n = min(opt.bn_recal_images, len(dataset))
+    print(f"\nRe-estimating BatchNorm statistics of the pruned model on {n} training images (--bn-recal-images)...")
+    return recalibrate_bn(pruned.to(device), loader, n).cpu()
+
+
+def _validate(opt: PruneOptions, data: dict, device: torch.device, original: nn.Module, masked: nn.Module,
+              pruned: nn.Module, recalibrated: nn.Module | None, save_dir: Path) -> dict:
+    from engine.validator import evaluate, print_results
+    from utils.data import create_dataloader
+
     stride = int(original.stride.max())
     loader, _ = create_dataloader(data["val"], opt.imgsz, opt.batch_size, stride, pad=0.5, rect=True,
                                   workers=opt.workers, prefix="val: ", nc=data["nc"])
+    models = [("original", original), ("masked", masked), ("pruned", pruned)]
+    if recalibrated is not None:
+        models.append(("recalibrated", recalibrated))
     out = {}
-    for name, m in (("original", original), ("masked", masked), ("pruned", pruned)):
+    for name, m in models:
         print(f"\nValidating the {name} model...")
+        last = name == models[-1][0]  # the saved model's plots
         res = evaluate(copy.deepcopy(m).to(device).eval(), loader, original.names, conf_thres=0.001, iou_thres=0.6,
-                       save_dir=save_dir if name == "pruned" else None, plots=name == "pruned")
+                       save_dir=save_dir if last else None, plots=last)
         print_results(res)
         out[name] = res
     return out
@@ -179,11 +206,10 @@ def _summary_table(res: dict) -> str:
         rows.append(("CPU latency (ms, bs 1)", f"{res['latency_ms']['before']:.1f}",
                      f"{res['latency_ms']['after']:.1f}"))
     if "original" in res:
-        rows.append(("mAP50-95 original/masked/pruned",
-                     f"{res['original']['mAP50_95']:.4f}",
-                     f"{res['masked']['mAP50_95']:.4f} / {res['pruned']['mAP50_95']:.4f}"))
-        rows.append(("mAP50 original/masked/pruned", f"{res['original']['mAP50']:.4f}",
-                     f"{res['masked']['mAP50']:.4f} / {res['pruned']['mAP50']:.4f}"))
+        after = ["masked", "pruned"] + (["recalibrated"] if "recalibrated" in res else [])
+        for key in ("mAP50_95", "mAP50"):
+            rows.append((f"{key.replace('_', '-')} original / {' / '.join(after)}", f"{res['original'][key]:.4f}",
+                         " / ".join(f"{res[a][key]:.4f}" for a in after)))
     w = max(len(r[0]) for r in rows)
-    lines = [f"{'':<{w}}  {'before':>14}  {'after':>18}"] + [f"{a:<{w}}  {b:>14}  {c:>18}" for a, b, c in rows]
+    lines = [f"{'':<{w}}  {'before':>14}  {'after':>25}"] + [f"{a:<{w}}  {b:>14}  {c:>25}" for a, b, c in rows]
     return "\n".join(lines)
