@@ -1,0 +1,170 @@
+"""What makes slimming pay off: BN recalibration after pruning, ``--sparsity_rate auto``, and the study's table and
+plot (benchmarks/slimming.py end to end on a tiny split of coco128)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import train
+from engine.sparsity_hook import SparsityPlan, choose_rate
+from pruning.recalibrate import recalibrate_bn, reset_bn_stats
+from utils.checkpoint import load_checkpoint, load_model
+from utils.data import create_dataloader, load_dataset_config
+
+
+@pytest.fixture(scope="module")
+def v5n(yolov5n_pt: Path) -> nn.Module:
+    return load_model(yolov5n_pt, device="cpu")[0].eval()
+
+
+@pytest.fixture(scope="module")
+def images(coco128_dir: Path) -> list[torch.Tensor]:
+    """Eight batches of 8 coco128 train images at 160 px (letterboxed, no augmentation)."""
+    loader, _ = create_dataloader(str(coco128_dir / "images" / "train2017"), 160, 8, 32, workers=0)
+    return [b[0] for _, b in zip(range(8), loader)]
+
+
+def _bn_buffers(m: nn.Module) -> set[str]:
+    return {f"{p}.{b}" for p, mod in m.named_modules() if isinstance(mod, nn.BatchNorm2d)
+            for b in ("running_mean", "running_var", "num_batches_tracked")}
+
+
+def _raw(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model(x.float() / 255)[0]
+
+
+def test_recalibration_changes_only_bn_statistics(v5n: nn.Module, images: list[torch.Tensor]) -> None:
+    before = copy.deepcopy(v5n.state_dict())
+    out = recalibrate_bn(v5n, images, max_images=24, progress=False)
+    for k, v in v5n.state_dict().items():  # the input model is untouched
+        assert torch.equal(v, before[k]), k
+    bn = _bn_buffers(out)
+    changed = {k for k, v in out.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed and changed <= bn  # only BN running statistics moved
+    assert any(k.endswith("running_var") for k in changed)
+    assert not out.training and all(not m.training for m in out.modules())
+    tracked = [m.num_batches_tracked.item() for m in out.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert set(tracked) == {3}  # 24 images in batches of 8, last batch cut to fit; plain average, not EMA
+    assert all(m.momentum == 0.03 for m in out.modules() if isinstance(m, nn.BatchNorm2d))  # YOLOv5's, restored
+
+
+def test_recalibration_restores_reset_statistics(v5n: nn.Module, coco128_dir: Path) -> None:
+    """BN statistics wiped (mAP 0) come back from 64 unaugmented train images: most of the mAP on val2017 returns."""
+    from engine.validator import evaluate
+
+    train_loader, _ = create_dataloader(str(coco128_dir / "images" / "train2017"), 256, 16, 32, workers=0,
+                                        shuffle=True)
+    val_loader, _ = create_dataloader(str(coco128_dir / "images" / "val2017"), 256, 32, 32, workers=0, rect=True,
+                                      pad=0.5)
+
+    def map50_95(m: nn.Module) -> float:
+        return evaluate(m, val_loader, v5n.names, conf_thres=0.001, iou_thres=0.6)["mAP50_95"]
+
+    original = map50_95(v5n)
+    broken = reset_bn_stats(copy.deepcopy(v5n))
+    assert map50_95(broken) < 0.1 * original
+    fixed = map50_95(recalibrate_bn(broken, train_loader, max_images=64, progress=False))
+    assert fixed > 0.6 * original, (fixed, original)
+
+
+def test_recalibration_refuses_nothing_to_do(v5n: nn.Module) -> None:
+    with pytest.raises(ValueError, match="max_images"):
+        recalibrate_bn(v5n, [], max_images=0)
+    with pytest.raises(ValueError, match="no images"):
+        recalibrate_bn(v5n, [], max_images=8, progress=False)
+
+
+def _plan(**kw) -> SparsityPlan:  # noqa: ANN003
+    base = dict(optimizer="SGD", batches_per_epoch=28, start_epoch=0, epochs=20, warmup_iters=100, lr0=0.01,
+                lrf=0.01, cos_lr=False, momentum=0.937, warmup_momentum=0.8)
+    return SparsityPlan(**{**base, **kw})
+
+
+def test_auto_rate_grows_as_the_run_gets_shorter() -> None:
+    full = choose_rate(_plan(), 0.8, log=False)
+    assert choose_rate(_plan(batches_per_epoch=8), 0.8, log=False) > 2 * full  # fewer images
+    assert choose_rate(_plan(epochs=5), 0.8, log=False) > 2 * full  # fewer epochs
+    assert choose_rate(_plan(lr0=0.001), 0.8, log=False) == pytest.approx(10 * full, rel=0.01)  # smaller steps
+    assert choose_rate(_plan(start_epoch=10), 0.8, log=False) > full  # a resumed run has fewer steps left
+    assert choose_rate(_plan(), 0.4, log=False) == pytest.approx(full / 2, rel=0.01)  # smaller gammas, smaller S
+    # The plan's arithmetic: with no warmup, a constant S and lr, an unimportant gamma moves lr * S / (1 - m) a batch.
+    flat = _plan(warmup_iters=-1, lrf=1.0, constant=True, momentum=0.9, epochs=2, batches_per_epoch=10)
+    assert flat.shrink_per_rate() == pytest.approx(20 * 0.01 / 0.1)
+
+
+def test_auto_rate_needs_sgd(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(ValueError, match="AdamW"):
+        choose_rate(_plan(optimizer="AdamW"), 0.8)
+    with pytest.raises(SystemExit):
+        train.parse_opt(["--bn_sparsity", "--sparsity_rate", "auto", "--optimizer", "AdamW"])
+    assert "--sparsity_rate auto plans S for SGD" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train.parse_opt(["--bn_sparsity", "--sparsity_rate", "strong"])
+    assert "expected a number or 'auto'" in capsys.readouterr().err
+    assert train.parse_opt(["--bn_sparsity", "--sparsity_rate", "AUTO"]).sparsity_rate == "auto"
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory, coco128_dir: Path) -> Path:
+    """coco128 cut to 16 train, 16 val and 8 test images: the study's stages in seconds, with a test split."""
+    root = tmp_path_factory.mktemp("tiny")
+    train_imgs = sorted((coco128_dir / "images" / "train2017").glob("*.jpg"))
+    val_imgs = sorted((coco128_dir / "images" / "val2017").glob("*.jpg"))
+    for name, files in (("train", train_imgs[:16]), ("val", val_imgs[:16]), ("test", val_imgs[16:24])):
+        (root / f"{name}.txt").write_text("\n".join(str(f.resolve()) for f in files) + "\n")
+    names = load_dataset_config("data/coco128.yaml")["names"]
+    cfg = root / "tiny.yaml"
+    cfg.write_text(json.dumps({"path": str(root), "train": "train.txt", "val": "val.txt", "test": "test.txt",
+                               "names": dict(enumerate(names))}))
+    return cfg
+
+
+def test_train_with_auto_rate_stores_the_chosen_number(tmp_path: Path, tiny_data: Path, yolov5n_pt: Path,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO")
+    res = train.main(["--weights", str(yolov5n_pt), "--data", str(tiny_data), "--imgsz", "64", "--epochs", "1",
+                      "--batch-size", "8", "--workers", "0", "--noval", "--noplots", "--bn_sparsity",
+                      "--sparsity_rate", "auto", "--project", str(tmp_path), "--name", "auto"])
+    chosen = [r.message for r in caplog.records if "--sparsity_rate auto chose S=" in r.message]
+    assert len(chosen) == 1 and "reach 0 by the last epoch" in chosen[0]
+    s = float(chosen[0].split("chose S=")[1].split(":")[0])
+    ckpt = load_checkpoint(Path(res["save_dir"]) / "weights" / "last.pt")
+    assert ckpt["train_args"]["sparsity_rate"] == s > 0  # a resumed run goes on with the number, not 'auto'
+
+
+def test_study_end_to_end_tables_plot_and_resume(tmp_path: Path, tiny_data: Path, yolov5n_pt: Path,
+                                                 capsys: pytest.CaptureFixture) -> None:
+    from benchmarks.slimming import main
+
+    args = ["--data", str(tiny_data), "--weights", str(yolov5n_pt), "--imgsz", "64", "--epochs", "1", "--ft-epochs",
+            "1", "--batch-size", "8", "--percents", "0.1", "--bn-recal-images", "16", "--baselines", "none",
+            "--repeats", "4", "--rounds", "2", "--project", str(tmp_path), "--name", "tiny"]
+    doc = main(args)
+    out = tmp_path / "tiny"
+    rows = {r["name"]: r for r in doc["rows"]}
+    assert list(rows) == ["sparsity", "pruned_0.1", "finetune_0.1", "onnx", "int8"], doc["errors"]
+    assert doc["reference"] == "sparsity" and doc["best"] == "finetune_0.1" and isinstance(doc["sparsity_rate"], float)
+    for r in rows.values():
+        for key in ("params", "gflops", "map50_val", "map50_95_val", "map50_95_test", "ort_ms", "speedup"):
+            assert isinstance(r[key], (int, float)), (r["name"], key)
+    assert rows["sparsity"]["speedup"] == 1.0 and rows["onnx"]["torch_ms"] is None
+    assert rows["pruned_0.1"]["params"] < rows["sparsity"]["params"]
+    assert "map50_95_val_before_recal" in rows["pruned_0.1"]
+    assert rows["int8"]["size_mb"] < rows["onnx"]["size_mb"]
+    saved = json.loads((out / "tiny.json").read_text())
+    assert [r["name"] for r in saved["rows"]] == list(rows)
+    md = (out / "tiny.md").read_text()
+    assert md.count("\n| ") == 2 + len(rows) and "mAP50-95 val before BN recal." in md and "Chosen model" in md
+    assert (out / "tiny.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    capsys.readouterr()
+    again = main(args)  # every stage and the timing are reused
+    log = capsys.readouterr().out
+    assert "$ python" not in log and "timing: done" in log
+    assert [r["ort_ms"] for r in again["rows"]] == [r["ort_ms"] for r in doc["rows"]]
