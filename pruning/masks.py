@@ -1,11 +1,15 @@
 """One global |gamma| threshold -> a keep-mask per channel group, with the safe-ratio check.
 
-``percent`` is the share of candidate channels to remove: the threshold is the score at that rank in the sorted scores
-of all candidates, and channels strictly below it go. Candidates are the channels of prunable groups; ``mode='normal'``
-leaves residual groups out (as the seed recipes do), ``mode='shortcut'`` includes them, scored jointly.
+``percent`` is the share of candidate channels to remove: all candidates are ranked by score, ties broken by group
+order and channel index, and exactly ``round(percent * candidates)`` of the lowest go (then each group's kept count is
+rounded up to ``round_to``). A plain threshold comparison would remove far fewer than asked, or none, where many
+gammas hold the same value (Adam-style updates and sign-based L1 steps make such ties). Candidates are the channels of
+prunable groups; ``mode='normal'`` leaves residual groups out (as the seed recipes do), ``mode='shortcut'`` includes
+them, scored jointly.
 
-The highest safe threshold is the smallest per-group maximum score: above it some group loses every channel. The
-matching *safe percent* is the share of candidates strictly below it; a larger ``percent`` is refused with that figure.
+The *safe percent* is the largest share that leaves every group ``min_channels`` channels: the smallest, over groups,
+of the number of candidates ranked below the group's ``min_channels``-th best channel; a larger ``percent`` is refused
+with that figure.
 """
 
 from __future__ import annotations
@@ -42,8 +46,11 @@ class ChannelMasks:
     Attributes:
         groups: all groups of the model.
         masks: ``{group id: bool tensor (width,)}``, True = keep; a group missing here keeps everything.
-        mode, percent, threshold, safe_percent, safe_threshold, round_to, min_channels: the choices and figures.
+        mode, percent, threshold, safe_percent, safe_threshold, round_to, min_channels: the choices and figures
+            (``threshold``: the score of the lowest-ranked channel kept).
         scores: the channel scores used (``{group id: tensor}``).
+        asked, candidates: channels the ranking removes (``round(percent * candidates)``) and candidate channels;
+            rounding up to ``round_to`` may keep some of the asked ones (see :meth:`removed_channels`).
     """
 
     groups: list[ChannelGroup]
@@ -56,6 +63,8 @@ class ChannelMasks:
     round_to: int = 1
     min_channels: int = 1
     scores: dict[int, torch.Tensor] = field(default_factory=dict)
+    asked: int = 0  # round(percent * candidates): the channels the ranking removes before rounding
+    candidates: int = 0
 
     def mask(self, group: ChannelGroup) -> torch.Tensor:
         """The keep-mask of ``group`` (all True when it has none)."""
@@ -67,8 +76,30 @@ class ChannelMasks:
         return sum(int((~self.mask(g)).sum()) for g in self.groups)
 
 
-def _kth_largest(s: torch.Tensor, k: int) -> float:
-    return float(s.topk(min(k, s.numel())).values[-1])
+def _ranking(scores: dict[int, torch.Tensor], cands: list[ChannelGroup]) -> list[tuple[float, int, int]]:
+    """Every candidate channel as ``(score, group position, channel index)``, lowest first: the removal order.
+
+    Equal scores are taken from each group in proportion to its width (a channel's rank within its group over the
+    group's width), so a tie spread over many groups thins them all alike instead of emptying the first one.
+    """
+    keyed = []
+    for gi, g in enumerate(cands):
+        vals = scores[g.id].float().tolist()
+        for r, ci in enumerate(sorted(range(len(vals)), key=lambda i: (vals[i], i))):
+            keyed.append((vals[ci], (r + 0.5) / len(vals), gi, ci))
+    return [(v, gi, ci) for v, _, gi, ci in sorted(keyed)]
+
+
+def _safe(order: list[tuple[float, int, int]], cands: list[ChannelGroup],
+          min_channels: int) -> tuple[int, float, ChannelGroup | None]:
+    """``(count, threshold, group)``: how many of the lowest-ranked channels can go before some group keeps fewer than
+    ``min_channels``, the score of the channel where that happens, and its group."""
+    seen = [0] * len(cands)
+    for pos, (v, gi, _) in enumerate(order):
+        seen[gi] += 1
+        if cands[gi].width - seen[gi] < min(min_channels, cands[gi].width):
+            return pos, v, cands[gi]
+    return len(order), order[-1][0] if order else 0.0, None
 
 
 def safe_max_percent(scores: dict[int, torch.Tensor], candidates: list[ChannelGroup],
@@ -76,21 +107,22 @@ def safe_max_percent(scores: dict[int, torch.Tensor], candidates: list[ChannelGr
     """The largest ``percent`` that leaves every candidate group ``min_channels`` channels.
 
     Returns:
-        ``(percent, threshold, group)``: the share of candidate channels strictly below the threshold, the threshold
-        (the smallest per-group ``min_channels``-th largest score) and the group that sets it (None without candidates).
+        ``(percent, threshold, group)``: that share of the candidate channels, the score of the first channel that
+        could not go (the smallest per-group ``min_channels``-th largest score) and its group (None without
+        candidates).
     """
     cands = [g for g in candidates if g.id in scores]
     if not cands:
         return 0.0, 0.0, None
-    limits = [(_kth_largest(scores[g.id], min_channels), g) for g in cands]
-    t, g = min(limits, key=lambda x: x[0])
-    allv = torch.cat([scores[c.id] for c in cands])
-    return float((allv < t).sum()) / allv.numel(), t, g
+    order = _ranking(scores, cands)
+    n, t, g = _safe(order, cands, min_channels)
+    return n / len(order), t, g
 
 
 def _top(s: torch.Tensor, k: int) -> torch.Tensor:
-    """Keep-mask of the ``k`` highest scores (ties: lower index first)."""
-    order = sorted(range(s.numel()), key=lambda i: (-float(s[i]), i))[:k]
+    """Keep-mask of the ``k`` highest scores (ties: the higher index is kept, as the removal order drops the lower
+    first)."""
+    order = sorted(range(s.numel()), key=lambda i: (-float(s[i]), -i))[:k]
     m = torch.zeros(s.numel(), dtype=torch.bool)
     m[order] = True
     return m
@@ -123,22 +155,27 @@ def compute_masks(model: nn.Module, groups: list[ChannelGroup], percent: float, 
     cands = candidate_groups(groups, mode)
     scores = scores if scores is not None else bn_importance(model, groups, reduce)
     cands = [g for g in cands if g.id in scores]
-    safe, safe_t, worst = safe_max_percent(scores, cands, min_channels)
-    if worst is None and percent > 0:
+    order = _ranking(scores, cands)
+    n_safe, safe_t, worst = _safe(order, cands, min_channels)
+    safe = n_safe / len(order) if order else 0.0
+    if not cands and percent > 0:
         raise ValueError(f"percent {percent:g}: the model has no prunable channels in mode '{mode}' (no channel group "
                          f"scored by a BatchNorm; was the model fused?)")
-    if percent > safe + 1e-9:
-        raise ValueError(f"percent {percent:g} is above the highest safe percent {safe:.4f}: any threshold above "
-                         f"{safe_t:.4g} (the largest |gamma| of the channel group of {worst.name}) would leave that "
-                         f"group fewer than {min_channels} channel(s). Use a percent <= "
-                         f"{math.floor(safe * 1e4) / 1e4:.4f}, or train with (more) sparsity first")
-    allv = torch.sort(torch.cat([scores[g.id] for g in cands])).values if cands else torch.zeros(0)
-    threshold = float(allv[min(math.floor(percent * allv.numel() + 1e-9), allv.numel() - 1)]) if cands else 0.0
+    n_remove = round(percent * len(order))
+    if n_remove > n_safe:
+        raise ValueError(f"percent {percent:g} is above the highest safe percent {safe:.4f}: removing more than "
+                         f"{n_safe} of the {len(order)} candidate channels (|gamma| threshold {safe_t:.4g}, the largest "
+                         f"of the channel group of {worst.name}) would leave that group fewer than {min_channels} "
+                         f"channel(s). Use a percent <= {math.floor(safe * 1e4) / 1e4:.4f}, or train with (more) "
+                         "sparsity first")
+    removed = [torch.zeros(g.width, dtype=torch.bool) for g in cands]
+    for _, gi, ci in order[:n_remove]:
+        removed[gi][ci] = True
+    threshold = order[n_remove][0] if n_remove < len(order) else (order[-1][0] if order else 0.0)
     masks: dict[int, torch.Tensor] = {}
-    for g in cands:
-        s = scores[g.id]
-        keep = s >= threshold
-        k = max(int(keep.sum()), min(min_channels, g.width))
-        k = min(g.width, math.ceil(k / round_to) * round_to)
-        masks[g.id] = keep if k == int(keep.sum()) else _top(s, k)
-    return ChannelMasks(groups, masks, mode, percent, threshold, safe, safe_t, round_to, min_channels, scores)
+    for g, rm in zip(cands, removed):
+        keep = ~rm
+        k = min(g.width, math.ceil(int(keep.sum()) / round_to) * round_to)
+        masks[g.id] = keep if k == int(keep.sum()) else _top(scores[g.id], k)
+    return ChannelMasks(groups, masks, mode, percent, threshold, safe, safe_t, round_to, min_channels, scores,
+                        asked=n_remove, candidates=len(order))

@@ -64,7 +64,14 @@ class PruneReport:
     def summary(self) -> str:
         """One paragraph: ratio, threshold, safe ratio, parameters."""
         ratio = self.params_after / max(self.params_before, 1)
-        s = (f"Pruned {self.channels_removed}/{self.channels_before} candidate channels (percent {self.percent:g}, "
+        asked = round(self.percent * self.channels_before)
+        if self.channels_removed != asked:
+            why = f"rounding kept counts up to multiples of {self.round_to}" if self.round_to > 1 else "rounding"
+            s0 = f"Asked {asked} of {self.channels_before} channels ({self.percent:g}); {why} keeps " \
+                 f"{asked - self.channels_removed} of them. "
+        else:
+            s0 = ""
+        s = s0 + (f"Pruned {self.channels_removed}/{self.channels_before} candidate channels (percent {self.percent:g}, "
              f"mode {self.mode}, |gamma| threshold {self.threshold:.4g}; safe percent {self.safe_percent:.4f} at "
              f"threshold {self.safe_threshold:.4g}). Parameters {self.params_before:,} -> {self.params_after:,} "
              f"({ratio:.1%}).")

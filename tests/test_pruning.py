@@ -186,6 +186,56 @@ def test_safe_max_percent_and_refusal(v5n: tuple[Model, list]) -> None:
         compute_masks(model, groups, 1.0)
 
 
+def _tied_scores(groups: list, mode: str, blocks: bool) -> dict[int, torch.Tensor]:
+    """Every candidate score equal, or (``blocks``) a few values each shared by large runs of channels."""
+    out = {}
+    for g in candidate_groups(groups, mode):
+        out[g.id] = (torch.arange(g.width) // 8 % 3 * 0.25 + 0.5) if blocks else torch.full((g.width,), 0.7)
+    return out
+
+
+@pytest.mark.parametrize("blocks", [False, True], ids=["all-equal", "tied-blocks"])
+@pytest.mark.parametrize("percent", [0.1, 0.3])
+@pytest.mark.parametrize("round_to", [1, 8])
+def test_tied_gammas_remove_exactly_the_asked_share(v5n: tuple[Model, list], blocks: bool, percent: float,
+                                                    round_to: int) -> None:
+    """AdamW and sign-based L1 steps leave many gammas equal: a threshold comparison removed none of them; the
+    ranking removes round(P x candidates), less at most round_to - 1 per group that rounding keeps."""
+    model, groups = v5n
+    scores = _tied_scores(groups, "normal", blocks)
+    plan = compute_masks(model, groups, percent, scores=scores, round_to=round_to)
+    cands = candidate_groups(groups, "normal")
+    n = sum(g.width for g in cands)
+    asked = round(percent * n)
+    assert plan.asked == asked and plan.candidates == n
+    removed = plan.removed_channels()
+    assert asked - (round_to - 1) * len(cands) <= removed <= asked
+    if round_to == 1:
+        assert removed == asked
+    else:
+        assert all(int(plan.mask(g).sum()) % round_to == 0 or int(plan.mask(g).sum()) == g.width for g in cands)
+    again = compute_masks(model, groups, percent, scores=scores, round_to=round_to)
+    assert all(torch.equal(again.mask(g), plan.mask(g)) for g in cands)  # deterministic
+    if blocks:  # the lower tiers go first
+        kept_min = min(float(scores[g.id][plan.mask(g)].min()) for g in cands)
+        gone_max = max((float(scores[g.id][~plan.mask(g)].max()) for g in cands if (~plan.mask(g)).any()))
+        assert gone_max <= kept_min
+
+
+def test_all_equal_gammas_safe_percent_leaves_one_channel_each(v5n: tuple[Model, list]) -> None:
+    model, groups = v5n
+    scores = _tied_scores(groups, "normal", blocks=False)
+    plan = compute_masks(model, groups, 0.0, scores=scores)
+    cands = candidate_groups(groups, "normal")
+    n = sum(g.width for g in cands)
+    assert plan.safe_percent > 0.9  # ties thin every group alike, so nearly all can go before one is emptied
+    assert sum(int(plan.mask(g).sum()) for g in cands) == n
+    at_safe = compute_masks(model, groups, math.floor(plan.safe_percent * 1e4) / 1e4, scores=scores)
+    assert all(int(at_safe.mask(g).sum()) >= 1 for g in cands)
+    with pytest.raises(ValueError, match="highest safe percent"):
+        compute_masks(model, groups, plan.safe_percent + 0.01, scores=scores)
+
+
 def test_pruned_checkpoint_reloads(v5n: tuple[Model, list], tmp_path) -> None:  # noqa: ANN001
     model, groups = v5n
     plan = compute_masks(model, groups, 0.3, mode="shortcut", round_to=8, scores=random_scores(groups))
