@@ -123,7 +123,7 @@ def run(opt: PruneOptions) -> dict:
            "params": {"before": _params(source), "after": _params(pruned)},
            "gflops": {"before": count_flops(source, 640), "after": count_flops(pruned, 640)},
            "file_size_mb": {"before": src_path.stat().st_size / 1e6, "after": out_pt.stat().st_size / 1e6},
-           "max_abs_diff_vs_masked": report.max_abs_diff,
+           "max_abs_diff_vs_masked": report.max_abs_diff, "fold_diff_vs_masked_keep_beta": report.to_dict()["fold_diff"],
            "bn_recal_images": opt.bn_recal_images if opt.bn_recal else 0}
     if not opt.noval:
         res.update(_validate(opt, data, device, source, masked, pruned, final if opt.bn_recal else None, save_dir))

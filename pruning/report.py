@@ -30,7 +30,9 @@ class PruneReport:
     """Per-layer rows and totals of one pruning step (JSON-ready through :meth:`to_dict`).
 
     ``channels_before``/``channels_removed`` count candidate group channels (those the threshold ranks);
-    ``max_abs_diff`` is the largest output difference between the pruned model and its masked reference.
+    ``max_abs_diff`` is the largest output difference between the pruned model before folding and its exact
+    reference, the masked model whose removed channels output 0; ``fold_diff`` (beta folding only) that of the
+    folded model against the masked model that keeps act(beta), which it equals except at zero-padded borders.
     """
 
     rows: list[LayerRow]
@@ -47,6 +49,7 @@ class PruneReport:
     channels_removed: int
     max_abs_diff: float = float("nan")
     notes: list[str] = field(default_factory=list)
+    fold_diff: float = float("nan")
 
     def to_dict(self) -> dict:
         """Plain Python values (NaN becomes None) for JSON files and checkpoints."""
@@ -76,13 +79,20 @@ class PruneReport:
              f"threshold {self.safe_threshold:.4g}). Parameters {self.params_before:,} -> {self.params_after:,} "
              f"({ratio:.1%}).")
         if not math.isnan(self.max_abs_diff):
-            ref = "masked(keep_beta=True)" if self.fold_beta else "masked(keep_beta=False)"
-            s += f" Max |pruned - {ref}| output difference: {self.max_abs_diff:.3g}."
+            ok = "equal up to float rounding" if self.max_abs_diff < 1e-3 else "NOT EQUAL: please report this"
+            s += (f"\nSurgery check: max |pruned - masked| raw output difference {self.max_abs_diff:.2g} ({ok}; the "
+                  f"masked reference zeroes the removed channels{', checked before folding' if self.fold_beta else ''}).")
+        if not math.isnan(self.fold_diff):
+            s += (f"\nBeta folding: the removed channels' constant act(beta) moved into the next layers' biases; that "
+                  f"equals keeping them except where 3x3 convs read zero padding at the image border, where the "
+                  f"raw outputs (box terms in pixels) differ by up to {self.fold_diff:.3g} from the masked model that "
+                  f"keeps them (--no-fold-beta drops the constants instead).")
         return s + "".join(f"\n  note: {n}" for n in self.notes)
 
 
 def build_report(src: nn.Module, new: nn.Module, plan: ChannelMasks, fold_beta: bool = False,
-                 notes: list[str] | None = None, max_abs_diff: float = float("nan")) -> PruneReport:
+                 notes: list[str] | None = None, max_abs_diff: float = float("nan"),
+                 fold_diff: float = float("nan")) -> PruneReport:
     """Assemble the :class:`PruneReport` of pruning ``src`` into ``new`` with ``plan``."""
     from pruning.masks import candidate_groups
 
@@ -104,4 +114,4 @@ def build_report(src: nn.Module, new: nn.Module, plan: ChannelMasks, fold_beta: 
     removed = sum(int((~plan.mask(plan.groups[i])).sum()) for i in cands)
     return PruneReport(list(rows.values()), n_before, n_after, plan.percent, plan.threshold, plan.safe_percent,
                        plan.safe_threshold, plan.mode, plan.round_to, fold_beta, total, removed, max_abs_diff,
-                       list(notes or []))
+                       list(notes or []), fold_diff)

@@ -124,8 +124,10 @@ def prune_model(model: nn.Module, plan: ChannelMasks, fold_beta: bool = False, c
             readers the constant was partly padding, so there it is an approximation. Without it, removed channels
             are dropped as if they were 0 (exact w.r.t. ``masked_model(keep_beta=False)``).
         ch: input image channels (to rebuild a ``models.yolo.Model``).
-        verify: run the pruned and the masked reference model on one input and record the largest output difference
-            in the report (``max_abs_diff``).
+        verify: record in the report the largest output difference on one input between the sliced model (before
+            folding) and ``masked_model(keep_beta=False)``, which it must equal (``max_abs_diff``), and with
+            ``fold_beta`` between the folded model and ``masked_model(keep_beta=True)`` (``fold_diff``: 0 up to
+            rounding with 1x1 readers, larger where kxk readers met zero padding at the borders).
         example_input: input for folding and verifying (default a random 64x64 image).
 
     Returns:
@@ -142,9 +144,12 @@ def prune_model(model: nn.Module, plan: ChannelMasks, fold_beta: bool = False, c
         raise RuntimeError(f"pruned weights do not fit the rebuilt model: {e}") from None
     new = new.to(device=p.device, dtype=p.dtype)
     x = example_input if example_input is not None else torch.rand_like(default_input(src, ch=ch))
+    diff = fold_diff = float("nan")
+    if verify:  # the surgery itself, before any folding, against its exact reference: removed channels output 0
+        diff = output_difference(new, masked_model(src, plan, keep_beta=False), x)
     notes = fold_constants(src, plan, new, keeps, depthwise, x) if fold_beta else []
-    diff = float("nan")
-    if verify:
-        diff = output_difference(new, masked_model(src, plan, keep_beta=fold_beta), x)
+    if verify and fold_beta:  # what folding adds: keeping act(beta) everywhere but in the zero padding of kxk convs
+        fold_diff = output_difference(new, masked_model(src, plan, keep_beta=True), x)
     new.train(src.training)
-    return new, build_report(src, new, plan, fold_beta=fold_beta, notes=notes, max_abs_diff=diff)
+    return new, build_report(src, new, plan, fold_beta=fold_beta, notes=notes, max_abs_diff=diff,
+                             fold_diff=fold_diff)
