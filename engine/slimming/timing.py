@@ -14,17 +14,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 __all__ = ["Timed", "time_interleaved"]
 
 
 @dataclass
 class Timed:
-    """One thing to time: a checkpoint (``.pt``, timed in PyTorch and as a static ONNX export in ONNX Runtime) or an
-    ``.onnx`` file (ONNX Runtime only), at ``imgsz``."""
+    """One thing to time at ``imgsz``: a checkpoint file or an in-memory model (timed in PyTorch, and as a static
+    ONNX export in ONNX Runtime), or an ``.onnx`` file (ONNX Runtime only)."""
 
     key: str
-    file: str
+    file: str | nn.Module
     imgsz: int
 
 
@@ -46,9 +47,10 @@ def _runners(items: list[Timed], threads: int, tmp: Path) -> dict[tuple[str, str
     out = {}
     for it in items:
         x = torch.rand(1, 3, it.imgsz, it.imgsz)
-        onnx_file = Path(it.file)
-        if onnx_file.suffix != ".onnx":
-            model = prepare_for_export(load_model(it.file, device="cpu")[0], "cpu")  # fused eval copy, fp32
+        onnx_file = Path(it.file) if not isinstance(it.file, nn.Module) else None
+        if onnx_file is None or onnx_file.suffix != ".onnx":
+            src = it.file if isinstance(it.file, nn.Module) else load_model(it.file, device="cpu")[0]
+            model = prepare_for_export(src, "cpu")  # a fused eval copy in fp32; the input model is not changed
 
             def run_torch(m=model, x=x):  # noqa: ANN001, ANN202
                 with torch.inference_mode():
