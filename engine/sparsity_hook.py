@@ -62,10 +62,17 @@ class SparsityPlan:
         return total
 
 
+AUTO_REACH = 0.5  # auto S lets an unimportant gamma move by this share of the median |gamma| over the run
+
+
 def choose_rate(plan: SparsityPlan, median: float, log: bool = True) -> float:
-    """``--sparsity_rate auto``: the S with which an unimportant gamma of the median size reaches 0 at the end of the
-    planned run, i.e. ``median / plan.shrink_per_rate()``. Smaller gammas get there sooner; gammas the loss needs
-    resist and stay. Fewer optimizer steps (a shorter run, fewer images, a lower learning rate) give a larger S.
+    """``--sparsity_rate auto``: the S with which an unimportant gamma of half the median size reaches 0 at the end of
+    the planned run, i.e. ``AUTO_REACH * median / plan.shrink_per_rate()``. Fewer optimizer steps (a shorter run,
+    fewer images, a lower learning rate) give a larger S.
+
+    Why half, measured on aquarium (yolov5n, 20 epochs at 320 px): the loss hardly resists the L1 term (a BN's
+    output scale is undone by the next BatchNorm), so every gamma moves about as far as planned. Planned to take the
+    median gamma to 0 (S=0.0384), the median fell 0.90 -> 0.03 and mAP50-95 to 0.028 against 0.27 without sparsity.
 
     Raises:
         ValueError: for Adam-style optimizers, whose steps do not scale with S (give S explicitly there).
@@ -77,14 +84,15 @@ def choose_rate(plan: SparsityPlan, median: float, log: bool = True) -> float:
     per_rate = plan.shrink_per_rate()
     if per_rate <= 0:
         raise ValueError("--sparsity_rate auto: the planned run takes no optimizer step with a learning rate above 0")
-    rate = float(f"{median / per_rate:.3g}")
+    rate = float(f"{AUTO_REACH * median / per_rate:.3g}")
     if log:
         steps = plan.batches_per_epoch * (plan.epochs - plan.start_epoch)
         LOGGER.info(f"Sparsity: --sparsity_rate auto chose S={rate:g}: {steps} batches over epochs "
                     f"{plan.start_epoch}-{plan.epochs - 1} at lr0 {plan.lr0:g} ({'cosine' if plan.cos_lr else 'linear'}"
                     f" to lrf {plan.lrf:g}, {plan.warmup_iters} warmup iterations, momentum {plan.momentum:g}) move an "
                     f"unimportant |gamma| by {per_rate:.3g} per unit of S{'' if plan.constant else ' (S decaying to 0.1 S)'}"
-                    f", so S={rate:g} lets one of the median size ({median:.3f}) reach 0 by the last epoch")
+                    f", so S={rate:g} moves one by {AUTO_REACH:g} x the median |gamma| ({median:.3f}): gammas below that reach 0 by "
+                    "the last epoch")
     return rate
 
 
@@ -98,7 +106,7 @@ class SparsityHook(TrainHook):
 
     Args:
         rate: S, the L1 strength at epoch 0, or ``"auto"``: S is chosen in ``before_train`` so that an unimportant
-            gamma of the median size can reach 0 by the end of the planned run (see :func:`choose_rate`), and
+            gamma of half the median size can reach 0 by the end of the planned run (see :func:`choose_rate`), and
             written back into the run's options, so checkpoints (and ``--resume``) carry the number.
         constant: keep S constant instead of ``S * (1 - 0.9 * epoch / epochs)``.
         mode: which BNs count as prunable ('normal' leaves residual-coupled channels alone, 'shortcut' includes them).
