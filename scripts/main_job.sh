@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 PY=.venv/bin/python
-E1="${EPOCHS_SPARSE:-8}" E2="${EPOCHS_FT:-8}" PC="${PERCENT:-0.5}" IMG="${IMGSZ:-320}" DATA="${DATA:-data/aquarium.yaml}"
+E1="${EPOCHS_SPARSE:-8}" E2="${EPOCHS_FT:-8}" PC="${PERCENT:-0.25}" IMG="${IMGSZ:-320}" DATA="${DATA:-data/aquarium.yaml}"
 BASELINES="${BASELINES:-reference}" NAME="${NAME:-aquarium}"
 set -x
 $PY benchmarks/slimming.py --data "$DATA" --imgsz "$IMG" --epochs "$E1" --ft-epochs "$E2" --percents "$PC" \
