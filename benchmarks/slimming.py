@@ -1,5 +1,5 @@
 """The network-slimming study on one dataset (default aquarium), resumable stage by stage:
-``python benchmarks/slimming.py --data data/aquarium.yaml --epochs 20 --ft-epochs 20 --percents 0.5 0.6``.
+``python benchmarks/slimming.py --data data/aquarium.yaml --epochs 20 --ft-epochs 20 --percents 0.2 0.29``.
 
 Trains ``base`` (E epochs from the pretrained weights), ``reference`` (E + F epochs: the recipe's compute without
 slimming), ``sparsity`` (E epochs, ``--sparsity_rate auto``), prunes it at each percent (BN-recalibrated), fine-tunes

@@ -19,7 +19,6 @@ training (:mod:`engine.slimming.timing`).
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict
 from pathlib import Path
@@ -44,7 +43,7 @@ def _accuracy(runner: StageRunner, row: str, file: Path, opt: SlimmingOptions, i
                    ["--weights", str(file), "--data", opt.data, "--imgsz", str(imgsz), "--task", split,
                     "--batch-size", str(opt.batch_size), "--workers", str(opt.workers), "--project",
                     str(runner.root / "val"), "--name", f"{row}_{split}", "--exist-ok"], done)
-        r = json.loads(done.read_text())
+        r = read_json(done)
         out[f"map50_{split}"], out[f"map50_95_{split}"] = r["mAP50"], r["mAP50_95"]
     return out
 
@@ -147,7 +146,7 @@ def run(opt: SlimmingOptions) -> dict:
         rows[row] = {"name": row, "file": str(file), "imgsz": opt.imgsz, **_facts(file, opt.imgsz),
                      **_accuracy(runner, row, file, opt, opt.imgsz, splits)}
         if row.startswith("pruned_"):
-            pr = json.loads((file.parent / "results.json").read_text())
+            pr = read_json(file.parent / "results.json")
             if "recalibrated" in pr:
                 rows[row].update(map50_val_before_recal=pr["pruned"]["mAP50"],
                                  map50_95_val_before_recal=pr["pruned"]["mAP50_95"])
