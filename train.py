@@ -67,6 +67,11 @@ def parse_opt(argv: list[str] | None = None) -> TrainOptions:
                    help="keep S constant (default: S * (1 - 0.9 * epoch / epochs))")
     g.add_argument("--sparsity_mode", "--sparsity-mode", choices=("normal", "shortcut"), default=d.sparsity_mode,
                    help="which BNs are penalised: 'normal' skips residual-coupled ones, 'shortcut' includes them")
+    g.add_argument("--sparsity_target", "--sparsity-target", type=float, default=d.sparsity_target,
+                   help="targeted sparsity: act only on the share P of prunable channels that prune.py --percent P "
+                        "would remove (re-chosen every step), driving them to 0 while the rest train freely; 0: all")
+    g.add_argument("--sparsity_round", "--sparsity-round", type=int, default=d.sparsity_round,
+                   help="with --sparsity_target: the --round the model will be pruned with (8 suits ONNX Runtime)")
     g.add_argument("--ft_pruned_model", "--ft-pruned-model", action="store_true",
                    help="fine-tune a pruned checkpoint (its architecture is kept; --cfg is ignored)")
     k = p.add_argument_group("knowledge distillation")
@@ -79,6 +84,10 @@ def parse_opt(argv: list[str] | None = None) -> TrainOptions:
         p.error(f"--epochs must be >= 1, got {a.epochs}")
     if a.bn_sparsity and a.sparsity_rate != "auto" and a.sparsity_rate <= 0:
         p.error("--bn_sparsity needs --sparsity_rate > 0 (e.g. 0.0005) or --sparsity_rate auto")
+    if not 0.0 <= a.sparsity_target < 1.0:
+        p.error(f"--sparsity_target must be in [0, 1), got {a.sparsity_target}")
+    if a.sparsity_round < 1:
+        p.error(f"--sparsity_round must be >= 1, got {a.sparsity_round}")
     if a.bn_sparsity and a.sparsity_rate == "auto" and a.optimizer != "SGD":
         p.error(f"--sparsity_rate auto plans S for SGD; with --optimizer {a.optimizer} every step is normalised by the "
                 "gradient's size, so give --sparsity_rate explicitly (e.g. 0.01)")

@@ -1,8 +1,9 @@
 """The network-slimming study on one dataset (default aquarium), resumable stage by stage:
-``python benchmarks/slimming.py --data data/aquarium.yaml --epochs 20 --ft-epochs 20 --percents 0.2 0.29``.
+``python benchmarks/slimming.py --data data/aquarium.yaml --epochs 20 --ft-epochs 20 --percents 0.5``.
 
 Trains ``base`` (E epochs from the pretrained weights), ``reference`` (E + F epochs: the recipe's compute without
-slimming), ``sparsity`` (E epochs, ``--sparsity_rate auto``), prunes it at each percent (BN-recalibrated), fine-tunes
+slimming), ``sparsity`` (E epochs, ``--sparsity_rate auto``, targeted at the channels a prune at ``--sparsity-target``
+takes), prunes it at each percent (BN-recalibrated), fine-tunes
 each pruned model F epochs, exports the best one to ONNX and INT8, validates every model on val and test with
 val.py, times them all interleaved in PyTorch and ONNX Runtime, and writes ``<name>.md``, ``<name>.json`` and
 ``<name>.png`` (mAP50-95 against latency, Pareto front marked). Every stage is a normal run of our scripts in
@@ -34,6 +35,9 @@ def parse_opt(argv: list[str] | None = None) -> SlimmingOptions:
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="training and validation batch size")
     p.add_argument("--workers", type=int, default=d.workers, help="dataloader workers per run")
     p.add_argument("--sparsity-rate", default=d.sparsity_rate, help="train.py --sparsity_rate (a number or 'auto')")
+    p.add_argument("--sparsity-target", type=float, default=d.sparsity_target,
+                   help="train.py --sparsity_target: the share of prunable channels driven to 0 (0: L1 on all)")
+    p.add_argument("--ft-hyp", default=d.ft_hyp, help="hyperparameters of the fine-tuning runs")
     p.add_argument("--mode", choices=("normal", "shortcut"), default=d.mode, help="prune.py --mode")
     p.add_argument("--percents", nargs="+", type=float, default=d.percents, help="prune ratios (prune.py --percent)")
     p.add_argument("--round", type=int, default=d.round, help="prune.py --round")
@@ -55,6 +59,8 @@ def parse_opt(argv: list[str] | None = None) -> SlimmingOptions:
                         ("--rounds", a.rounds, 1), ("--bn-recal-images", a.bn_recal_images, 1), ("--round", a.round, 1)):
         if v < lo:
             p.error(f"{flag} must be >= {lo}, got {v}")
+    if not 0 <= a.sparsity_target < 1:
+        p.error(f"--sparsity-target must be in [0, 1), got {a.sparsity_target}")
     if any(not 0 < x < 1 for x in a.percents):
         p.error(f"--percents must each be in (0, 1), got {a.percents}")
     if a.sparsity_rate != "auto":

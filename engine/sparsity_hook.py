@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -14,7 +15,7 @@ from engine.train_hooks import TrainHook
 if TYPE_CHECKING:
     from engine.trainer import Trainer
 
-__all__ = ["SparsityHook", "SparsityPlan", "choose_rate"]
+__all__ = ["SparsityHook", "SparsityPlan", "choose_rate", "choose_target_rate"]
 
 LOGGER = logging.getLogger(__name__)
 
@@ -43,13 +44,14 @@ class SparsityPlan:
     warmup_momentum: float
     constant: bool = False
 
-    def shrink_per_rate(self) -> float:
-        """How far an unimportant |gamma| moves over the rest of the run per unit of ``s`` (SGD)."""
+    def shrink_per_rate(self, until: int | None = None) -> float:
+        """How far an unimportant |gamma| moves per unit of ``s`` (SGD) from the start epoch to epoch ``until``
+        (default: the end of the run)."""
         from utils.optim import build_lr_lambda
 
         lf = build_lr_lambda(self.epochs, self.lrf, cos=self.cos_lr)
         nb, total = self.batches_per_epoch, 0.0
-        for epoch in range(self.start_epoch, self.epochs):
+        for epoch in range(self.start_epoch, self.epochs if until is None else min(until, self.epochs)):
             decay = 1.0 if self.constant else 1.0 - 0.9 * epoch / self.epochs
             ni = np.arange(epoch * nb, (epoch + 1) * nb, dtype=float)
             lr = np.full_like(ni, self.lr0 * lf(epoch))
@@ -65,6 +67,38 @@ class SparsityPlan:
 AUTO_REACH = 0.5  # auto S lets an unimportant gamma move by this share of the median |gamma| over the run
 
 
+def choose_target_rate(plan: SparsityPlan, largest: float, log: bool = True) -> float:
+    """``--sparsity_rate auto`` with ``--sparsity_target``: the S that takes the largest targeted |gamma| to 0 by the
+    middle of the planned run, ``largest / plan.shrink_per_rate(until=middle)``, leaving the second half to train the
+    network without those channels. Only the targeted channels feel S, so it can be this strong without costing the
+    rest their accuracy.
+
+    Raises:
+        ValueError: as :func:`choose_rate`.
+    """
+    middle = plan.start_epoch + math.ceil((plan.epochs - plan.start_epoch) / 2)
+    per_rate = _sgd_shrink(plan, middle)
+    rate = float(f"{largest / per_rate:.3g}")
+    if log:
+        LOGGER.info(f"Sparsity: --sparsity_rate auto chose S={rate:g} for the targeted channels: by epoch {middle} of "
+                    f"{plan.epochs} ({plan.batches_per_epoch} batches/epoch, lr0 {plan.lr0:g}, momentum "
+                    f"{plan.momentum:g}) S moves a |gamma| by {per_rate:.3g} per unit, so the largest targeted one "
+                    f"({largest:.3f}) reaches 0 there")
+    return rate
+
+
+def _sgd_shrink(plan: SparsityPlan, until: int | None = None) -> float:
+    """``plan.shrink_per_rate(until)``, refusing what auto cannot plan for."""
+    if plan.optimizer != "SGD":
+        raise ValueError(f"--sparsity_rate auto plans S for SGD, whose L1 step grows with S; {plan.optimizer} "
+                         "normalises every step by the gradient's size, so S only decides which gammas lose, not how "
+                         "far they move: give --sparsity_rate explicitly (e.g. 0.01, as benchmarks/backbones.py does)")
+    per_rate = plan.shrink_per_rate(until)
+    if per_rate <= 0:
+        raise ValueError("--sparsity_rate auto: the planned run takes no optimizer step with a learning rate above 0")
+    return per_rate
+
+
 def choose_rate(plan: SparsityPlan, median: float, log: bool = True) -> float:
     """``--sparsity_rate auto``: the S with which an unimportant gamma of half the median size reaches 0 at the end of
     the planned run, i.e. ``AUTO_REACH * median / plan.shrink_per_rate()``. Fewer optimizer steps (a shorter run,
@@ -77,13 +111,7 @@ def choose_rate(plan: SparsityPlan, median: float, log: bool = True) -> float:
     Raises:
         ValueError: for Adam-style optimizers, whose steps do not scale with S (give S explicitly there).
     """
-    if plan.optimizer != "SGD":
-        raise ValueError(f"--sparsity_rate auto plans S for SGD, whose L1 step grows with S; {plan.optimizer} "
-                         "normalises every step by the gradient's size, so S only decides which gammas lose, not how "
-                         "far they move: give --sparsity_rate explicitly (e.g. 0.01, as benchmarks/backbones.py does)")
-    per_rate = plan.shrink_per_rate()
-    if per_rate <= 0:
-        raise ValueError("--sparsity_rate auto: the planned run takes no optimizer step with a learning rate above 0")
+    per_rate = _sgd_shrink(plan)
     rate = float(f"{AUTO_REACH * median / per_rate:.3g}")
     if log:
         steps = plan.batches_per_epoch * (plan.epochs - plan.start_epoch)
@@ -110,11 +138,17 @@ class SparsityHook(TrainHook):
             written back into the run's options, so checkpoints (and ``--resume``) carry the number.
         constant: keep S constant instead of ``S * (1 - 0.9 * epoch / epochs)``.
         mode: which BNs count as prunable ('normal' leaves residual-coupled channels alone, 'shortcut' includes them).
+        target: 0, or the share of prunable channels the term acts on (the ones ``prune.py --percent target --round
+            round_to`` would take; see :class:`pruning.sparsity.BNSparsity`); with ``auto``, S is chosen by
+            :func:`choose_target_rate`.
+        round_to: the ``--round`` the model will be pruned with.
     """
 
-    def __init__(self, rate: float | str, constant: bool = False, mode: str = "normal") -> None:
+    def __init__(self, rate: float | str, constant: bool = False, mode: str = "normal", target: float = 0.0,
+                 round_to: int = 1) -> None:
         self.auto = rate == "auto"
         self.rate, self.constant, self.mode = (0.0 if self.auto else float(rate)), constant, mode
+        self.target, self.round_to = target, round_to
         self.reg = None
         self.history: dict[int, dict] = {}
         self._last_step_ni = -1
@@ -122,17 +156,23 @@ class SparsityHook(TrainHook):
     def before_train(self, trainer: Trainer) -> None:
         from pruning.sparsity import BNSparsity
 
-        self.reg = BNSparsity(trainer.model, self.rate, trainer.opt.epochs, constant=self.constant, mode=self.mode)
+        self.reg = BNSparsity(trainer.model, self.rate, trainer.opt.epochs, constant=self.constant, mode=self.mode,
+                              target=self.target, round_to=self.round_to)
         if self.auto:  # every rank computes the same S: same weights, same schedule
-            self.rate = self.reg.rate = choose_rate(self._plan(trainer), self.reg.stats()["median"], trainer.main)
+            plan = self._plan(trainer)
+            self.rate = self.reg.rate = (choose_target_rate(plan, self.reg.target_max(), trainer.main) if self.target
+                                         else choose_rate(plan, self.reg.stats()["median"], trainer.main))
             trainer.opt.sparsity_rate = self.rate
         if trainer.main:
             s = self.reg.stats()
             self.history[-1] = s
+            aim = (f"; targeted: the lowest {self.target:g} (round {self.round_to}), largest |gamma| "
+                   f"{self.reg.target_max():.3f}" if self.target else "")
             LOGGER.info(f"Sparsity training: S={self.rate} ({'constant' if self.constant else 'decaying'}), "
                         f"{len(self.reg.paths)} BatchNorms, {s['n']} prunable channels, mode {self.mode}; "
-                        f"|gamma| < 0.01: {s['share_below_0.01']:.1%}, median {s['median']:.3f}")
-            self._check_strength(trainer, s["median"])
+                        f"|gamma| < 0.01: {s['share_below_0.01']:.1%}, median {s['median']:.3f}{aim}")
+            if not self.target:
+                self._check_strength(trainer, s["median"])
 
     def _plan(self, trainer: Trainer) -> SparsityPlan:
         h = trainer.hyp_scaled
@@ -170,10 +210,12 @@ class SparsityHook(TrainHook):
             import numpy as np
 
             trainer.logger.histogram("sparsity/gamma", np.array(self._gammas()), epoch)
+        extra = {"sparsity/target_max": self.reg.target_max()} if self.target else {}
+        aim = f", largest targeted {extra['sparsity/target_max']:.4f}" if self.target else ""
         print(f"Sparsity: S={self.reg.strength(epoch):.3g}, prunable |gamma| < 0.01: {s['share_below_0.01']:.1%}, "
-              f"median {s['median']:.3f}")
+              f"median {s['median']:.3f}{aim}")
         return {"sparsity/s": self.reg.strength(epoch), "sparsity/gamma_lt_0.01": s["share_below_0.01"],
-                "sparsity/gamma_median": s["median"]}
+                "sparsity/gamma_median": s["median"], **extra}
 
     def after_train(self, trainer: Trainer) -> None:
         from pruning.sparsity import plot_gamma_hist

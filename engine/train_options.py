@@ -45,6 +45,8 @@ class TrainOptions:
     sparsity_rate: float | str = 0.0  # a number, or "auto" (chosen for the planned run, then stored as the number)
     sparsity_constant: bool = False
     sparsity_mode: str = "normal"
+    sparsity_target: float = 0.0  # 0: every prunable gamma; P: only the channels a prune at P would take
+    sparsity_round: int = 1  # the --round that prune will use (for sparsity_target)
     ft_pruned_model: bool = False
     # knowledge distillation
     teacher: str = ""

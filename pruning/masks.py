@@ -23,7 +23,7 @@ from torch import nn
 from pruning.graph import ChannelGroup
 from pruning.importance import bn_importance
 
-__all__ = ["MODES", "ChannelMasks", "candidate_groups", "safe_max_percent", "compute_masks"]
+__all__ = ["MODES", "ChannelMasks", "candidate_groups", "safe_max_percent", "compute_masks", "lowest_channels"]
 
 MODES = ("normal", "shortcut")
 
@@ -179,3 +179,33 @@ def compute_masks(model: nn.Module, groups: list[ChannelGroup], percent: float, 
         masks[g.id] = keep if k == int(keep.sum()) else _top(scores[g.id], k)
     return ChannelMasks(groups, masks, mode, percent, threshold, safe, safe_t, round_to, min_channels, scores,
                         asked=n_remove, candidates=len(order))
+
+
+def lowest_channels(scores: dict[int, torch.Tensor], candidates: list[ChannelGroup], percent: float,
+                    min_channels: int = 1, round_to: int = 1) -> dict[int, torch.Tensor]:
+    """The channels to drive to zero so that ``compute_masks(percent, round_to)`` can take them once trained: the
+    lowest-ranked ``round(percent * candidates)`` in the removal order of :func:`compute_masks`, skipping (instead of
+    refusing at) any that would leave its group fewer than ``max(min_channels, round_to)``, then in each group the
+    next-lowest until its kept count is a multiple of ``round_to``. So at least the asked share is targeted, and
+    every group keeps channels that are not: the prune at ``percent`` takes only targeted channels and is safe.
+
+    Returns:
+        ``{group id: bool tensor (width,)}``, True = targeted, for every candidate group with a score.
+    """
+    cands = [g for g in candidates if g.id in scores]
+    order = _ranking(scores, cands)
+    want = round(percent * len(order))
+    floor = [min(max(min_channels, round_to), g.width) for g in cands]
+    taken = [0] * len(cands)
+    for _, gi, _ in order:
+        if want == 0:
+            break
+        if cands[gi].width - taken[gi] > floor[gi]:
+            taken[gi], want = taken[gi] + 1, want - 1
+    out = {}
+    for gi, g in enumerate(cands):
+        keep = g.width - taken[gi]
+        if keep < g.width:  # round the kept count down (never below the floor) by targeting more
+            keep = max(floor[gi], keep // round_to * round_to)
+        out[g.id] = ~_top(scores[g.id], keep)
+    return out

@@ -2,7 +2,9 @@
 
 ``BNSparsity`` is a hook the training loop calls between ``loss.backward()`` and ``optimizer.step()``; it adds
 ``s_epoch * sign(gamma)`` to the gradients of the prunable BatchNorm weights, with the linear decay of the seed
-recipes, ``s_epoch = s * (1 - 0.9 * epoch / epochs)``. With AMP, call it after ``scaler.unscale_(optimizer)`` or pass
+recipes, ``s_epoch = s * (1 - 0.9 * epoch / epochs)``. With ``target`` P, the term acts only on the channels a prune
+at P would take (re-chosen at every step from the current gammas, see :func:`pruning.masks.lowest_channels`): they
+are driven to zero while the network still trains, and the other channels train free of it. With AMP, call it after ``scaler.unscale_(optimizer)`` or pass
 the loss scale as ``grad_scale``.
 """
 
@@ -16,7 +18,8 @@ import torch
 from torch import nn
 
 from pruning.graph import ChannelGroup, build_groups, unwrap
-from pruning.masks import candidate_groups
+from pruning.importance import bn_importance
+from pruning.masks import candidate_groups, lowest_channels
 
 __all__ = ["BNSparsity", "prunable_bn_positions", "gamma_stats", "plot_gamma_hist"]
 
@@ -43,16 +46,22 @@ class BNSparsity:
         constant: keep ``s`` fixed instead of decaying it.
         mode: which groups count as prunable: ``normal`` (residual groups left alone) or ``shortcut``.
         groups: precomputed groups (default: traced from ``model``).
+        target: 0 (every prunable gamma, classic network slimming), or the share P of prunable channels to drive to
+            zero: only the lowest-ranked P (as prune.py ``--percent P --round round_to`` ranks them) get the term.
+        round_to: the ``--round`` the model will be pruned with (for ``target``).
     """
 
     def __init__(self, model: nn.Module, rate: float, epochs: int, constant: bool = False, mode: str = "normal",
-                 groups: list[ChannelGroup] | None = None) -> None:
-        if rate < 0 or epochs < 1:
-            raise ValueError(f"BNSparsity: rate must be >= 0 and epochs >= 1, got rate={rate}, epochs={epochs}")
+                 groups: list[ChannelGroup] | None = None, target: float = 0.0, round_to: int = 1) -> None:
+        if rate < 0 or epochs < 1 or not 0.0 <= target < 1.0 or round_to < 1:
+            raise ValueError(f"BNSparsity: need rate >= 0, epochs >= 1, target in [0, 1) and round_to >= 1, got "
+                             f"rate={rate}, epochs={epochs}, target={target}, round_to={round_to}")
         net = unwrap(model)
         groups = groups if groups is not None else build_groups(net)
         modules = dict(net.named_modules())
-        self.rate, self.epochs, self.constant, self.mode = float(rate), int(epochs), constant, mode
+        self.net, self.rate, self.epochs, self.constant, self.mode = net, float(rate), int(epochs), constant, mode
+        self.target, self.round_to = float(target), int(round_to)
+        self.groups = candidate_groups(groups, mode)
         self.paths: list[str] = []
         self.params: list[nn.Parameter] = []
         self.masks: list[torch.Tensor | None] = []  # None: every channel of that BN is prunable
@@ -73,19 +82,40 @@ class BNSparsity:
         """``s`` at ``epoch`` (0-based)."""
         return self.rate if self.constant else self.rate * (1.0 - 0.9 * epoch / self.epochs)
 
+    def targeted(self) -> list[torch.Tensor | None]:
+        """Per regularised BN, the bool mask of channels the term acts on now (None: all of its prunable ones)."""
+        if not self.target:
+            return self.masks
+        hit = lowest_channels(bn_importance(self.net, self.groups), self.groups, self.target, round_to=self.round_to)
+        out = {p: torch.zeros_like(w, dtype=torch.bool, device="cpu") for p, w in zip(self.paths, self.params)}
+        for g in self.groups:
+            if g.id in hit:
+                for m in g.bns:
+                    out[m.path][m.positions] |= hit[g.id][m.index]
+        return [out[p] for p in self.paths]
+
     def __call__(self, epoch: int, grad_scale: float = 1.0) -> float:
-        """Add ``s_epoch * sign(gamma)`` (times ``grad_scale``) to each prunable BN weight's grad; returns s_epoch.
+        """Add ``s_epoch * sign(gamma)`` (times ``grad_scale``) to the grad of each prunable (with ``target``:
+        targeted) BN weight; returns s_epoch.
 
         BatchNorms whose grad is None (frozen, or unused this step) are skipped.
         """
         s = self.strength(epoch)
         with torch.no_grad():
-            for w, m in zip(self.params, self.masks):
+            for w, m in zip(self.params, self.targeted()):
                 if w.grad is None:
                     continue
                 g = torch.sign(w) * (s * grad_scale)
                 w.grad.add_(g if m is None else g * m.to(g.device))
         return s
+
+    def target_max(self) -> float:
+        """The largest |gamma| among the targeted channels (how far the term still has to go); 0 without target."""
+        if not self.target:
+            return 0.0
+        vals = [w.detach().abs().float().cpu()[m] for w, m in zip(self.params, self.targeted())]
+        vals = [v for v in vals if v.numel()]
+        return float(torch.cat(vals).max()) if vals else 0.0
 
     def stats(self, bins: int = 50) -> dict:
         """:func:`gamma_stats` over the BatchNorms this hook regularises."""

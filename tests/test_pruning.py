@@ -14,7 +14,7 @@ from models.builder import ModelConfigError
 from models.common import Bottleneck
 from models.yolo import Model
 from pruning import (BNSparsity, ChannelMasks, build_groups, candidate_groups, compute_masks, gamma_stats,
-                     masked_model, plot_gamma_hist, prune_layers, prune_model)
+                     lowest_channels, masked_model, plot_gamma_hist, prune_layers, prune_model)
 from utils.checkpoint import atomic_save, load_model, make_checkpoint
 
 ANCHORS = [[10, 13, 16, 30, 33, 23], [30, 61, 62, 45, 59, 119], [116, 90, 156, 198, 373, 326]]
@@ -443,3 +443,50 @@ def test_backbone_configs_prune_exactly(cfg: str, mode: str) -> None:
     assert report.params_after < report.params_before
     x = torch.rand(1, 3, 96, 96)
     assert max_diff(raw_outputs(pruned, x), raw_outputs(masked_model(model, plan, keep_beta=False), x)) <= 1e-4
+
+
+@pytest.mark.parametrize("round_to", [1, 8])
+def test_targeted_channels_are_what_the_prune_will_take(v5n: tuple[Model, list], round_to: int) -> None:
+    """lowest_channels targets at least the asked share, lowest first, keeps every group a multiple of round_to
+    untargeted, and a prune at that share (once the targeted gammas are 0) takes only targeted channels, safely."""
+    model, groups = v5n
+    cands = candidate_groups(groups, "normal")
+    scores = random_scores(cands, seed=3)
+    n = sum(g.width for g in cands)
+    for percent in (0.3, 0.6, 0.9):
+        hit = lowest_channels(scores, cands, percent, round_to=round_to)
+        kept = {g.id: g.width - int(hit[g.id].sum()) for g in cands}
+        assert all(k >= min(round_to, g.width) and (k % round_to == 0 or k == g.width) for g in cands
+                   for k in [kept[g.id]])
+        trained = {g.id: torch.where(hit[g.id], torch.zeros(g.width), scores[g.id]) for g in cands}
+        if sum(int(t.sum()) for t in hit.values()) >= round(percent * n):  # beyond what the caps allow: fewer
+            plan = compute_masks(model, groups, percent, scores=trained, round_to=round_to)
+            assert all(bool((hit[g.id] | plan.mask(g)).all()) for g in cands)  # removed ones were all targeted
+        if percent == 0.3:
+            assert round(0.3 * n) <= sum(int(t.sum()) for t in hit.values()) <= round(0.3 * n) + round_to * len(cands)
+            on = torch.cat([scores[g.id][hit[g.id]] for g in cands])
+            off = torch.cat([scores[g.id][~hit[g.id]] for g in cands])
+            assert float(on.mean()) < float(off.mean()) - 0.25  # the low scores went first
+            if round_to == 1:
+                assert float(on.max()) <= float(off.min())
+
+
+def test_targeted_sparsity_acts_only_on_the_targeted_channels(v5n: tuple[Model, list]) -> None:
+    model, groups = v5n
+    model = copy.deepcopy(model)
+    hook = BNSparsity(model, rate=0.01, epochs=10, groups=groups, target=0.4, round_to=8)
+    bns = dict(model.named_modules())
+    for p in hook.paths:
+        bns[p].weight.grad = torch.zeros_like(bns[p].weight)
+    s = hook(epoch=0)
+    targeted = hook.targeted()
+    assert 0.4 * hook.stats()["n"] <= sum(int(t.sum()) for t in targeted) < 0.5 * hook.stats()["n"]
+    for p, t in zip(hook.paths, targeted):
+        g = bns[p].weight.grad
+        assert torch.equal(g[t], s * torch.sign(bns[p].weight[t]).detach()) and not g[~t].any()
+    largest = hook.target_max()
+    untargeted = torch.cat([bns[p].weight.detach().abs()[~t] for p, t in zip(hook.paths, targeted)])
+    assert 0 < largest <= float(untargeted.max())
+    assert BNSparsity(model, 0.01, 10, groups=groups).target_max() == 0.0
+    with pytest.raises(ValueError, match="target in"):
+        BNSparsity(model, 0.01, 10, groups=groups, target=1.0)

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 import train
-from engine.sparsity_hook import SparsityPlan, choose_rate
+from engine.sparsity_hook import SparsityPlan, choose_rate, choose_target_rate
 from pruning.recalibrate import recalibrate_bn, reset_bn_stats
 from utils.checkpoint import load_checkpoint, load_model
 from utils.data import create_dataloader, load_dataset_config
@@ -97,6 +97,28 @@ def test_auto_rate_grows_as_the_run_gets_shorter() -> None:
     # The plan's arithmetic: with no warmup, a constant S and lr, an unimportant gamma moves lr * S / (1 - m) a batch.
     flat = _plan(warmup_iters=-1, lrf=1.0, constant=True, momentum=0.9, epochs=2, batches_per_epoch=10)
     assert flat.shrink_per_rate() == pytest.approx(20 * 0.01 / 0.1)
+
+
+def test_targeted_auto_rate_reaches_zero_by_the_middle_of_the_run() -> None:
+    plan = _plan(warmup_iters=-1, lrf=1.0, constant=True, momentum=0.9, epochs=10, batches_per_epoch=10)
+    s = choose_target_rate(plan, 0.9, log=False)
+    assert s * plan.shrink_per_rate(until=5) == pytest.approx(0.9, rel=1e-3)  # 5 of 10 epochs: the middle
+    assert s * plan.shrink_per_rate() == pytest.approx(1.8, rel=1e-3)
+    full = choose_target_rate(_plan(), 0.9, log=False)
+    assert choose_target_rate(_plan(epochs=10), 0.9, log=False) > 1.5 * full  # fewer steps, larger S
+    assert full > choose_rate(_plan(), 0.9, log=False)  # stronger than untargeted auto: only the targeted feel it
+    with pytest.raises(ValueError, match="AdamW"):
+        choose_target_rate(_plan(optimizer="AdamW"), 0.9)
+
+
+def test_sparsity_target_flags_are_checked(capsys: pytest.CaptureFixture) -> None:
+    for flags, msg in ((["--sparsity_target", "1.0"], "--sparsity_target must be in [0, 1)"),
+                       (["--sparsity_round", "0"], "--sparsity_round must be >= 1")):
+        with pytest.raises(SystemExit):
+            train.parse_opt(["--bn_sparsity", "--sparsity_rate", "auto", *flags])
+        assert msg in capsys.readouterr().err
+    o = train.parse_opt(["--bn_sparsity", "--sparsity_rate", "auto", "--sparsity-target", "0.5", "--sparsity-round", "8"])
+    assert (o.sparsity_target, o.sparsity_round) == (0.5, 8)
 
 
 def test_auto_rate_needs_sgd(capsys: pytest.CaptureFixture) -> None:

@@ -6,7 +6,8 @@ Rows (``rows`` of the JSON, in this order):
 - ``base``: the pretrained weights fine-tuned ``epochs`` epochs;
 - ``reference``: the same fine-tune for ``epochs + ft_epochs`` epochs: what a user gets for the recipe's compute
   without slimming, and the row every speed-up is measured against;
-- ``sparsity``: ``epochs`` epochs with BN sparsity (``--sparsity_rate auto`` unless told otherwise);
+- ``sparsity``: ``epochs`` epochs with BN sparsity (``--sparsity_rate auto`` unless told otherwise), targeted at the
+  channels a prune at ``sparsity_target`` takes;
 - ``pruned_<p>``: prune.py at each percent (BN-recalibrated; the mAP before recalibration is kept beside it);
 - ``finetune_<p>``: each pruned model fine-tuned ``ft_epochs`` epochs;
 - ``input_<size>``: ``reference`` at the smaller input size whose ONNX Runtime latency is closest to the chosen
@@ -56,7 +57,8 @@ def _train_stages(runner: StageRunner, opt: SlimmingOptions, errors: dict) -> di
     try:
         models["sparsity"] = runner.train("sparsity", [
             "--weights", opt.weights, "--epochs", str(opt.epochs), "--bn_sparsity", "--sparsity_rate",
-            str(opt.sparsity_rate), "--sparsity_mode", opt.mode, *common])
+            str(opt.sparsity_rate), "--sparsity_mode", opt.mode, "--sparsity_target", str(opt.sparsity_target),
+            "--sparsity_round", str(opt.round), *common])
     except RuntimeError as e:
         errors["sparsity"] = str(e)
     for p in opt.percents if "sparsity" in models else []:
@@ -73,7 +75,7 @@ def _train_stages(runner: StageRunner, opt: SlimmingOptions, errors: dict) -> di
             models[f"pruned_{t}"] = d / "pruned_model.pt"
             models[f"finetune_{t}"] = runner.train(
                 f"finetune_{t}", ["--weights", str(d / "pruned_model.pt"), "--ft_pruned_model", "--hyp",
-                                  "hyp.finetune_prune.yaml", "--epochs", str(opt.ft_epochs), *common],
+                                  opt.ft_hyp, "--epochs", str(opt.ft_epochs), *common],
                 after=d / "pruned_model.pt")
         except RuntimeError as e:
             errors[f"percent {t}"] = str(e)
