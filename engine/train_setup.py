@@ -7,7 +7,7 @@ from pathlib import Path
 
 from engine.train_options import TrainOptions, options_from_dict
 from models.yolo import Model
-from utils.checkpoint import load_checkpoint, resolve_weights
+from utils.checkpoint import load_checkpoint, load_weights, resolve_weights
 
 __all__ = ["is_pruned_arch", "build_model", "find_resume_checkpoint", "options_for_resume", "freeze_layers",
            "load_resume_state"]
@@ -46,8 +46,9 @@ def build_model(opt: TrainOptions, nc: int, names: list[str]) -> tuple[Model, di
             raise ValueError(f"{path} was pruned for {ckpt.get('nc')} classes but {opt.data} has {nc}; "
                              "fine-tune a pruned model on data with the same classes")
         model = Model(ckpt["arch"], nc=nc, names=names)
-        state = ckpt.get("ema") or ckpt["model"]
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+        entry = "ema" if ckpt.get("ema") else "model"
+        state = ckpt[entry]
+        load_weights(model, state, path, entry)
         LOGGER.info(f"Transferred {len(state)}/{len(model.state_dict())} items from {path} (pruned architecture)")
         return model, ckpt
     model = Model(opt.cfg or ckpt["arch"], nc=nc, names=names)
@@ -105,7 +106,11 @@ def options_for_resume(resume: str, project: str = "runs/train") -> tuple[TrainO
     return opt, ckpt, path
 
 
-def load_resume_state(model: Model, ckpt: dict) -> None:
-    """Load the raw (non-EMA) weights of a training checkpoint into ``model``."""
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()})
+def load_resume_state(model: Model, ckpt: dict, path: str | Path = "checkpoint") -> None:
+    """Load the raw (non-EMA) weights of a training checkpoint into ``model``.
+
+    Raises:
+        CheckpointError: they do not fit the model (see :func:`utils.checkpoint.load_weights`).
+    """
+    load_weights(model, ckpt["model"], path, "model")
 

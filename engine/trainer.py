@@ -93,7 +93,7 @@ class Trainer:
             from models.yolo import Model
 
             model = Model(self.resume_ckpt["arch"], nc=nc, names=self.names)
-            load_resume_state(model, self.resume_ckpt)
+            load_resume_state(model, self.resume_ckpt, opt.resume)
         else:
             model, _ = build_model(opt, nc, self.names)
         model = model.to(self.device)
@@ -166,9 +166,19 @@ class Trainer:
             self.logger.drop_epochs_from(self.start_epoch)
 
     def _restore(self, ckpt: dict) -> None:
-        self.optimizer.load_state_dict(ckpt["optimizer"])
+        from utils.checkpoint import CheckpointError
+
+        try:
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise CheckpointError(f"{self.opt.resume}: checkpoint entry 'optimizer' does not fit this model's "
+                                  f"optimizer ({e})") from None
         if self.ema is not None and ckpt.get("ema"):
-            self.ema.load_state_dict({"ema": ckpt["ema"], "updates": ckpt.get("updates", 0)})
+            try:
+                self.ema.load_state_dict({"ema": ckpt["ema"], "updates": ckpt.get("updates", 0)})
+            except RuntimeError as e:
+                raise CheckpointError(f"{self.opt.resume}: checkpoint entry 'ema' does not fit the model's "
+                                      f"architecture ({str(e).splitlines()[0]})") from None
         self.best_fitness = float(ckpt.get("best_fitness") or 0.0)
         self.start_epoch = int(ckpt["epoch"]) + 1
         LOGGER.info(f"Resuming training from {self.opt.resume} at epoch {self.start_epoch} of {self.opt.epochs}")

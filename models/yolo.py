@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import torch
-import yaml
 from torch import nn
 
 if __package__ in (None, ""):  # run as a script: make the repo importable
@@ -20,6 +19,7 @@ from models.builder import ModelConfigError, build_layers
 from models.channels import apply_channel_overrides
 from models.common import Conv
 from models.detect import Detect
+from utils.yaml_io import read_yaml
 
 __all__ = ["Model", "load_model_config", "MODELS_DIR"]
 
@@ -41,7 +41,7 @@ def load_model_config(cfg: str | Path | dict) -> dict:
         candidates += [c.with_suffix(".yaml") for c in candidates]
     for c in candidates:
         if c.is_file():
-            d = yaml.safe_load(c.read_text())
+            d = read_yaml(c, "model config")
             if not isinstance(d, dict):
                 raise ModelConfigError(f"{c}: a model config must be a YAML mapping")
             d.setdefault("yaml_file", c.name)

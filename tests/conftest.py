@@ -1,9 +1,17 @@
 """Shared fixtures. Data and weights come from settings (YOLO_DATASETS_DIR, YOLO_WEIGHTS_DIR): tests that need them
-fail, not skip, when they are missing, so CI cannot go green without having checked them."""
+fail, not skip, when they are missing, so CI cannot go green without having checked them.
+
+CI's shared folders are read-only, a user's usually are not. So that the suite checks the same behaviour both ways
+(caches and exports beside read-only data go elsewhere) and never writes into a user's data, a writable datasets or
+weights folder is replaced, for the whole session, by a read-only copy (the settings are pointed at it, so
+subprocesses see it too). Tests of the writable case make their own writable copies.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
+import stat
 import sys
 from pathlib import Path
 
@@ -12,6 +20,41 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+
+
+READ_ONLY_SETTINGS = ("YOLO_DATASETS_DIR", "YOLO_WEIGHTS_DIR")
+_WRITE = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
+
+
+def _writable(root: Path) -> bool:
+    """Whether any folder or file under ``root`` has a write permission bit."""
+    return any(p.lstat().st_mode & _WRITE for p in (root, *root.rglob("*")) if not p.is_symlink())
+
+
+def _read_only_copy(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst, symlinks=True)
+    for p in (*dst.rglob("*"), dst):
+        if not p.is_symlink():
+            p.chmod(p.stat().st_mode & ~_WRITE)
+    return dst
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _read_only_shared(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN202 - a generator fixture
+    """Point each writable shared setting at a read-only copy of its folder for the session (see the docstring)."""
+    copies = []
+    with pytest.MonkeyPatch.context() as mp:
+        for name in READ_ONLY_SETTINGS:
+            src = Path(os.environ.get(name, ""))
+            if os.environ.get(name) and src.is_dir() and _writable(src):
+                dst = _read_only_copy(src, tmp_path_factory.mktemp("shared-ro") / src.name)
+                mp.setenv(name, str(dst))
+                copies.append(dst)
+        yield
+    for d in copies:  # give the write bits back so the temporary folders can be removed
+        for p in (d, *d.rglob("*")):
+            if not p.is_symlink():
+                p.chmod(p.stat().st_mode | stat.S_IWUSR)
 
 
 def _setting(name: str) -> Path:
@@ -25,7 +68,7 @@ def _setting(name: str) -> Path:
 
 
 @pytest.fixture(scope="session")
-def datasets_dir() -> Path:
+def datasets_dir(_read_only_shared: None) -> Path:
     """The datasets root (``$YOLO_DATASETS_DIR``)."""
     return _setting("YOLO_DATASETS_DIR")
 
@@ -40,7 +83,7 @@ def coco128_dir(datasets_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def weights_dir() -> Path:
+def weights_dir(_read_only_shared: None) -> Path:
     """The weights folder (``$YOLO_WEIGHTS_DIR``)."""
     return _setting("YOLO_WEIGHTS_DIR")
 

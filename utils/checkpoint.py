@@ -25,7 +25,7 @@ from utils.official import ModuleStub, UnsafeCheckpointError, load_official, stu
 from utils.paths import weights_dir
 
 __all__ = ["FORMAT", "CheckpointError", "UnsafeCheckpointError", "atomic_save", "make_checkpoint", "load_checkpoint",
-           "load_model", "resolve_weights", "is_ours", "OFFICIAL_WEIGHTS_URL"]
+           "load_model", "load_weights", "resolve_weights", "is_ours", "OFFICIAL_WEIGHTS_URL"]
 
 LOGGER = logging.getLogger(__name__)
 FORMAT = "yolo-slim"
@@ -150,6 +150,7 @@ def load_checkpoint(path: str | Path) -> dict:
     path = Path(path)
     if not zipfile.is_zipfile(path):
         raise CheckpointError(f"{path}: not a PyTorch checkpoint (expected a zip-format .pt file)")
+    _check_archive(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, AttributeError) as first:
@@ -163,11 +164,58 @@ def load_checkpoint(path: str | Path) -> dict:
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{path}: expected a dict checkpoint, got {type(ckpt).__name__}")
     if is_ours(ckpt):
-        for key in ("arch", "model", "names"):
-            if key not in ckpt:
-                raise CheckpointError(f"{path}: checkpoint has no '{key}' entry")
+        _check_entries(ckpt, path)
         return ckpt
     raise CheckpointError(f"{path}: not a YOLO checkpoint (keys: {', '.join(map(str, list(ckpt)[:10]))})")
+
+
+# Entries of our format and the types they must have (None: may be absent).
+_ENTRY_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
+    "arch": ((dict,), "a dict (the model architecture)"),
+    "model": ((dict,), "a dict of tensors (the state dict)"),
+    "names": ((list, dict), "a list of class names (or an {index: name} dict)"),
+    "nc": ((int,), "an integer"),
+    "stride": ((list,), "a list of numbers"),
+    "epoch": ((int,), "an integer"),
+    "ema": ((dict, type(None)), "a dict of tensors"),
+    "optimizer": ((dict, type(None)), "a dict (the optimizer state)"),
+    "train_args": ((dict, type(None)), "a dict"),
+    "updates": ((int, type(None)), "an integer"),
+}
+
+
+def _check_entries(ckpt: dict, path: Path) -> None:
+    """Refuse a checkpoint of our format whose entries are missing or of the wrong type, naming the entry."""
+    for key in ("arch", "model", "names"):
+        if key not in ckpt:
+            raise CheckpointError(f"{path}: checkpoint has no '{key}' entry")
+    for key, (types, what) in _ENTRY_TYPES.items():
+        v = ckpt.get(key)
+        if key in ckpt and (not isinstance(v, types) or isinstance(v, bool)):
+            raise CheckpointError(f"{path}: checkpoint entry '{key}' must be {what}, got {type(v).__name__}")
+    for key in ("model", "ema"):
+        bad = [k for k, v in (ckpt.get(key) or {}).items() if not isinstance(v, torch.Tensor)]
+        if bad:
+            raise CheckpointError(f"{path}: checkpoint entry '{key}' must map names to tensors; '{bad[0]}' is not one")
+    names = ckpt["names"]
+    if not all(isinstance(n, str) for n in (names.values() if isinstance(names, dict) else names)):
+        raise CheckpointError(f"{path}: checkpoint entry 'names' must hold class names (strings)")
+    if "nc" in ckpt and len(names) != ckpt["nc"]:
+        raise CheckpointError(f"{path}: checkpoint entry 'nc' is {ckpt['nc']} but 'names' has {len(names)} classes")
+
+
+def _check_archive(path: Path) -> None:
+    """Verify the CRC-32 of every record in the checkpoint's zip archive, so that a damaged file (a broken download,
+    a bad disk) is refused here instead of loading NaN or garbage weights that validate to mAP 0."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+        raise CheckpointError(f"{path}: damaged checkpoint, its archive cannot be read ({e}); download or copy it "
+                              "again") from None
+    if bad is not None:
+        raise CheckpointError(f"{path}: damaged checkpoint, the record '{bad}' fails its CRC-32 check (the file was "
+                              "corrupted after it was written); download or copy it again")
 
 
 def _from_official(ckpt: Any, path: Path) -> dict:
@@ -188,6 +236,21 @@ def _from_official(ckpt: Any, path: Path) -> dict:
             "date": str(ckpt.get("date", ""))}
 
 
+def load_weights(model: torch.nn.Module, state: dict, path: str | Path, entry: str = "model") -> None:
+    """Load the state dict ``state`` (checkpoint entry ``entry`` of ``path``) into ``model`` exactly, as fp32.
+
+    Raises:
+        CheckpointError: the weights do not fit the model (missing, unexpected or differently shaped tensors),
+            naming the file, the entry and the first mismatch.
+    """
+    try:
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=True)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()
+        raise CheckpointError(f"{path}: checkpoint entry '{entry}' does not fit the model's architecture: "
+                              f"{' '.join(x.strip() for x in first[:3])}") from None
+
+
 def load_model(weights: str | Path, device: str | torch.device = "cpu", fuse: bool = False,
                use_ema: bool = True) -> tuple[torch.nn.Module, dict]:
     """Resolve, load and build a model from a checkpoint (ours, pruned or official); returns (model in eval, ckpt).
@@ -200,10 +263,7 @@ def load_model(weights: str | Path, device: str | torch.device = "cpu", fuse: bo
     ckpt = load_checkpoint(path)
     state = ckpt["ema"] if use_ema and isinstance(ckpt.get("ema"), dict) and ckpt["ema"] else ckpt["model"]
     model = Model(ckpt["arch"], nc=ckpt.get("nc"), names=ckpt.get("names"))
-    try:
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=True)
-    except RuntimeError as e:
-        raise CheckpointError(f"{path}: weights do not match the architecture stored in the checkpoint: {e}") from None
+    load_weights(model, state, path, "ema" if state is ckpt.get("ema") else "model")
     model = model.to(device).eval()
     if fuse:
         model.fuse()

@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-import yaml
-
 from utils.paths import REPO_ROOT
+from utils.yaml_io import read_yaml
 
 __all__ = ["Hyp", "load_hyp", "find_hyp"]
 
@@ -74,7 +73,7 @@ def load_hyp(path: str | Path | dict | None) -> Hyp:
     else:
         f = find_hyp(path)
         src = str(f)
-        d = yaml.safe_load(f.read_text()) or {}
+        d = read_yaml(f, "hyperparameter YAML") or {}
         if not isinstance(d, dict):
             raise ValueError(f"{src}: expected a mapping of hyperparameters")
     known = {f.name for f in fields(Hyp)}

@@ -42,8 +42,9 @@ _FUNCTIONS = {
 }
 
 
-class UnsafeCheckpointError(pickle.UnpicklingError):
-    """A checkpoint names a global that is not on the allow-list."""
+class UnsafeCheckpointError(pickle.UnpicklingError, ValueError):
+    """A checkpoint names a global that is not on the allow-list (a ValueError too: scripts report it as a user
+    error, one ``ERROR:`` line and exit code 2)."""
 
 
 class ModuleStub:

@@ -12,7 +12,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
+from utils.yaml_io import read_yaml
+
 
 __all__ = ["SweepConfig", "STAGE_KINDS", "load_config", "config_to_dict", "check_resumable"]
 
@@ -147,10 +148,7 @@ def _check_values(cfg: SweepConfig, origin: dict[str, str]) -> None:
 def _read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"sweep config {path} not found")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ValueError(f"{path}: not valid YAML ({e})") from None
+    raw = read_yaml(path, "sweep config")
     if raw is None:
         return {}
     if not isinstance(raw, dict):
@@ -213,7 +211,7 @@ def check_resumable(saved_file: str | Path, cfg: SweepConfig) -> None:
     saved_file = Path(saved_file)
     if not saved_file.is_file():
         return
-    saved = yaml.safe_load(saved_file.read_text()) or {}
+    saved = read_yaml(saved_file, "saved sweep settings") or {}
     now = config_to_dict(cfg)
     diff = [f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in _RESULT_KEYS if k in saved and saved[k] != now[k]]
     if diff:

@@ -8,11 +8,11 @@ import io
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from engine.sweep.files import atomic_write_text, read_json
 from engine.sweep.runner import SweepState
 from engine.sweep.stages import Stage
+from utils.yaml_io import read_yaml
 
 __all__ = ["COLUMNS", "CSV_COLUMNS", "build_rows", "format_markdown", "write_tables"]
 
@@ -74,7 +74,7 @@ def _resumed(run_dir: Path) -> bool:
     f = run_dir / "opt.yaml"
     if not f.is_file():
         return False
-    opt = yaml.safe_load(f.read_text()) or {}  # JSON, which YAML reads too
+    opt = read_yaml(f, "run options") or {}  # JSON, which YAML reads too
     return bool(opt.get("resume")) if isinstance(opt, dict) else False
 
 

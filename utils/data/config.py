@@ -18,9 +18,8 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from utils.paths import datasets_dir
+from utils.yaml_io import read_yaml
 
 __all__ = [
     "datasets_dir",
@@ -117,8 +116,7 @@ def load_dataset_config(data: str | Path | dict, autodownload: bool = False) -> 
         cfg, yaml_file = dict(data), None
     else:
         yaml_path = _find_yaml(data)
-        with open(yaml_path, encoding="utf-8") as f:
-            cfg = yaml.safe_load(f) or {}
+        cfg = read_yaml(yaml_path, "dataset YAML") or {}
         if not isinstance(cfg, dict):
             raise ValueError(f"{yaml_path}: expected a mapping at top level, got {type(cfg).__name__}")
         yaml_file = str(yaml_path)
