@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from engine.predictor import DetectOptions, run
-from utils.cli import run_script
+from utils.cli import check_common_flags, run_script
 
 
 def parse_opt(argv: list[str] | None = None) -> DetectOptions:
@@ -34,7 +34,9 @@ def parse_opt(argv: list[str] | None = None) -> DetectOptions:
     p.add_argument("--hide-conf", action="store_true", help="hide confidences")
     p.add_argument("--half", action="store_true", help="use FP16 half-precision inference (CUDA only)")
     p.add_argument("--vid-stride", type=int, default=d.vid_stride, help="video frame-rate stride")
-    return DetectOptions(**vars(p.parse_args(argv)))
+    a = p.parse_args(argv)
+    check_common_flags(p, a)
+    return DetectOptions(**vars(a))
 
 
 def main(argv: list[str] | None = None) -> dict:

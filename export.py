@@ -7,7 +7,7 @@ import argparse
 
 from engine.export import EXPORT_FORMATS, ExportOptions, run
 from engine.exporters.onnx_export import DEFAULT_OPSET
-from utils.cli import run_script
+from utils.cli import check_common_flags, run_script
 
 
 def parse_opt(argv: list[str] | None = None) -> ExportOptions:
@@ -30,10 +30,9 @@ def parse_opt(argv: list[str] | None = None) -> ExportOptions:
                    help="INT8 calibration: percentile (most accurate here), minmax (fastest) or entropy")
     p.add_argument("--data", type=str, default=d.data, help="dataset.yaml for INT8 calibration and the INT8 report")
     a = p.parse_args(argv)
+    check_common_flags(p, a)
     if len(a.imgsz) > 2:
         p.error(f"--imgsz takes one size or two (height width), got {a.imgsz}")
-    if a.batch_size < 1:
-        p.error(f"--batch-size must be >= 1, got {a.batch_size}")
     return ExportOptions(**vars(a))
 
 

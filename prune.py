@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 
 from engine.pruner import PruneOptions, run
-from utils.cli import run_script
+from utils.cli import check_common_flags, run_script
 
 
 def parse_opt(argv: list[str] | None = None) -> PruneOptions:
@@ -34,7 +34,8 @@ def parse_opt(argv: list[str] | None = None) -> PruneOptions:
     p.add_argument("--no-fold-beta", dest="fold_beta", action="store_false",
                    help="drop removed channels' beta instead of folding act(beta) into the next layers' biases")
     p.add_argument("--no-bn-recal", dest="bn_recal", action="store_false",
-                   help="save the pruned model with the BN statistics of the unpruned one (default: re-estimate them)")
+                   help="save the pruned model with the BN statistics of the unpruned one (default: re-estimate them, "
+                        "and keep the estimate unless it validates worse)")
     p.add_argument("--bn-recal-images", type=int, default=d.bn_recal_images,
                    help="training images to re-estimate the pruned model's BN statistics on")
     p.add_argument("--noval", action="store_true", help="skip validating the original, masked and pruned models")
@@ -43,6 +44,7 @@ def parse_opt(argv: list[str] | None = None) -> PruneOptions:
     p.add_argument("--name", default=d.name, help="save to project/name")
     p.add_argument("--exist-ok", action="store_true", help="existing project/name ok, do not increment")
     a = p.parse_args(argv)
+    check_common_flags(p, a)
     if not 0 <= a.percent < 1:
         p.error(f"--percent must be in [0, 1), got {a.percent}")
     if a.bn_recal_images < 1:

@@ -14,7 +14,7 @@ import signal
 
 from engine.sweep import load_config, run_sweep
 from engine.sweep.config import STAGE_KINDS
-from utils.cli import run_script
+from utils.cli import check_common_flags, run_script
 
 
 def parse_opt(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict]:
@@ -46,6 +46,7 @@ def parse_opt(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict]:
     g.add_argument("--extra", action="append", default=None, metavar="KIND=FLAGS",
                    help=f"more flags for one stage kind ({', '.join(STAGE_KINDS)}), e.g. --extra 'sparsity=--noval'")
     a = p.parse_args(argv)
+    check_common_flags(p, a)
     overrides = {k: v for k, v in vars(a).items() if k not in ("config", "dry_run", "extra")}
     if a.extra:
         extra = {}

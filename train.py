@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 from engine.train_options import TrainOptions
-from utils.cli import run_script
+from utils.cli import check_common_flags, run_script
 
 
 def _rate(text: str) -> float | str:
@@ -78,10 +78,7 @@ def parse_opt(argv: list[str] | None = None) -> TrainOptions:
     k.add_argument("--teacher", "--t_weights", type=str, default=d.teacher, help="teacher weights for distillation")
     k.add_argument("--kd-weight", "--kd_weight", type=float, default=d.kd_weight, help="distillation loss weight")
     a = p.parse_args(argv)
-    if a.batch_size < 1:
-        p.error(f"--batch-size must be >= 1, got {a.batch_size}")
-    if a.epochs < 1:
-        p.error(f"--epochs must be >= 1, got {a.epochs}")
+    check_common_flags(p, a)
     if a.bn_sparsity and a.sparsity_rate != "auto" and a.sparsity_rate <= 0:
         p.error("--bn_sparsity needs --sparsity_rate > 0 (e.g. 0.0005) or --sparsity_rate auto")
     if not 0.0 <= a.sparsity_target < 1.0:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from engine.validator import ValOptions, run
-from utils.cli import run_script
+from utils.cli import check_common_flags, run_script
 
 
 def parse_opt(argv: list[str] | None = None) -> ValOptions:
@@ -34,8 +34,7 @@ def parse_opt(argv: list[str] | None = None) -> ValOptions:
     p.add_argument("--prune", type=float, default=d.prune,
                    help="zero this share of the smallest conv weights before validating (unstructured sparsity check)")
     a = p.parse_args(argv)
-    if a.batch_size < 1:
-        p.error(f"--batch-size must be >= 1, got {a.batch_size}")
+    check_common_flags(p, a)
     if not 0 <= a.prune < 1:
         p.error(f"--prune must be in [0, 1), got {a.prune}")
     return ValOptions(**vars(a))

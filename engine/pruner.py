@@ -108,25 +108,31 @@ def run(opt: PruneOptions) -> dict:
     final = _recalibrate(opt, data, pruned, device) if opt.bn_recal else pruned
 
     save_dir = increment_path(Path(opt.project) / opt.name, exist_ok=opt.exist_ok, mkdir=True)
-    out_pt = save_dir / "pruned_model.pt"
-    info = {"source": str(src_path), "percent": opt.percent, "mode": opt.mode, "round": opt.round,
-            "layers": opt.layers, "fold_beta": opt.fold_beta, "bn_recal_images": opt.bn_recal_images if opt.bn_recal
-            else 0, "report": report.to_dict()}
-    atomic_save(make_checkpoint(final, half=True, epoch=-1, pruning=info,
-                                train_args=ckpt.get("train_args") or {}), out_pt)
-    (save_dir / "pruned.yaml").write_text(yaml.safe_dump(pruned.arch(), sort_keys=False))
-    _write_layers_csv(report, save_dir / "layers.csv")
-
     res = {"weights": str(src_path), "percent": opt.percent, "mode": opt.mode, "round": opt.round,
            "layers": opt.layers, "fold_beta": opt.fold_beta, "threshold": plan.threshold,
            "safe_percent": plan.safe_percent, "safe_threshold": plan.safe_threshold,
            "params": {"before": _params(source), "after": _params(pruned)},
            "gflops": {"before": count_flops(source, 640), "after": count_flops(pruned, 640)},
-           "file_size_mb": {"before": src_path.stat().st_size / 1e6, "after": out_pt.stat().st_size / 1e6},
            "max_abs_diff_vs_masked": report.max_abs_diff, "fold_diff_vs_masked_keep_beta": report.to_dict()["fold_diff"],
            "bn_recal_images": opt.bn_recal_images if opt.bn_recal else 0}
     if not opt.noval:
         res.update(_validate(opt, data, device, source, masked, pruned, final if opt.bn_recal else None, save_dir))
+    res["saved"] = "recalibrated" if opt.bn_recal else "pruned"
+    if "recalibrated" in res and res["recalibrated"]["mAP50_95"] < res["pruned"]["mAP50_95"]:
+        # Nothing to repair (the removed channels were already ~0, e.g. after targeted sparsity): the training-time
+        # statistics fit better than 256 unaugmented images' estimate. Keep the better model, and say so.
+        print(f"BN recalibration lowered val mAP50-95 ({res['pruned']['mAP50_95']:.4f} -> "
+              f"{res['recalibrated']['mAP50_95']:.4f}): saving the model with its training-time BN statistics")
+        final, res["saved"] = pruned, "pruned"
+    out_pt = save_dir / "pruned_model.pt"
+    info = {"source": str(src_path), "percent": opt.percent, "mode": opt.mode, "round": opt.round,
+            "layers": opt.layers, "fold_beta": opt.fold_beta, "bn_recal_images": res["bn_recal_images"],
+            "saved": res["saved"], "report": report.to_dict()}
+    atomic_save(make_checkpoint(final, half=True, epoch=-1, pruning=info,
+                                train_args=ckpt.get("train_args") or {}), out_pt)
+    (save_dir / "pruned.yaml").write_text(yaml.safe_dump(pruned.arch(), sort_keys=False))
+    _write_layers_csv(report, save_dir / "layers.csv")
+    res["file_size_mb"] = {"before": src_path.stat().st_size / 1e6, "after": out_pt.stat().st_size / 1e6}
     if opt.latency:
         res["latency_ms"] = _latency(source, pruned, opt.imgsz)
     (save_dir / "results.json").write_text(json.dumps(res, indent=1, default=_json_default))

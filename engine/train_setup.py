@@ -66,6 +66,11 @@ def freeze_layers(model: Model, freeze: list[int]) -> list[str]:
     """Freeze ``model.{i}.`` parameters: ``[10]`` freezes the first 10 layers, ``[0, 1, 2]`` those layers."""
     if not freeze or freeze == [0]:
         return []
+    n = len(model.model)
+    bad = [x for x in freeze if not 0 <= x <= n] if len(freeze) == 1 else [x for x in freeze if not 0 <= x < n]
+    if bad:
+        raise ValueError(f"--freeze {' '.join(map(str, freeze))}: the model has layers 0-{n - 1}, so {bad[0]} is out of "
+                         f"range (one number N freezes the first N layers, several numbers freeze those layers)")
     prefixes = [f"model.{x}." for x in (range(freeze[0]) if len(freeze) == 1 else freeze)]
     frozen = []
     for k, p in model.named_parameters():
@@ -92,14 +97,19 @@ def find_resume_checkpoint(resume: str, project: str = "runs/train") -> Path:
 
 
 def options_for_resume(resume: str, project: str = "runs/train") -> tuple[TrainOptions, dict, Path]:
-    """Options, checkpoint and path of the run to resume; a finished run is an error."""
+    """Options, checkpoint and path of the run to resume; a finished run (all epochs and ``results.json``) is an
+    error, one stopped while finalising is resumed to finish it."""
     path = find_resume_checkpoint(resume, project)
     ckpt = load_checkpoint(path)
     if "train_args" not in ckpt or "optimizer" not in ckpt:
         raise ValueError(f"--resume {path}: not a training checkpoint (no options or optimizer state)")
     opt = options_from_dict(ckpt["train_args"])
     start = int(ckpt.get("epoch", -1)) + 1
-    if ckpt.get("optimizer") is None or start >= opt.epochs:
+    run_dir = path.parent.parent
+    # Every epoch ran but results.json is missing: the run was stopped while finalising (fp16 rewrite of last.pt and
+    # best.pt, final validation, plots); resuming finishes that instead of refusing.
+    finalising = start >= opt.epochs and not (run_dir / "results.json").exists()
+    if not finalising and (ckpt.get("optimizer") is None or start >= opt.epochs):
         raise ValueError(f"--resume {path}: this run already finished its {opt.epochs} epochs; nothing to resume. "
                          f"Start a new run with --weights {path}")
     opt.resume, opt.weights, opt.save_dir = str(path), str(path), str(path.parent.parent)

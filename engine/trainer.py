@@ -81,6 +81,9 @@ class Trainer:
         init_seeds(opt.seed + 1 + max(self.rank, 0))
         if self.main:
             self.wdir.mkdir(parents=True, exist_ok=True)
+            for tmp in self.wdir.glob(".*.pt.*.tmp"):  # half-written by atomic_save when a run was killed
+                tmp.unlink(missing_ok=True)
+                LOGGER.info(f"Removed {tmp}, a checkpoint a stopped run left half-written")
             if self.resume_ckpt is None:  # a new run in an --exist-ok dir starts a new table
                 (self.save_dir / "results.csv").unlink(missing_ok=True)
             (self.save_dir / "opt.yaml").write_text(json.dumps(asdict(opt), indent=1))
@@ -168,6 +171,12 @@ class Trainer:
     def _restore(self, ckpt: dict) -> None:
         from utils.checkpoint import CheckpointError
 
+        self.start_epoch = int(ckpt["epoch"]) + 1
+        if self.start_epoch >= self.opt.epochs:  # stopped while finalising: only that is left to do
+            self.best_fitness = float(ckpt.get("best_fitness") or 0.0)
+            self.epoch = self.start_epoch - 1
+            LOGGER.info(f"{self.opt.resume}: all {self.opt.epochs} epochs ran; finishing the interrupted finalisation")
+            return
         try:
             self.optimizer.load_state_dict(ckpt["optimizer"])
         except (ValueError, KeyError, TypeError) as e:
@@ -180,7 +189,6 @@ class Trainer:
                 raise CheckpointError(f"{self.opt.resume}: checkpoint entry 'ema' does not fit the model's "
                                       f"architecture ({str(e).splitlines()[0]})") from None
         self.best_fitness = float(ckpt.get("best_fitness") or 0.0)
-        self.start_epoch = int(ckpt["epoch"]) + 1
         LOGGER.info(f"Resuming training from {self.opt.resume} at epoch {self.start_epoch} of {self.opt.epochs}")
 
     # -- loop --------------------------------------------------------------------------------------------------------
@@ -356,7 +364,7 @@ class Trainer:
         """Final validation of best.pt with plots, results.png, hooks; returns the final metrics."""
         from utils.checkpoint import load_checkpoint, load_model
 
-        epochs_done = self.epoch - self.start_epoch + 1
+        epochs_done = max(self.epoch - self.start_epoch + 1, 0)
         ips = self.train_images / max(self.train_time, 1e-9)
         print(f"\n{epochs_done} epochs completed in {elapsed / 3600:.3f} hours ({elapsed:.1f} s). "
               f"Training throughput: {ips:.1f} images/s ({self.train_time:.1f} s training, validation excluded)")

@@ -133,3 +133,91 @@ def test_malformed_yaml_is_one_error_line(tmp_path: Path, script: str, flag: str
     res = _run(script, [*args, flag, str(f), "--project", str(tmp_path / "runs")], tmp_path)
     _assert_user_error(res, f"{f}:")
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*.pt"))
+
+
+@pytest.mark.parametrize("script,args,message", [
+    ("val.py", ["--imgsz", "0"], "--imgsz must be >= 1"),
+    ("detect.py", ["--max-det", "0"], "--max-det must be >= 1"),
+    ("detect.py", ["--conf-thres", "1.5"], "--conf-thres must be in [0, 1]"),
+    ("export.py", ["--imgsz", "-320"], "--imgsz must be >= 1"),
+    ("prune.py", ["--workers", "-1"], "--workers must be >= 0"),
+    ("train.py", ["--batch-size", "0"], "--batch-size must be >= 1"),
+    ("val.py", ["--project", "{file}"], "is a file, not a folder"),
+])
+def test_flags_out_of_range_fail_at_parse_time(tmp_path: Path, script: str, args: list[str], message: str,
+                                               capsys: pytest.CaptureFixture) -> None:
+    import importlib
+
+    f = tmp_path / "plain.txt"
+    f.write_text("x")
+    mod = importlib.import_module(script[:-3])
+    with pytest.raises(SystemExit) as e:
+        mod.parse_opt([a.replace("{file}", str(f)) for a in args])
+    assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_freeze_beyond_the_model_names_the_flag() -> None:
+    from engine.train_setup import freeze_layers
+
+    model = Model("yolov5n.yaml")
+    with pytest.raises(ValueError, match=r"--freeze 30: the model has layers 0-24"):
+        freeze_layers(model, [30])
+    with pytest.raises(ValueError, match=r"--freeze 0 25: .* 25 is out of range"):
+        freeze_layers(model, [0, 25])
+    assert freeze_layers(model, [25]) and all(not p.requires_grad for p in model.parameters())
+
+
+def test_disk_full_keeps_the_previous_checkpoint_and_is_one_error_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                       capsys: pytest.CaptureFixture) -> None:
+    import errno
+
+    from utils.cli import run_script
+
+    last = tmp_path / "weights" / "last.pt"
+    atomic_save({"epoch": 1}, last)
+    before = last.read_bytes()
+
+    def full_disk(obj: object, f) -> None:  # noqa: ANN001 - torch.save's signature
+        f.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(SystemExit) as e:
+        run_script(lambda: atomic_save({"epoch": 2}, last))
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert e.value.code == 2 and len(err) == 1 and err[0].startswith("ERROR: no space left on device writing")
+    assert str(last) in err[0]
+    assert last.read_bytes() == before and [p.name for p in last.parent.iterdir()] == ["last.pt"]
+
+
+def test_resume_finishes_a_run_stopped_while_finalising(tmp_path: Path, coco128_dir: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kill after the last epoch's save, before the fp16 rewrite and results.json: --resume finishes the run
+    (instead of 'already finished') and removes the half-written temporary checkpoint the kill left."""
+    import train
+    from engine.trainer import Trainer
+    from tests.test_train import make_dataset
+
+    data = make_dataset(tmp_path / "ds", coco128_dir, n=4)
+    args = ["--weights", "", "--cfg", "models/yolov5n.yaml", "--data", str(data), "--imgsz", "64", "--epochs", "1",
+            "--batch-size", "4", "--workers", "0", "--noplots", "--project", str(tmp_path), "--name", "run"]
+
+    def killed(self: Trainer, elapsed: float) -> dict:
+        raise KeyboardInterrupt  # stands in for SIGKILL right after the last epoch's checkpoint
+
+    with monkeypatch.context() as mp:
+        mp.setattr(Trainer, "after_train", killed)
+        with pytest.raises(KeyboardInterrupt):
+            train.main(args)
+    w = tmp_path / "run" / "weights"
+    assert torch.load(w / "last.pt", weights_only=True)["optimizer"] is not None
+    assert not (tmp_path / "run" / "results.json").exists()
+    (w / ".last.pt.x1y2z3.tmp").write_bytes(b"half a checkpoint")
+    res = train.main(["--resume", str(w / "last.pt")])
+    ck = torch.load(w / "last.pt", weights_only=True)
+    assert ck["optimizer"] is None and ck["epoch"] == 0
+    assert all(v.dtype == torch.float16 for v in ck["model"].values() if v.is_floating_point())
+    assert (tmp_path / "run" / "results.json").is_file() and res["epochs"] == 0
+    assert not list(w.glob(".*.tmp"))
+    with pytest.raises(ValueError, match="already finished"):
+        train.main(["--resume", str(w / "last.pt")])

@@ -37,6 +37,8 @@ def test_pruned_matches_masked_on_real_weights(tmp_path: Path, yolov5n_pt: Path,
     # Recalibrating the BN statistics on 256 train images wins back part of what pruning cost, and is what is saved.
     assert res["recalibrated"]["mAP50_95"] > res["pruned"]["mAP50_95"]
     assert json.loads((Path(res["save_dir"]) / "results.json").read_text())["recalibrated"] == res["recalibrated"]
+    assert res["saved"] == "recalibrated"
+    assert torch.load(Path(res["save_dir"]) / "pruned_model.pt", weights_only=True)["pruning"]["saved"] == "recalibrated"
     assert res["params"]["after"] < res["params"]["before"]
     out = Path(res["save_dir"])
     for f in ("pruned_model.pt", "pruned.yaml", "layers.csv", "results.json"):

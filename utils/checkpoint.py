@@ -10,6 +10,7 @@ Official YOLOv5 checkpoints are read through :mod:`utils.official` and converted
 from __future__ import annotations
 
 import datetime
+import errno
 import logging
 import os
 import pickle
@@ -68,8 +69,11 @@ def atomic_save(obj: dict, path: str | Path) -> None:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the permissions a plain open() would
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise OSError(e.errno, f"no space left on device writing {path} (the previous file, if any, is intact)",
+                          str(path)) from None
         raise
 
 
