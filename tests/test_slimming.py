@@ -185,6 +185,10 @@ def test_study_end_to_end_tables_plot_and_resume(tmp_path: Path, tiny_data: Path
     md = (out / "tiny.md").read_text()
     assert md.count("\n| ") == 2 + len(rows) and "mAP50-95 val before BN recal." in md and "Chosen model" in md
     assert (out / "tiny.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "tiny_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    curves = doc["curves"]
+    assert set(curves) == {"sparsity", "finetune_0.1"} and curves["finetune_0.1"]["start"] == 1
+    assert all(len(c["loss"]) == 1 and c["loss"][0] > 0 for c in curves.values())
     capsys.readouterr()
     again = main(args)  # every stage and the timing are reused
     log = capsys.readouterr().out

@@ -20,6 +20,7 @@ from utils.boxes import clip_boxes, xywh2xyxy, xyxy2xywh
 from utils.metrics import smooth
 
 __all__ = [
+    "read_results_csv",
     "colors",
     "Annotator",
     "save_one_box",
@@ -278,7 +279,7 @@ _RESULT_COLUMNS = (
 _RESULT_POSITIONS = (1, 2, 3, 4, 5, 8, 9, 10, 6, 7)  # the same columns by position in YOLOv5 files
 
 
-def _read_results_csv(f: Path) -> tuple[list[str], np.ndarray]:
+def read_results_csv(f: Path) -> tuple[list[str], np.ndarray]:
     """Header (names stripped) and float rows of a results.csv."""
     with open(f, newline="") as fh:
         rows = [r for r in csv.reader(fh) if r]
@@ -314,7 +315,7 @@ def plot_results(csv_file: Path | str = "results.csv", dir: Path | str = "") -> 
     for f in files:
         if not f.is_file():
             raise FileNotFoundError(f"plot_results: {f} does not exist")
-        header, data = _read_results_csv(f)
+        header, data = read_results_csv(f)
         if all(c in header for c in _RESULT_COLUMNS):
             idx = [header.index(c) for c in _RESULT_COLUMNS]
         elif data.shape[1] > max(_RESULT_POSITIONS):

@@ -8,7 +8,7 @@ from pathlib import Path
 from engine.sweep.files import atomic_write_json, atomic_write_text
 from engine.sweep.pareto import pareto_front
 
-__all__ = ["format_markdown", "plot_map_vs_latency", "write_report"]
+__all__ = ["format_markdown", "plot_map_vs_latency", "plot_learning_curves", "write_report"]
 
 COLUMNS = [  # (key, header, format)
     ("name", "model", "{}"), ("imgsz", "input", "{}"), ("params", "params", "{:,}"), ("gflops", "GFLOPs", "{:.2f}"),
@@ -34,10 +34,11 @@ def format_markdown(doc: dict) -> str:
     lines = [f"# Network slimming on {doc['dataset']}", "",
              f"`python benchmarks/slimming.py --data {s['data']} --weights {s['weights']} --imgsz {s['imgsz']} "
              f"--epochs {s['epochs']} --ft-epochs {s['ft_epochs']} --percents {' '.join(f'{p:g}' for p in s['percents'])}"
-             f" --sparsity-rate {s['sparsity_rate']}`", "",
+             f" --sparsity-rate {s['sparsity_rate']} --sparsity-target {s.get('sparsity_target', 0):g} --round "
+             f"{s['round']}`", "",
              f"Training at {s['imgsz']} px, batch {s['batch_size']}; `base` and `sparsity` train {s['epochs']} epochs "
              f"from `{s['weights']}`, `reference` {s['epochs'] + s['ft_epochs']} (the recipe's total), each pruned model "
-             f"is fine-tuned {s['ft_epochs']}. Sparsity rate used: "
+             f"is fine-tuned {s['ft_epochs']} with `{s.get('ft_hyp', 'hyp.finetune_prune.yaml')}`. Sparsity rate used: "
              f"{doc['sparsity_rate'] if doc['sparsity_rate'] is not None else '-'} ({s['sparsity_rate']}), mode "
              f"{s['mode']}. mAPs from val.py (conf 0.001, IoU 0.6) on each split; GFLOPs at the row's input size; "
              f"file MB of the fp16 checkpoint (ONNX rows: the file). Latency: batch 1, {t['threads']} thread(s), "
@@ -100,19 +101,38 @@ def plot_map_vs_latency(doc: dict):  # noqa: ANN201 - a matplotlib Figure
     return fig
 
 
+def plot_learning_curves(doc: dict):  # noqa: ANN201 - a matplotlib Figure
+    """Train loss (box + obj + cls) per epoch of every training stage on the recipe's epoch axis."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 5), tight_layout=True)
+    ax = fig.subplots()
+    style = {"base": ("black", ":"), "reference": ("black", "-"), "sparsity": ("tab:blue", "-")}
+    for name, c in doc.get("curves", {}).items():
+        colour, ls = style.get(name, ("tab:green", "-"))
+        ax.plot(range(c["start"], c["start"] + len(c["loss"])), c["loss"], ls, color=colour, label=name, lw=1.5)
+    ax.set(xlabel="epoch of the recipe (fine-tuning continues after sparsity training)",
+           ylabel="train loss (box + obj + cls)", title=f"Learning curves on {doc['dataset']}")
+    ax.grid(True, alpha=0.3)
+    if doc.get("curves"):
+        ax.legend()
+    return fig
+
+
 def write_report(doc: dict, out_dir: str | Path, stem: str) -> list[Path]:
-    """Write ``<stem>.md``, ``<stem>.json`` and ``<stem>.png`` into ``out_dir``; print the Markdown."""
+    """Write ``<stem>.md``, ``<stem>.json``, ``<stem>.png`` (mAP against latency) and ``<stem>_curves.png`` (learning
+    curves) into ``out_dir``; print the Markdown."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     md = format_markdown(doc)
     files = [atomic_write_text(out_dir / f"{stem}.md", md), atomic_write_json(out_dir / f"{stem}.json", doc)]
-    fig = plot_map_vs_latency(doc)
-    FigureCanvasAgg(fig)
-    png = out_dir / f"{stem}.png"
-    fig.savefig(png, dpi=110)
-    files.append(png)
+    for fig, png in ((plot_map_vs_latency(doc), out_dir / f"{stem}.png"),
+                     (plot_learning_curves(doc), out_dir / f"{stem}_curves.png")):
+        FigureCanvasAgg(fig)
+        fig.savefig(png, dpi=110)
+        files.append(png)
     print(md)
     print("slimming: results saved to " + ", ".join(str(f) for f in files), flush=True)
     return files

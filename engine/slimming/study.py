@@ -188,12 +188,29 @@ def run(opt: SlimmingOptions) -> dict:
         r["speedup"] = rows[ref]["ort_ms"] / r["ort_ms"] if r.get("ort_ms") else None
         r["speedup_torch"] = rows[ref]["torch_ms"] / r["torch_ms"] if r.get("torch_ms") else None
     doc = {"dataset": name, "data": opt.data, "reference": ref, "best": best, "settings": asdict(opt),
-           "sparsity_rate": _chosen_rate(root), "errors": errors,
+           "sparsity_rate": _chosen_rate(root), "errors": errors, "curves": _curves(root, opt, models),
            "timing": {"threads": opt.threads, "repeats": opt.repeats, "rounds": opt.rounds, "batch_size": 1,
                       "imgsz": opt.imgsz}, "rows": ordered}
     out = Path(opt.out) if opt.out else root
     write_report(doc, out, name)
     return doc
+
+
+def _curves(root: Path, opt: SlimmingOptions, models: dict[str, Path]) -> dict[str, dict]:
+    """Each training stage's mean train loss (box + obj + cls) per epoch, placed on the recipe's epoch axis
+    (fine-tuning continues where sparsity training ended): where accuracy is lost, and whether it comes back."""
+    from utils.plots import read_results_csv
+
+    out = {}
+    for stage in models:
+        f = root / stage / "results.csv"
+        if stage.startswith("pruned_") or not f.is_file():
+            continue
+        header, data = read_results_csv(f)
+        cols = [header.index(c) for c in ("train/box_loss", "train/obj_loss", "train/cls_loss")]
+        out[stage] = {"start": opt.epochs if stage.startswith("finetune_") else 0,
+                      "loss": [float(x) for x in data[:, cols].sum(1)]}
+    return out
 
 
 def _chosen_rate(root: Path) -> float | None:
