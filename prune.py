@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 
 from engine.pruner import PruneOptions, run
+from pruning.importance import IMPORTANCES
 from utils.cli import check_common_flags, run_script
 
 
@@ -28,6 +29,9 @@ def parse_opt(argv: list[str] | None = None) -> PruneOptions:
     p.add_argument("--workers", type=int, default=d.workers, help="max dataloader workers")
     p.add_argument("--mode", choices=("normal", "shortcut"), default=d.mode,
                    help="'normal' leaves residual-coupled channels alone, 'shortcut' prunes them jointly")
+    p.add_argument("--importance", choices=IMPORTANCES, default=d.importance,
+                   help="rank channels by |gamma| ('gamma') or by |gamma| over its layer's mean ('relative': no layer "
+                        "is emptied because its gammas are on a smaller scale)")
     p.add_argument("--round", type=int, default=d.round, help="round kept channels up to a multiple of this (e.g. 8)")
     p.add_argument("--min-channels", type=int, default=d.min_channels, help="channels every layer keeps at least")
     p.add_argument("--layers", type=int, default=d.layers, help="also remove the K least important C3 Bottlenecks")

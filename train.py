@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 
 from engine.train_options import TrainOptions
+from pruning.importance import IMPORTANCES
 from utils.cli import check_common_flags, run_script
 
 
@@ -72,6 +73,9 @@ def parse_opt(argv: list[str] | None = None) -> TrainOptions:
                         "would remove (re-chosen every step), driving them to 0 while the rest train freely; 0: all")
     g.add_argument("--sparsity_round", "--sparsity-round", type=int, default=d.sparsity_round,
                    help="with --sparsity_target: the --round the model will be pruned with (8 suits ONNX Runtime)")
+    g.add_argument("--sparsity_importance", "--sparsity-importance", choices=IMPORTANCES,
+                   default=d.sparsity_importance,
+                   help="with --sparsity_target: the --importance the model will be pruned with")
     g.add_argument("--ft_pruned_model", "--ft-pruned-model", action="store_true",
                    help="fine-tune a pruned checkpoint (its architecture is kept; --cfg is ignored)")
     k = p.add_argument_group("knowledge distillation")

@@ -34,6 +34,7 @@ class PruneOptions:
     workers: int = 8
     mode: str = "normal"
     round: int = 1
+    importance: str = "gamma"
     min_channels: int = 1
     layers: int = 0
     fold_beta: bool = True
@@ -93,9 +94,9 @@ def run(opt: PruneOptions) -> dict:
         print(layer_report.table() if hasattr(layer_report, "table") else layer_report)
     groups = build_groups(model)
     plan = compute_masks(model, groups, opt.percent, mode=opt.mode, min_channels=opt.min_channels,
-                         round_to=opt.round)
-    print(f"Safe maximum: --percent {plan.safe_percent:.4f} (|gamma| threshold {plan.safe_threshold:.4g}; above it a "
-          f"layer would lose every channel). Using --percent {opt.percent} -> threshold {plan.threshold:.4g}")
+                         round_to=opt.round, importance=opt.importance)
+    print(f"Safe maximum: --percent {plan.safe_percent:.4f} ({opt.importance} threshold {plan.safe_threshold:.4g}; above "
+          f"it a layer would lose every channel). Using --percent {opt.percent} -> threshold {plan.threshold:.4g}")
     masked = masked_model(model, plan, keep_beta=opt.fold_beta)
     pruned, report = prune_model(model, plan, fold_beta=opt.fold_beta)
     print(report.table())
@@ -109,7 +110,7 @@ def run(opt: PruneOptions) -> dict:
 
     save_dir = increment_path(Path(opt.project) / opt.name, exist_ok=opt.exist_ok, mkdir=True)
     res = {"weights": str(src_path), "percent": opt.percent, "mode": opt.mode, "round": opt.round,
-           "layers": opt.layers, "fold_beta": opt.fold_beta, "threshold": plan.threshold,
+           "importance": opt.importance, "layers": opt.layers, "fold_beta": opt.fold_beta, "threshold": plan.threshold,
            "safe_percent": plan.safe_percent, "safe_threshold": plan.safe_threshold,
            "params": {"before": _params(source), "after": _params(pruned)},
            "gflops": {"before": count_flops(source, 640), "after": count_flops(pruned, 640)},
@@ -126,7 +127,7 @@ def run(opt: PruneOptions) -> dict:
         final, res["saved"] = pruned, "pruned"
     out_pt = save_dir / "pruned_model.pt"
     info = {"source": str(src_path), "percent": opt.percent, "mode": opt.mode, "round": opt.round,
-            "layers": opt.layers, "fold_beta": opt.fold_beta, "bn_recal_images": res["bn_recal_images"],
+            "importance": opt.importance, "layers": opt.layers, "fold_beta": opt.fold_beta, "bn_recal_images": res["bn_recal_images"],
             "saved": res["saved"], "report": report.to_dict()}
     atomic_save(make_checkpoint(final, half=True, epoch=-1, pruning=info,
                                 train_args=ckpt.get("train_args") or {}), out_pt)

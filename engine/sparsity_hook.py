@@ -142,13 +142,14 @@ class SparsityHook(TrainHook):
             round_to`` would take; see :class:`pruning.sparsity.BNSparsity`); with ``auto``, S is chosen by
             :func:`choose_target_rate`.
         round_to: the ``--round`` the model will be pruned with.
+        importance: the ``--importance`` the model will be pruned with (``gamma`` or ``relative``).
     """
 
     def __init__(self, rate: float | str, constant: bool = False, mode: str = "normal", target: float = 0.0,
-                 round_to: int = 1) -> None:
+                 round_to: int = 1, importance: str = "gamma") -> None:
         self.auto = rate == "auto"
         self.rate, self.constant, self.mode = (0.0 if self.auto else float(rate)), constant, mode
-        self.target, self.round_to = target, round_to
+        self.target, self.round_to, self.importance = target, round_to, importance
         self.reg = None
         self.history: dict[int, dict] = {}
         self._last_step_ni = -1
@@ -157,7 +158,7 @@ class SparsityHook(TrainHook):
         from pruning.sparsity import BNSparsity
 
         self.reg = BNSparsity(trainer.model, self.rate, trainer.opt.epochs, constant=self.constant, mode=self.mode,
-                              target=self.target, round_to=self.round_to)
+                              target=self.target, round_to=self.round_to, importance=self.importance)
         if self.auto:  # every rank computes the same S: same weights, same schedule
             plan = self._plan(trainer)
             self.rate = self.reg.rate = (choose_target_rate(plan, self.reg.target_max(), trainer.main) if self.target
@@ -166,7 +167,7 @@ class SparsityHook(TrainHook):
         if trainer.main:
             s = self.reg.stats()
             self.history[-1] = s
-            aim = (f"; targeted: the lowest {self.target:g} (round {self.round_to}), largest |gamma| "
+            aim = (f"; targeted: the lowest {self.target:g} (round {self.round_to}, {self.importance}), largest |gamma| "
                    f"{self.reg.target_max():.3f}" if self.target else "")
             LOGGER.info(f"Sparsity training: S={self.rate} ({'constant' if self.constant else 'decaying'}), "
                         f"{len(self.reg.paths)} BatchNorms, {s['n']} prunable channels, mode {self.mode}; "

@@ -15,7 +15,8 @@ def hooks_for(opt: TrainOptions) -> list[TrainHook]:
         from engine.sparsity_hook import SparsityHook
 
         hooks.append(SparsityHook(opt.sparsity_rate, constant=opt.sparsity_constant, mode=opt.sparsity_mode,
-                                  target=opt.sparsity_target, round_to=opt.sparsity_round))
+                                  target=opt.sparsity_target, round_to=opt.sparsity_round,
+                                  importance=opt.sparsity_importance))
     if opt.teacher:
         from engine.distill_hook import DistillHook
 

@@ -130,7 +130,7 @@ def _top(s: torch.Tensor, k: int) -> torch.Tensor:
 
 def compute_masks(model: nn.Module, groups: list[ChannelGroup], percent: float, mode: str = "normal",
                   min_channels: int = 1, round_to: int = 1, reduce: str = "mean",
-                  scores: dict[int, torch.Tensor] | None = None) -> ChannelMasks:
+                  scores: dict[int, torch.Tensor] | None = None, importance: str = "gamma") -> ChannelMasks:
     """Choose the global threshold for ``percent`` and the keep-mask of every group.
 
     Args:
@@ -142,7 +142,8 @@ def compute_masks(model: nn.Module, groups: list[ChannelGroup], percent: float, 
         round_to: round each group's kept count up to a multiple of this (capped at its width), keeping the
             best-scored channels; 8 suits GPUs.
         reduce: how several BNs on one channel combine (see :func:`pruning.importance.bn_importance`).
-        scores: precomputed scores (default: |gamma| of the model's BNs).
+        scores: precomputed scores (default: the model's BN gammas, scaled as ``importance`` says).
+        importance: ``gamma`` or ``relative`` (see :mod:`pruning.importance`); unused when ``scores`` is given.
 
     Raises:
         ValueError: ``percent`` outside [0, 1) or above the safe percent (the message gives the safe figure), a bad
@@ -153,7 +154,7 @@ def compute_masks(model: nn.Module, groups: list[ChannelGroup], percent: float, 
     if min_channels < 1 or round_to < 1:
         raise ValueError(f"min_channels and round_to must be >= 1, got {min_channels} and {round_to}")
     cands = candidate_groups(groups, mode)
-    scores = scores if scores is not None else bn_importance(model, groups, reduce)
+    scores = scores if scores is not None else bn_importance(model, groups, reduce, importance)
     cands = [g for g in cands if g.id in scores]
     order = _ranking(scores, cands)
     n_safe, safe_t, worst = _safe(order, cands, min_channels)
@@ -164,10 +165,10 @@ def compute_masks(model: nn.Module, groups: list[ChannelGroup], percent: float, 
     n_remove = round(percent * len(order))
     if n_remove > n_safe:
         raise ValueError(f"percent {percent:g} is above the highest safe percent {safe:.4f}: removing more than "
-                         f"{n_safe} of the {len(order)} candidate channels (|gamma| threshold {safe_t:.4g}, the largest "
-                         f"of the channel group of {worst.name}) would leave that group fewer than {min_channels} "
+                         f"{n_safe} of the {len(order)} candidate channels ({importance} threshold {safe_t:.4g}, the "
+                         f"largest of the channel group of {worst.name}) would leave that group fewer than {min_channels} "
                          f"channel(s). Use a percent <= {math.floor(safe * 1e4) / 1e4:.4f}, or train with (more) "
-                         "sparsity first")
+                         "sparsity first" + (", or rank by --importance relative" if importance == "gamma" else ""))
     removed = [torch.zeros(g.width, dtype=torch.bool) for g in cands]
     for _, gi, ci in order[:n_remove]:
         removed[gi][ci] = True

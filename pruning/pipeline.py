@@ -13,8 +13,9 @@ __all__ = ["slim_model"]
 
 
 def slim_model(model: nn.Module, percent: float, mode: str = "normal", round_to: int = 1, min_channels: int = 1,
-               fold_beta: bool = False, reduce: str = "mean", ch: int = 3) -> tuple[nn.Module, PruneReport]:
-    """Prune ``percent`` of the candidate channels of ``model`` by BN |gamma|; the input model is left as it was.
+               fold_beta: bool = False, reduce: str = "mean", ch: int = 3,
+               importance: str = "gamma") -> tuple[nn.Module, PruneReport]:
+    """Prune ``percent`` of the candidate channels of ``model`` by BN |gamma| (``importance``: see :mod:`pruning.importance`); the input model is left as it was.
 
     Each step is a pure function of its inputs (see :mod:`pruning`): :func:`~pruning.graph.build_groups`,
     :func:`~pruning.masks.compute_masks` (which raises ValueError, with the safe figure, for a percent that would
@@ -25,5 +26,5 @@ def slim_model(model: nn.Module, percent: float, mode: str = "normal", round_to:
     """
     groups = build_groups(model)
     plan = compute_masks(model, groups, percent, mode=mode, min_channels=min_channels, round_to=round_to,
-                         reduce=reduce)
+                         reduce=reduce, importance=importance)
     return prune_model(model, plan, fold_beta=fold_beta, ch=ch)

@@ -49,10 +49,12 @@ class BNSparsity:
         target: 0 (every prunable gamma, classic network slimming), or the share P of prunable channels to drive to
             zero: only the lowest-ranked P (as prune.py ``--percent P --round round_to`` ranks them) get the term.
         round_to: the ``--round`` the model will be pruned with (for ``target``).
+        importance: how prune.py will rank channels (``--importance``, for ``target``).
     """
 
     def __init__(self, model: nn.Module, rate: float, epochs: int, constant: bool = False, mode: str = "normal",
-                 groups: list[ChannelGroup] | None = None, target: float = 0.0, round_to: int = 1) -> None:
+                 groups: list[ChannelGroup] | None = None, target: float = 0.0, round_to: int = 1,
+                 importance: str = "gamma") -> None:
         if rate < 0 or epochs < 1 or not 0.0 <= target < 1.0 or round_to < 1:
             raise ValueError(f"BNSparsity: need rate >= 0, epochs >= 1, target in [0, 1) and round_to >= 1, got "
                              f"rate={rate}, epochs={epochs}, target={target}, round_to={round_to}")
@@ -60,7 +62,7 @@ class BNSparsity:
         groups = groups if groups is not None else build_groups(net)
         modules = dict(net.named_modules())
         self.net, self.rate, self.epochs, self.constant, self.mode = net, float(rate), int(epochs), constant, mode
-        self.target, self.round_to = float(target), int(round_to)
+        self.target, self.round_to, self.importance = float(target), int(round_to), importance
         self.groups = candidate_groups(groups, mode)
         self.paths: list[str] = []
         self.params: list[nn.Parameter] = []
@@ -77,6 +79,22 @@ class BNSparsity:
                 self.masks.append(m)
         if not self.params:
             LOGGER.warning("BNSparsity: the model has no prunable BatchNorm channels; the hook does nothing")
+        self.scales = self._scales() if importance == "relative" else [None] * len(self.params)
+
+    def _scales(self) -> list[torch.Tensor]:
+        """Per regularised BN, each channel's step scale: the mean |gamma| of its channel group at the start.
+
+        Ranked relative to their layer (``importance='relative'``), targeted channels of a layer whose gammas are 4x
+        larger would take 4x as long to reach 0 under one ``s``; scaling the step by the layer's own size takes them
+        all there together, so ``s`` (and ``auto``) work in relative units, as the ranking does.
+        """
+        means = {g.id: s.mean().item() for g, s in ((g, bn_importance(self.net, [g])[g.id]) for g in self.groups
+                                                    if g.bns)}
+        out = {p: torch.ones_like(w, dtype=torch.float32, device="cpu") for p, w in zip(self.paths, self.params)}
+        for g in self.groups:
+            for m in g.bns:
+                out[m.path][m.positions] = max(means.get(g.id, 1.0), 1e-6)
+        return [out[p] for p in self.paths]
 
     def strength(self, epoch: int) -> float:
         """``s`` at ``epoch`` (0-based)."""
@@ -86,7 +104,7 @@ class BNSparsity:
         """Per regularised BN, the bool mask of channels the term acts on now (None: all of its prunable ones)."""
         if not self.target:
             return self.masks
-        hit = lowest_channels(bn_importance(self.net, self.groups), self.groups, self.target, round_to=self.round_to)
+        hit = lowest_channels(bn_importance(self.net, self.groups, importance=self.importance), self.groups, self.target, round_to=self.round_to)
         out = {p: torch.zeros_like(w, dtype=torch.bool, device="cpu") for p, w in zip(self.paths, self.params)}
         for g in self.groups:
             if g.id in hit:
@@ -102,18 +120,22 @@ class BNSparsity:
         """
         s = self.strength(epoch)
         with torch.no_grad():
-            for w, m in zip(self.params, self.targeted()):
+            for w, m, k in zip(self.params, self.targeted(), self.scales):
                 if w.grad is None:
                     continue
                 g = torch.sign(w) * (s * grad_scale)
+                if k is not None:
+                    g = g * k.to(g.device)
                 w.grad.add_(g if m is None else g * m.to(g.device))
         return s
 
     def target_max(self) -> float:
-        """The largest |gamma| among the targeted channels (how far the term still has to go); 0 without target."""
+        """The largest |gamma| among the targeted channels (how far the term still has to go), in units of the step
+        scale (its layer's starting mean with ``importance='relative'``); 0 without target."""
         if not self.target:
             return 0.0
-        vals = [w.detach().abs().float().cpu()[m] for w, m in zip(self.params, self.targeted())]
+        vals = [(w.detach().abs().float().cpu() / (k if k is not None else 1.0))[m]
+                for w, m, k in zip(self.params, self.targeted(), self.scales)]
         vals = [v for v in vals if v.numel()]
         return float(torch.cat(vals).max()) if vals else 0.0
 

@@ -13,8 +13,8 @@ from torch import nn
 from models.builder import ModelConfigError
 from models.common import Bottleneck
 from models.yolo import Model
-from pruning import (BNSparsity, ChannelMasks, build_groups, candidate_groups, compute_masks, gamma_stats,
-                     lowest_channels, masked_model, plot_gamma_hist, prune_layers, prune_model)
+from pruning import (BNSparsity, ChannelMasks, bn_importance, build_groups, candidate_groups, compute_masks,
+                     gamma_stats, lowest_channels, masked_model, plot_gamma_hist, prune_layers, prune_model)
 from utils.checkpoint import atomic_save, load_model, make_checkpoint
 
 ANCHORS = [[10, 13, 16, 30, 33, 23], [30, 61, 62, 45, 59, 119], [116, 90, 156, 198, 373, 326]]
@@ -490,3 +490,50 @@ def test_targeted_sparsity_acts_only_on_the_targeted_channels(v5n: tuple[Model, 
     assert BNSparsity(model, 0.01, 10, groups=groups).target_max() == 0.0
     with pytest.raises(ValueError, match="target in"):
         BNSparsity(model, 0.01, 10, groups=groups, target=1.0)
+
+
+def test_relative_importance_thins_a_small_scale_layer_like_the_others(v5n: tuple[Model, list]) -> None:
+    """One layer's gammas 10x smaller (as pretrained yolov5n's P3 neck): ranked by |gamma| a 30% prune would empty it
+    (refused, pointing to 'relative'); ranked relative to each layer's mean it loses a share like the others."""
+    model, groups = v5n
+    model = copy.deepcopy(model)
+    cands = candidate_groups(groups, "normal")
+    small = max((g for g in cands if len(g.bns) == 1), key=lambda g: g.width)
+    bn = dict(model.named_modules())[small.bns[0].path]
+    with torch.no_grad():
+        bn.weight.mul_(0.1)
+    rel = bn_importance(model, groups, importance="relative")
+    assert all(abs(float(rel[g.id].mean()) - 1) < 1e-5 for g in cands)
+    with pytest.raises(ValueError, match=f"group of {small.name}.*--importance relative"):
+        compute_masks(model, groups, 0.3, importance="gamma")
+    plan = compute_masks(model, groups, 0.3, importance="relative")
+    shares = [1 - float(plan.mask(g).float().mean()) for g in cands]
+    assert 0.1 < 1 - float(plan.mask(small).float().mean()) < 0.6
+    assert min(shares) < 0.3 < max(shares)  # still one global threshold, not a uniform cut
+    with pytest.raises(ValueError, match="importance must be one of"):
+        bn_importance(model, groups, importance="taylor")
+
+
+def test_relative_sparsity_steps_each_layer_by_its_own_scale(v5n: tuple[Model, list]) -> None:
+    """With importance 'relative' the L1 step of a channel is s times its group's starting mean |gamma|, so targeted
+    channels of every layer reach 0 together; target_max is in those units."""
+    model, groups = v5n
+    model = copy.deepcopy(model)
+    hook = BNSparsity(model, rate=0.01, epochs=10, groups=groups, target=0.3, round_to=1, importance="relative")
+    bns = dict(model.named_modules())
+    for p in hook.paths:
+        bns[p].weight.grad = torch.zeros_like(bns[p].weight)
+    means = {g.id: float(bn_importance(model, [g])[g.id].mean()) for g in hook.groups}
+    targeted = dict(zip(hook.paths, hook.targeted()))
+    s = hook(epoch=0)
+    for g in hook.groups:
+        for m in g.bns:
+            w, t = bns[m.path].weight, targeted[m.path][m.positions]
+            step = bns[m.path].weight.grad[m.positions][t]
+            assert torch.allclose(step, s * means[g.id] * torch.sign(w.detach()[m.positions][t]), rtol=1e-5)
+    rel = bn_importance(model, groups, importance="relative")
+    on = []
+    for g in hook.groups:
+        m = g.bns[0]
+        on.append(rel[g.id][torch.tensor(m.index)][targeted[m.path][m.positions]])
+    assert hook.target_max() == pytest.approx(float(torch.cat(on).max()), rel=1e-4)

@@ -58,7 +58,7 @@ def _train_stages(runner: StageRunner, opt: SlimmingOptions, errors: dict) -> di
         models["sparsity"] = runner.train("sparsity", [
             "--weights", opt.weights, "--epochs", str(opt.epochs), "--bn_sparsity", "--sparsity_rate",
             str(opt.sparsity_rate), "--sparsity_mode", opt.mode, "--sparsity_target", str(opt.sparsity_target),
-            "--sparsity_round", str(opt.round), *common])
+            "--sparsity_round", str(opt.round), "--sparsity_importance", opt.importance, *common])
     except RuntimeError as e:
         errors["sparsity"] = str(e)
     for p in opt.percents if "sparsity" in models else []:
@@ -69,7 +69,8 @@ def _train_stages(runner: StageRunner, opt: SlimmingOptions, errors: dict) -> di
         try:
             runner.run(f"prune_{t}", "prune.py",
                        ["--weights", str(models["sparsity"]), "--data", opt.data, "--percent", t, "--imgsz",
-                        str(opt.imgsz), "--mode", opt.mode, "--round", str(opt.round), "--bn-recal-images",
+                        str(opt.imgsz), "--mode", opt.mode, "--round", str(opt.round), "--importance",
+                        opt.importance, "--bn-recal-images",
                         str(opt.bn_recal_images), "--workers", str(opt.workers), "--no-latency", "--project",
                         str(runner.root), "--name", f"prune_{t}", "--exist-ok"], d / "results.json")
             models[f"pruned_{t}"] = d / "pruned_model.pt"
