@@ -32,6 +32,10 @@ def parse_opt(argv: list[str] | None = None) -> PruneOptions:
     p.add_argument("--importance", choices=IMPORTANCES, default=d.importance,
                    help="rank channels by |gamma| ('gamma') or by |gamma| over its layer's mean ('relative': no layer "
                         "is emptied because its gammas are on a smaller scale)")
+    p.add_argument("--target-gflops", type=float, default=d.target_gflops,
+                   help="instead of --percent: the smallest prune with at most this many GFLOPs at --imgsz")
+    p.add_argument("--target-params", type=int, default=d.target_params,
+                   help="instead of --percent: the smallest prune with at most this many parameters")
     p.add_argument("--round", type=int, default=d.round, help="round kept channels up to a multiple of this (e.g. 8)")
     p.add_argument("--min-channels", type=int, default=d.min_channels, help="channels every layer keeps at least")
     p.add_argument("--layers", type=int, default=d.layers, help="also remove the K least important C3 Bottlenecks")
@@ -51,6 +55,12 @@ def parse_opt(argv: list[str] | None = None) -> PruneOptions:
     check_common_flags(p, a)
     if not 0 <= a.percent < 1:
         p.error(f"--percent must be in [0, 1), got {a.percent}")
+    if a.target_gflops < 0 or a.target_params < 0:
+        p.error("--target-gflops and --target-params must be > 0 (0: off)")
+    if a.target_gflops and a.target_params:
+        p.error("give one of --target-gflops and --target-params, not both")
+    if (a.target_gflops or a.target_params) and a.percent:
+        p.error("--percent is chosen by --target-gflops / --target-params; do not give both")
     if a.bn_recal_images < 1:
         p.error(f"--bn-recal-images must be >= 1, got {a.bn_recal_images} (use --no-bn-recal to skip recalibration)")
     if a.round < 1 or a.min_channels < 1 or a.layers < 0:

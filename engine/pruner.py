@@ -35,6 +35,8 @@ class PruneOptions:
     mode: str = "normal"
     round: int = 1
     importance: str = "gamma"
+    target_gflops: float = 0.0  # > 0: choose the percent so that the pruned model has at most this many GFLOPs
+    target_params: int = 0  # > 0: the same for parameters
     min_channels: int = 1
     layers: int = 0
     fold_beta: bool = True
@@ -93,6 +95,7 @@ def run(opt: PruneOptions) -> dict:
         model, layer_report = prune_layers(model, opt.layers)
         print(layer_report.table() if hasattr(layer_report, "table") else layer_report)
     groups = build_groups(model)
+    budget = _budget(opt, model, groups) if opt.target_gflops or opt.target_params else None
     plan = compute_masks(model, groups, opt.percent, mode=opt.mode, min_channels=opt.min_channels,
                          round_to=opt.round, importance=opt.importance)
     print(f"Safe maximum: --percent {plan.safe_percent:.4f} ({opt.importance} threshold {plan.safe_threshold:.4g}; above "
@@ -116,6 +119,8 @@ def run(opt: PruneOptions) -> dict:
            "gflops": {"before": count_flops(source, 640), "after": count_flops(pruned, 640)},
            "max_abs_diff_vs_masked": report.max_abs_diff, "fold_diff_vs_masked_keep_beta": report.to_dict()["fold_diff"],
            "bn_recal_images": opt.bn_recal_images if opt.bn_recal else 0}
+    if budget is not None:
+        res["budget"] = budget
     if not opt.noval:
         res.update(_validate(opt, data, device, source, masked, pruned, final if opt.bn_recal else None, save_dir))
     res["saved"] = "recalibrated" if opt.bn_recal else "pruned"
@@ -141,6 +146,35 @@ def run(opt: PruneOptions) -> dict:
     print(f"Pruned model saved to {out_pt}\nResults saved to {save_dir}")
     res["save_dir"] = str(save_dir)
     return res
+
+
+def _budget(opt: PruneOptions, model: nn.Module, groups: list) -> dict:
+    """Set ``opt.percent`` to the smallest prune that meets ``--target-gflops`` (at ``--imgsz``) or
+    ``--target-params``; returns the search's record for results.json."""
+    from models.summary import count_flops
+    from pruning import candidate_groups, compute_masks, prune_model, safe_max_percent
+    from pruning.budget import search_percent
+    from pruning.importance import bn_importance
+
+    if opt.target_gflops and opt.target_params:
+        raise ValueError("give one of --target-gflops and --target-params, not both")
+    what, target = ((f"GFLOPs at {opt.imgsz} px", opt.target_gflops) if opt.target_gflops else
+                    ("parameters", float(opt.target_params)))
+    scores = bn_importance(model, groups, importance=opt.importance)
+    cands = [g for g in candidate_groups(groups, opt.mode) if g.id in scores]
+    safe, _, _ = safe_max_percent(scores, cands, opt.min_channels)
+
+    def measure(p: float) -> float:
+        plan = compute_masks(model, groups, p, mode=opt.mode, min_channels=opt.min_channels, round_to=opt.round,
+                             scores=scores)
+        pruned, _ = prune_model(model, plan, fold_beta=False, verify=False)
+        return count_flops(pruned, opt.imgsz) if opt.target_gflops else float(_params(pruned))
+
+    n = sum(g.width for g in cands)
+    r = search_percent(measure, target, n, safe, what)
+    opt.percent = r.percent
+    print(f"Budget: {target:g} {what} -> --percent {r.percent:.4f} ({r.value:.4g} {what}, {len(r.probes)} probes)")
+    return {"target": target, "what": what, "percent": r.percent, "value": r.value, "probes": r.probes}
 
 
 def _params(m: nn.Module) -> int:

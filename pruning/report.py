@@ -75,7 +75,7 @@ class PruneReport:
         else:
             s0 = ""
         s = s0 + (f"Pruned {self.channels_removed}/{self.channels_before} candidate channels (percent {self.percent:g}, "
-             f"mode {self.mode}, |gamma| threshold {self.threshold:.4g}; safe percent {self.safe_percent:.4f} at "
+             f"mode {self.mode}, score threshold {self.threshold:.4g}; safe percent {self.safe_percent:.4f} at "
              f"threshold {self.safe_threshold:.4g}). Parameters {self.params_before:,} -> {self.params_after:,} "
              f"({ratio:.1%}).")
         if not math.isnan(self.max_abs_diff):

@@ -75,3 +75,20 @@ def test_checkpoint_without_batchnorm(tmp_path: Path) -> None:
 def test_cfg_that_does_not_match_the_weights(tmp_path: Path, yolov5n_pt: Path) -> None:
     with pytest.raises(ValueError, match="--cfg models/yolov5s.yaml does not match the weights.*omit --cfg"):
         _run(tmp_path, yolov5n_pt, "--percent", "0.1", "--noval", "--cfg", "models/yolov5s.yaml")
+
+
+def test_target_gflops_prunes_to_the_budget(tmp_path: Path, yolov5n_pt: Path) -> None:
+    """--target-gflops on yolov5n.pt (relative ranking, kept channels in 8s): at most the target, within 2% of it,
+    the percent chosen written back, and every probe in results.json; an unreachable budget names the nearest one."""
+    from models.summary import count_flops
+
+    full = count_flops(load_model(yolov5n_pt)[0], 320)
+    res = _run(tmp_path, yolov5n_pt, "--target-gflops", f"{0.6 * full:.4f}", "--imgsz", "320", "--round", "8",
+               "--importance", "relative", "--noval", "--no-bn-recal")
+    got = count_flops(load_model(Path(res["save_dir"]) / "pruned_model.pt")[0], 320)
+    assert 0.98 * 0.6 * full <= got <= 0.6 * full + 1e-4
+    saved = json.loads((Path(res["save_dir"]) / "results.json").read_text())
+    assert saved["budget"]["percent"] == saved["percent"] > 0 and len(saved["budget"]["probes"]) >= 3
+    assert saved["importance"] == "relative"
+    with pytest.raises(ValueError, match="nearest reachable"):
+        _run(tmp_path, yolov5n_pt, "--target-gflops", "0.001", "--imgsz", "320", "--noval", "--no-bn-recal")

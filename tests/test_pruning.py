@@ -537,3 +537,28 @@ def test_relative_sparsity_steps_each_layer_by_its_own_scale(v5n: tuple[Model, l
         m = g.bns[0]
         on.append(rel[g.id][torch.tensor(m.index)][targeted[m.path][m.positions]])
     assert hook.target_max() == pytest.approx(float(torch.cat(on).max()), rel=1e-4)
+
+
+def test_budget_search_is_the_smallest_prune_under_the_target(v5n: tuple[Model, list]) -> None:
+    """search_percent on real surgery: the result meets the GFLOPs target, one channel less would not, every probe is
+    logged, and a target below what the safe maximum reaches is refused with the nearest reachable figure."""
+    from models.summary import count_flops
+    from pruning.budget import search_percent
+
+    model, groups = v5n
+    scores = random_scores(groups, seed=2)
+    n = sum(g.width for g in candidate_groups(groups, "normal") if g.id in scores)
+    safe = compute_masks(model, groups, 0.0, scores=scores).safe_percent
+
+    def gflops(p: float) -> float:
+        return count_flops(prune_model(model, compute_masks(model, groups, p, scores=scores, round_to=8),
+                                       verify=False)[0], 128)
+
+    full = gflops(0.0)
+    r = search_percent(gflops, 0.7 * full, n, safe)
+    assert r.value <= 0.7 * full and r.value == gflops(r.percent)
+    assert gflops(r.percent - 1 / n) > 0.7 * full  # one channel fewer misses the budget
+    assert len(r.probes) <= math.ceil(math.log2(n)) + 3 and {"percent", "value"} <= set(r.probes[-1])
+    assert search_percent(gflops, 2 * full, n, safe).percent == 0.0
+    with pytest.raises(ValueError, match=r"cannot be met: the largest safe prune .* that is the nearest reachable"):
+        search_percent(gflops, 0.01 * full, n, safe)

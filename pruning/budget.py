@@ -1,0 +1,69 @@
+"""Prune to a budget: the smallest prune whose pruned model meets a target (GFLOPs, parameters), found by bisection.
+
+The removal order of :func:`pruning.masks.compute_masks` is fixed by the scores, so a larger percent removes a superset
+of channels and the cost falls (almost) monotonically with it; bisection over the number of removed channels then finds
+the smallest prune at or under the target in about log2(candidates) probes, each a real surgery and count. Every
+probe is kept, so a report can show how the search went.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+__all__ = ["BudgetResult", "search_percent"]
+
+
+@dataclass
+class BudgetResult:
+    """The chosen percent, its measured cost, and every probe ``{'percent': p, 'value': v}`` in the order made."""
+
+    percent: float
+    value: float
+    probes: list[dict] = field(default_factory=list)
+
+
+def search_percent(measure: Callable[[float], float], target: float, candidates: int, safe_percent: float,
+                   what: str = "GFLOPs") -> BudgetResult:
+    """The smallest percent (a multiple of ``1 / candidates``, at most ``safe_percent``) whose ``measure`` is <= target.
+
+    Args:
+        measure: the cost of the model pruned at a percent (e.g. its GFLOPs); expected to fall as percent grows.
+        target: the budget.
+        candidates: the number of candidate channels (the percent grid is ``k / candidates``).
+        safe_percent: the largest percent that leaves every layer a channel.
+        what: the cost's name, for messages.
+
+    Raises:
+        ValueError: the budget cannot be met even at the safe maximum (the message gives the nearest reachable cost),
+            or ``target`` is not positive.
+    """
+    if not target > 0:
+        raise ValueError(f"the target {what} must be > 0, got {target:g}")
+    probes: list[dict] = []
+
+    def probe(k: int) -> float:
+        p = k / candidates
+        v = float(measure(p))
+        probes.append({"percent": p, "value": v})
+        return v
+
+    v0 = probe(0)
+    if v0 <= target:
+        return BudgetResult(0.0, v0, probes)
+    hi = math.floor(safe_percent * candidates + 1e-9)
+    v_hi = probe(hi) if hi > 0 else v0
+    if v_hi > target:
+        raise ValueError(f"a budget of {target:g} {what} cannot be met: the largest safe prune (--percent "
+                         f"{hi / candidates:.4f}) still has {v_hi:.4g} {what} (unpruned {v0:.4g}); that is the nearest "
+                         f"reachable figure (train with more sparsity, or prune layers too, to go below it)")
+    lo, best = 0, (hi, v_hi)  # measure(lo) > target >= measure(best[0])
+    while best[0] - lo > 1:
+        mid = (lo + best[0]) // 2
+        v = probe(mid)
+        if v <= target:
+            best = (mid, v)
+        else:
+            lo = mid
+    return BudgetResult(best[0] / candidates, best[1], probes)
