@@ -36,6 +36,9 @@ def parse_opt(argv: list[str] | None = None) -> PruneOptions:
                    help="instead of --percent: the smallest prune with at most this many GFLOPs at --imgsz")
     p.add_argument("--target-params", type=int, default=d.target_params,
                    help="instead of --percent: the smallest prune with at most this many parameters")
+    p.add_argument("--max-map-drop", type=float, default=d.max_map_drop,
+                   help="the largest prune (up to the target's, or the safe maximum) whose BN-recalibrated val "
+                        "mAP50-95 stays within this of the original (bisection, one validation per probe)")
     p.add_argument("--round", type=int, default=d.round, help="round kept channels up to a multiple of this (e.g. 8)")
     p.add_argument("--min-channels", type=int, default=d.min_channels, help="channels every layer keeps at least")
     p.add_argument("--layers", type=int, default=d.layers, help="also remove the K least important C3 Bottlenecks")
@@ -61,6 +64,12 @@ def parse_opt(argv: list[str] | None = None) -> PruneOptions:
         p.error("give one of --target-gflops and --target-params, not both")
     if (a.target_gflops or a.target_params) and a.percent:
         p.error("--percent is chosen by --target-gflops / --target-params; do not give both")
+    if not 0 <= a.max_map_drop < 1:
+        p.error(f"--max-map-drop must be in [0, 1) (mAP points as a fraction, e.g. 0.01), got {a.max_map_drop}")
+    if a.max_map_drop and a.percent:
+        p.error("--percent is chosen by --max-map-drop; do not give both")
+    if a.max_map_drop and a.noval:
+        p.error("--max-map-drop validates every probe; it cannot be combined with --noval")
     if a.bn_recal_images < 1:
         p.error(f"--bn-recal-images must be >= 1, got {a.bn_recal_images} (use --no-bn-recal to skip recalibration)")
     if a.round < 1 or a.min_channels < 1 or a.layers < 0:

@@ -37,6 +37,7 @@ class PruneOptions:
     importance: str = "gamma"
     target_gflops: float = 0.0  # > 0: choose the percent so that the pruned model has at most this many GFLOPs
     target_params: int = 0  # > 0: the same for parameters
+    max_map_drop: float = 0.0  # > 0: the largest prune whose recalibrated val mAP50-95 stays within this of the original
     min_channels: int = 1
     layers: int = 0
     fold_beta: bool = True
@@ -96,6 +97,7 @@ def run(opt: PruneOptions) -> dict:
         print(layer_report.table() if hasattr(layer_report, "table") else layer_report)
     groups = build_groups(model)
     budget = _budget(opt, model, groups) if opt.target_gflops or opt.target_params else None
+    guard = _map_guard(opt, source, model, groups, device) if opt.max_map_drop else None
     plan = compute_masks(model, groups, opt.percent, mode=opt.mode, min_channels=opt.min_channels,
                          round_to=opt.round, importance=opt.importance)
     print(f"Safe maximum: --percent {plan.safe_percent:.4f} ({opt.importance} threshold {plan.safe_threshold:.4g}; above "
@@ -109,7 +111,7 @@ def run(opt: PruneOptions) -> dict:
         raise ValueError(f"{opt.weights} has {len(model.names)} classes but {opt.data} has nc={data['nc']}")
     # The check above compared the pruned model with its masked reference as surgery left it; recalibration then
     # re-measures the BN statistics of the network as it now is, and that model is the one saved.
-    final = _recalibrate(opt, data, pruned, device) if opt.bn_recal else pruned
+    final = _recalibrate(opt, data, model, masked, plan, device) if opt.bn_recal else pruned
 
     save_dir = increment_path(Path(opt.project) / opt.name, exist_ok=opt.exist_ok, mkdir=True)
     res = {"weights": str(src_path), "percent": opt.percent, "mode": opt.mode, "round": opt.round,
@@ -121,6 +123,8 @@ def run(opt: PruneOptions) -> dict:
            "bn_recal_images": opt.bn_recal_images if opt.bn_recal else 0}
     if budget is not None:
         res["budget"] = budget
+    if guard is not None:
+        res["map_guard"] = guard
     if not opt.noval:
         res.update(_validate(opt, data, device, source, masked, pruned, final if opt.bn_recal else None, save_dir))
     res["saved"] = "recalibrated" if opt.bn_recal else "pruned"
@@ -177,6 +181,56 @@ def _budget(opt: PruneOptions, model: nn.Module, groups: list) -> dict:
     return {"target": target, "what": what, "percent": r.percent, "value": r.value, "probes": r.probes}
 
 
+def _map_guard(opt: PruneOptions, source: nn.Module, model: nn.Module, groups: list, device: torch.device) -> dict:
+    """``--max-map-drop D``: bisection over the percent, each probe pruned, BN-recalibrated (unless --no-bn-recal)
+    and validated once; lowers ``opt.percent`` (a target's, or the safe maximum without one) to the largest prune whose
+    val mAP50-95 stays >= original - D. Returns every probe for results.json."""
+    from engine.validator import evaluate
+    from models.summary import count_flops
+    from pruning import compute_masks, masked_model, prune_model
+    from pruning.budget import search_accuracy
+    from pruning.importance import bn_importance
+    from utils.data import create_dataloader, load_dataset_config
+
+    data = load_dataset_config(opt.data)
+    loader, _ = create_dataloader(data["val"], opt.imgsz, opt.batch_size, int(source.stride.max()), pad=0.5,
+                                  rect=True, workers=opt.workers, prefix="val: ", nc=data["nc"])
+
+    def map50_95(m: nn.Module) -> float:
+        return evaluate(copy.deepcopy(m).to(device).eval(), loader, source.names, conf_thres=0.001,
+                        iou_thres=0.6)["mAP50_95"]
+
+    scores = bn_importance(model, groups, importance=opt.importance)
+    plan0 = compute_masks(model, groups, 0.0, mode=opt.mode, min_channels=opt.min_channels, scores=scores)
+    hi = opt.percent if (opt.target_gflops or opt.target_params) else plan0.safe_percent
+    original = map50_95(source)
+    floor = original - opt.max_map_drop
+    print(f"Accuracy guard: original val mAP50-95 {original:.4f}; searching the largest prune up to --percent {hi:.4f} "
+          f"that keeps it >= {floor:.4f} (--max-map-drop {opt.max_map_drop:g})")
+    gflops: dict[float, float] = {}
+
+    def measure(p: float) -> float:
+        plan = compute_masks(model, groups, p, mode=opt.mode, min_channels=opt.min_channels, round_to=opt.round,
+                             scores=scores)
+        pruned, _ = prune_model(model, plan, fold_beta=opt.fold_beta, verify=False)
+        gflops[p] = count_flops(pruned, opt.imgsz)
+        v = map50_95(pruned)
+        if opt.bn_recal:  # prune.py saves the better of the two
+            masked = masked_model(model, plan, keep_beta=opt.fold_beta)
+            v = max(v, map50_95(_recalibrate(opt, data, model, masked, plan, device)))
+        print(f"  probe --percent {p:.4f}: {gflops[p]:.3f} GFLOPs at {opt.imgsz} px, val mAP50-95 {v:.4f} "
+              f"({'ok' if v >= floor else 'too low'})")
+        return v
+
+    r = search_accuracy(measure, floor, plan0.candidates, hi)
+    binds = "the accuracy guard" if r.percent < hi else ("the budget" if hi == opt.percent else "the safe maximum")
+    opt.percent = r.percent
+    print(f"Accuracy guard: --percent {r.percent:.4f} ({binds} binds)")
+    return {"max_map_drop": opt.max_map_drop, "original_map50_95": original, "percent": r.percent, "binds": binds,
+            "probes": [{"percent": q["percent"], "gflops": gflops[q["percent"]], "map50_95": q["value"]}
+                       for q in r.probes]}
+
+
 def _params(m: nn.Module) -> int:
     return sum(p.numel() for p in m.parameters())
 
@@ -193,18 +247,24 @@ def _write_layers_csv(report, path: Path) -> None:  # noqa: ANN001
             w.writerow([r.path, r.original, r.kept, r.prunable, r.reason])
 
 
-def _recalibrate(opt: PruneOptions, data: dict, pruned: nn.Module, device: torch.device) -> nn.Module:
+def _recalibrate(opt: PruneOptions, data: dict, model: nn.Module, masked: nn.Module, plan, device: torch.device
+                 ) -> nn.Module:  # noqa: ANN001
     """The pruned model with BN statistics re-estimated on ``opt.bn_recal_images`` training images (a seeded random
-    sample, letterboxed at ``--imgsz``, no augmentation)."""
-    from pruning.recalibrate import recalibrate_bn
+    sample, letterboxed at ``--imgsz``, no augmentation): the unpruned model's statistics moved by the shift that
+    masking the removed channels causes on those images (:func:`pruning.recalibrate.shifted_bn_stats`), then pruned
+    with the same plan."""
+    from pruning import prune_model
+    from pruning.recalibrate import shifted_bn_stats
     from utils.data import create_dataloader
 
-    loader, dataset = create_dataloader(data["train"], opt.imgsz, opt.batch_size, int(pruned.stride.max()),
+    loader, dataset = create_dataloader(data["train"], opt.imgsz, opt.batch_size, int(model.stride.max()),
                                         shuffle=True, seed=0, workers=opt.workers, prefix="BN recalibration: ",
                                         nc=data["nc"])
     n = min(opt.bn_recal_images, len(dataset))
     print(f"\nRe-estimating BatchNorm statistics of the pruned model on {n} training images (--bn-recal-images)...")
-    return recalibrate_bn(pruned.to(device), loader, n).cpu()
+    shifted = shifted_bn_stats(model.to(device), masked.to(device), loader, n)
+    model.cpu(), masked.cpu()
+    return prune_model(shifted.cpu(), plan, fold_beta=opt.fold_beta, verify=False)[0]
 
 
 def _validate(opt: PruneOptions, data: dict, device: torch.device, original: nn.Module, masked: nn.Module,

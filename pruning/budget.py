@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable
 
-__all__ = ["BudgetResult", "search_percent"]
+__all__ = ["BudgetResult", "search_percent", "search_accuracy"]
 
 
 @dataclass
@@ -67,3 +67,39 @@ def search_percent(measure: Callable[[float], float], target: float, candidates:
         else:
             lo = mid
     return BudgetResult(best[0] / candidates, best[1], probes)
+
+
+def search_accuracy(measure: Callable[[float], float], floor: float, candidates: int, hi_percent: float,
+                    resolution: float = 0.01) -> BudgetResult:
+    """The largest percent in ``[0, hi_percent]`` whose ``measure`` (an accuracy, e.g. val mAP50-95 of the pruned and
+    BN-recalibrated model) stays >= ``floor``, by bisection until the bracket is at most ``resolution`` wide: the
+    result passes and the probe one step above it (``result + resolution`` or less) failed, unless ``hi_percent``
+    itself passes.
+
+    Raises:
+        ValueError: ``resolution`` not in (0, 1).
+    """
+    if not 0 < resolution < 1:
+        raise ValueError(f"resolution must be in (0, 1), got {resolution}")
+    probes: list[dict] = []
+
+    def probe(k: int) -> float:
+        p = k / candidates
+        v = float(measure(p))
+        probes.append({"percent": p, "value": v})
+        return v
+
+    hi = math.floor(hi_percent * candidates + 1e-9)
+    v_hi = probe(hi) if hi > 0 else float("nan")
+    if hi > 0 and v_hi >= floor:
+        return BudgetResult(hi / candidates, v_hi, probes)
+    step = max(1, math.floor(resolution * candidates))
+    lo, v_lo = 0, float("nan")  # percent 0 is the unpruned model: it passes by definition
+    while hi - lo > step:
+        mid = (lo + hi) // 2
+        v = probe(mid)
+        if v >= floor:
+            lo, v_lo = mid, v
+        else:
+            hi = mid
+    return BudgetResult(lo / candidates, v_lo, probes)

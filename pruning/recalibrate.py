@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-__all__ = ["recalibrate_bn", "reset_bn_stats"]
+__all__ = ["recalibrate_bn", "reset_bn_stats", "shifted_bn_stats"]
 
 LOGGER = logging.getLogger(__name__)
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
@@ -83,4 +83,44 @@ def recalibrate_bn(model: nn.Module, batches: Iterable, max_images: int = 256, p
     if seen == 0:
         raise ValueError("recalibrate_bn: no images to recalibrate on")
     LOGGER.info(f"BN recalibration: {len(bns)} BatchNorms re-estimated on {seen} images")
+    return out
+
+
+def shifted_bn_stats(model: nn.Module, masked: nn.Module, batches: Iterable, max_images: int = 256,
+                     progress: bool = True) -> nn.Module:
+    """A copy of ``model`` whose BatchNorm statistics are its own, moved by what masking changes, both measured by
+    :func:`recalibrate_bn` on the same images: ``mean + (mean_masked - mean_model)``, ``var * var_masked / var_model``.
+
+    Why not the plain estimate: a few hundred images re-estimate the statistics of a network trained on many more
+    worse than training left them. Measured at 320 px: yolov5n.pt, unpruned, re-estimated on coco128's 128 train images
+    (or even on the val images themselves) validates at mAP50-95 0.26 (0.255) on val2017 instead of 0.296. Taking the
+    difference of two estimates on the same images cancels that error and keeps only the shift the removed channels
+    cause: nothing where they were already 0 (targeted sparsity), their drift where they were not.
+
+    Args:
+        model: the unpruned model (not modified).
+        masked: ``model`` with the channels to remove masked (:func:`pruning.surgery.masked_model`); same structure.
+        batches: image batches, as for :func:`recalibrate_bn`; read once, kept in memory for both passes.
+        max_images: images to measure on.
+
+    Returns:
+        The copy of ``model`` with shifted statistics, in eval mode (prune it with the same plan).
+    """
+    images, seen = [], 0
+    for batch in batches:
+        im = batch[0] if isinstance(batch, (tuple, list)) else batch
+        images.append(im[: max_images - seen])
+        seen += images[-1].shape[0]
+        if seen >= max_images:
+            break
+    a = recalibrate_bn(model, images, max_images, progress)
+    b = recalibrate_bn(masked, images, max_images, progress)
+    out = copy.deepcopy(model).eval()
+    mods_a, mods_b = dict(a.named_modules()), dict(b.named_modules())
+    with torch.no_grad():
+        for name, m in out.named_modules():
+            if isinstance(m, _BN) and m.track_running_stats:
+                ea, eb = mods_a[name], mods_b[name]
+                m.running_mean.add_(eb.running_mean - ea.running_mean)
+                m.running_var.mul_(eb.running_var / ea.running_var.clamp_min(m.eps)).clamp_(min=0)
     return out

@@ -92,3 +92,18 @@ def test_target_gflops_prunes_to_the_budget(tmp_path: Path, yolov5n_pt: Path) ->
     assert saved["importance"] == "relative"
     with pytest.raises(ValueError, match="nearest reachable"):
         _run(tmp_path, yolov5n_pt, "--target-gflops", "0.001", "--imgsz", "320", "--noval", "--no-bn-recal")
+
+
+def test_max_map_drop_keeps_the_accuracy_within_the_drop(tmp_path: Path, yolov5n_pt: Path, coco128_dir: Path) -> None:
+    """--max-map-drop on yolov5n.pt (not sparsity-trained: every prune costs) and coco128 val2017 at 128 px: the saved prune validates within the drop of the original,
+    a probe one bisection step above it (logged in results.json) fell below, and the percent is what was searched."""
+    res = _run(tmp_path, yolov5n_pt, "--max-map-drop", "0.08", "--importance", "relative", "--imgsz", "128",
+               "--bn-recal-images", "64")
+    g = res["map_guard"]
+    floor = g["original_map50_95"] - 0.08
+    assert res[res["saved"]]["mAP50_95"] >= floor - 1e-9 and res["percent"] == g["percent"] > 0
+    above = [q for q in g["probes"] if q["percent"] > g["percent"]]
+    assert above and all(q["map50_95"] < floor for q in above)
+    assert min(q["percent"] for q in above) - g["percent"] <= 0.011
+    assert all(q["gflops"] > 0 for q in g["probes"])
+    assert json.loads((Path(res["save_dir"]) / "results.json").read_text())["map_guard"]["percent"] == g["percent"]

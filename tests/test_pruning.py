@@ -562,3 +562,20 @@ def test_budget_search_is_the_smallest_prune_under_the_target(v5n: tuple[Model, 
     assert search_percent(gflops, 2 * full, n, safe).percent == 0.0
     with pytest.raises(ValueError, match=r"cannot be met: the largest safe prune .* that is the nearest reachable"):
         search_percent(gflops, 0.01 * full, n, safe)
+
+
+def test_accuracy_search_finds_the_largest_prune_within_the_drop() -> None:
+    """search_accuracy on a falling accuracy curve: the result passes, one resolution step more fails, every probe is
+    logged, and a ceiling that passes is taken as it is."""
+    from pruning.budget import search_accuracy
+
+    def acc(p: float) -> float:  # 0.30 unpruned, a cliff past 0.43
+        return 0.30 - 0.02 * p if p <= 0.43 else 0.05
+
+    r = search_accuracy(acc, 0.30 - 0.01, 1000, 0.9, resolution=0.01)
+    assert acc(r.percent) >= 0.29 and acc(r.percent + 0.01) < 0.29 and r.percent <= 0.43
+    assert [q["percent"] for q in r.probes][0] == 0.9 and all(set(q) == {"percent", "value"} for q in r.probes)
+    assert len(r.probes) <= 9
+    assert search_accuracy(acc, 0.0, 1000, 0.9).percent == 0.9
+    with pytest.raises(ValueError, match="resolution"):
+        search_accuracy(acc, 0.29, 1000, 0.9, resolution=0)

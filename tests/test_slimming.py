@@ -13,7 +13,7 @@ from torch import nn
 
 import train
 from engine.sparsity_hook import SparsityPlan, choose_rate, choose_target_rate
-from pruning.recalibrate import recalibrate_bn, reset_bn_stats
+from pruning.recalibrate import recalibrate_bn, reset_bn_stats, shifted_bn_stats
 from utils.checkpoint import load_checkpoint, load_model
 from utils.data import create_dataloader, load_dataset_config
 
@@ -79,6 +79,27 @@ def test_recalibration_refuses_nothing_to_do(v5n: nn.Module) -> None:
         recalibrate_bn(v5n, [], max_images=0)
     with pytest.raises(ValueError, match="no images"):
         recalibrate_bn(v5n, [], max_images=8, progress=False)
+
+
+def test_shifted_statistics_keep_a_lossless_mask_and_move_with_a_lossy_one(v5n: nn.Module,
+                                                                         images: list[torch.Tensor]) -> None:
+    """shifted_bn_stats: masking nothing gives back the trained statistics exactly (the estimator's own error cancels,
+    where a plain re-estimate moves them); masking channels moves the statistics of the layers after them, and only
+    BN buffers change."""
+    from pruning import build_groups, compute_masks, masked_model
+
+    same = shifted_bn_stats(v5n, copy.deepcopy(v5n), images, max_images=32, progress=False)
+    for k, v in v5n.state_dict().items():
+        assert torch.allclose(same.state_dict()[k].float(), v.float(), atol=1e-6), k
+    plain = recalibrate_bn(v5n, images, max_images=32, progress=False)
+    assert any(not torch.allclose(plain.state_dict()[k], v5n.state_dict()[k], atol=1e-3) for k in _bn_buffers(v5n)
+               if k.endswith("running_var"))
+    groups = build_groups(v5n)
+    masked = masked_model(v5n, compute_masks(v5n, groups, 0.2, importance="relative"), keep_beta=True)
+    moved = shifted_bn_stats(v5n, masked, images, max_images=32, progress=False)
+    changed = {k for k, v in moved.state_dict().items() if not torch.allclose(v.float(), v5n.state_dict()[k].float(),
+                                                                            atol=1e-6)}
+    assert changed and changed <= _bn_buffers(v5n)
 
 
 def _plan(**kw) -> SparsityPlan:  # noqa: ANN003
