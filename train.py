@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 from engine.train_options import TrainOptions
-from pruning.importance import IMPORTANCES
+from pruning.sparsity import SPARSITY_IMPORTANCES
 from utils.cli import check_common_flags, run_script
 
 
@@ -73,9 +73,11 @@ def parse_opt(argv: list[str] | None = None) -> TrainOptions:
                         "would remove (re-chosen every step), driving them to 0 while the rest train freely; 0: all")
     g.add_argument("--sparsity_round", "--sparsity-round", type=int, default=d.sparsity_round,
                    help="with --sparsity_target: the --round the model will be pruned with (8 suits ONNX Runtime)")
-    g.add_argument("--sparsity_importance", "--sparsity-importance", choices=IMPORTANCES,
+    g.add_argument("--sparsity_importance", "--sparsity-importance", choices=SPARSITY_IMPORTANCES,
                    default=d.sparsity_importance,
-                   help="with --sparsity_target: the --importance the model will be pruned with")
+                   help="with --sparsity_target: which channels to drive to 0: the lowest by |gamma| ('gamma'), by "
+                        "|gamma| over its layer's mean ('relative'), or by the loss's own estimate of what each one "
+                        "costs, (gamma * dL/dgamma)^2 averaged over the run ('taylor')")
     g.add_argument("--ft_pruned_model", "--ft-pruned-model", action="store_true",
                    help="fine-tune a pruned checkpoint (its architecture is kept; --cfg is ignored)")
     k = p.add_argument_group("knowledge distillation")

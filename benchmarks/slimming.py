@@ -21,6 +21,7 @@ if __package__ in (None, ""):  # run as a script from anywhere: make the repo im
 
 from engine.slimming.stages import SlimmingOptions  # noqa: E402
 from pruning.importance import IMPORTANCES  # noqa: E402
+from pruning.sparsity import SPARSITY_IMPORTANCES  # noqa: E402
 from utils.cli import run_script  # noqa: E402
 
 
@@ -43,7 +44,9 @@ def parse_opt(argv: list[str] | None = None) -> SlimmingOptions:
     p.add_argument("--percents", nargs="+", type=float, default=d.percents, help="prune ratios (prune.py --percent)")
     p.add_argument("--round", type=int, default=d.round, help="prune.py --round")
     p.add_argument("--importance", choices=IMPORTANCES, default=d.importance,
-                   help="prune.py --importance (and train.py --sparsity_importance)")
+                   help="prune.py --importance")
+    p.add_argument("--sparsity-importance", choices=SPARSITY_IMPORTANCES, default=d.sparsity_importance,
+                   help="train.py --sparsity_importance: which channels targeted sparsity drives to 0")
     p.add_argument("--bn-recal-images", type=int, default=d.bn_recal_images, help="prune.py --bn-recal-images")
     p.add_argument("--baselines", choices=("all", "reference", "none"), default=d.baselines,
                    help="unpruned runs to train: base and reference, only reference, or none (speed-ups are then "

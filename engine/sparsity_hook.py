@@ -142,7 +142,7 @@ class SparsityHook(TrainHook):
             round_to`` would take; see :class:`pruning.sparsity.BNSparsity`); with ``auto``, S is chosen by
             :func:`choose_target_rate`.
         round_to: the ``--round`` the model will be pruned with.
-        importance: the ``--importance`` the model will be pruned with (``gamma`` or ``relative``).
+        importance: which channels ``target`` picks (``gamma``, ``relative`` or ``taylor``; see :class:`BNSparsity`).
     """
 
     def __init__(self, rate: float | str, constant: bool = False, mode: str = "normal", target: float = 0.0,

@@ -47,7 +47,7 @@ class TrainOptions:
     sparsity_mode: str = "normal"
     sparsity_target: float = 0.0  # 0: every prunable gamma; P: only the channels a prune at P would take
     sparsity_round: int = 1  # the --round that prune will use (for sparsity_target)
-    sparsity_importance: str = "gamma"  # the --importance that prune will use (for sparsity_target)
+    sparsity_importance: str = "gamma"  # which channels sparsity_target drives to 0 (gamma, relative, taylor)
     ft_pruned_model: bool = False
     # knowledge distillation
     teacher: str = ""

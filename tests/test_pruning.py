@@ -579,3 +579,30 @@ def test_accuracy_search_finds_the_largest_prune_within_the_drop() -> None:
     assert search_accuracy(acc, 0.0, 1000, 0.9).percent == 0.9
     with pytest.raises(ValueError, match="resolution"):
         search_accuracy(acc, 0.29, 1000, 0.9, resolution=0)
+
+
+def test_taylor_targeting_follows_the_loss_gradient(v5n: tuple[Model, list]) -> None:
+    """importance 'taylor': before any gradient the targets are ranked like 'relative'; after steps in which half of
+    each layer's channels get no loss gradient, exactly those (the loss does not need them) are the targeted ones."""
+    model, groups = v5n
+    model = copy.deepcopy(model)
+    hook = BNSparsity(model, rate=0.01, epochs=10, groups=groups, target=0.3, round_to=1, importance="taylor")
+    rel = BNSparsity(model, rate=0.01, epochs=10, groups=groups, target=0.3, round_to=1, importance="relative")
+    assert all(torch.equal(a, b) for a, b in zip(hook.targeted(), rel.targeted()))
+    bns = dict(model.named_modules())
+    g = torch.Generator().manual_seed(0)
+    idle = {}
+    for p in hook.paths:
+        w = bns[p].weight
+        idle[p] = torch.rand(w.numel(), generator=g) < 0.5
+        w.grad = torch.where(idle[p], torch.zeros(w.numel()), torch.rand(w.numel(), generator=g) + 0.5)
+    for _ in range(3):
+        hook(epoch=0)
+        for p in hook.paths:  # the L1 term was added to the grads: give the next step its loss gradient again
+            w = bns[p].weight
+            w.grad = torch.where(idle[p], torch.zeros(w.numel()), torch.ones(w.numel()))
+    for p, t in zip(hook.paths, hook.targeted()):
+        assert bool(idle[p][t].all()), p  # every targeted channel is one the loss did not need
+    assert sum(int(t.sum()) for t in hook.targeted()) >= 0.3 * hook.stats()["n"] - 1
+    with pytest.raises(ValueError, match="importance must be one of"):
+        BNSparsity(model, 0.01, 10, groups=groups, target=0.3, importance="random")

@@ -58,7 +58,8 @@ def _train_stages(runner: StageRunner, opt: SlimmingOptions, errors: dict) -> di
         models["sparsity"] = runner.train("sparsity", [
             "--weights", opt.weights, "--epochs", str(opt.epochs), "--bn_sparsity", "--sparsity_rate",
             str(opt.sparsity_rate), "--sparsity_mode", opt.mode, "--sparsity_target", str(opt.sparsity_target),
-            "--sparsity_round", str(opt.round), "--sparsity_importance", opt.importance, *common])
+            "--sparsity_round", str(opt.round), "--sparsity_importance", opt.sparsity_importance,
+            *common])
     except RuntimeError as e:
         errors["sparsity"] = str(e)
     for p in opt.percents if "sparsity" in models else []:
