@@ -30,8 +30,11 @@ def parse_opt(argv: list[str] | None = None) -> PruneOptions:
     p.add_argument("--mode", choices=("normal", "shortcut"), default=d.mode,
                    help="'normal' leaves residual-coupled channels alone, 'shortcut' prunes them jointly")
     p.add_argument("--importance", choices=IMPORTANCES, default=d.importance,
-                   help="rank channels by |gamma| ('gamma') or by |gamma| over its layer's mean ('relative': no layer "
-                        "is emptied because its gammas are on a smaller scale)")
+                   help="rank channels by |gamma| ('gamma'), by |gamma| over its layer's mean ('relative': no layer "
+                        "is emptied because its gammas are on a smaller scale), or by the loss's estimate of what "
+                        "each costs, (gamma * dL/dgamma)^2 on training batches ('taylor')")
+    p.add_argument("--taylor-batches", type=int, default=d.taylor_batches,
+                   help="--importance taylor: training batches to sum the gradients over")
     p.add_argument("--target-gflops", type=float, default=d.target_gflops,
                    help="instead of --percent: the smallest prune with at most this many GFLOPs at --imgsz")
     p.add_argument("--target-params", type=int, default=d.target_params,
@@ -72,6 +75,8 @@ def parse_opt(argv: list[str] | None = None) -> PruneOptions:
         p.error("--max-map-drop validates every probe; it cannot be combined with --noval")
     if a.bn_recal_images < 1:
         p.error(f"--bn-recal-images must be >= 1, got {a.bn_recal_images} (use --no-bn-recal to skip recalibration)")
+    if a.taylor_batches < 1:
+        p.error(f"--taylor-batches must be >= 1, got {a.taylor_batches}")
     if a.round < 1 or a.min_channels < 1 or a.layers < 0:
         p.error("--round and --min-channels must be >= 1 and --layers >= 0")
     return PruneOptions(**vars(a))

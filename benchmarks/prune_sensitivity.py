@@ -7,6 +7,10 @@ After sparsity training that worked, masking the lowest gammas costs almost noth
 When the three are close, the gammas carry no ranking yet and any global-threshold prune hurts as much as a random one;
 when "even" is much better than "lowest", the global threshold concentrates the cut on a few layers that need them.
 Masked channels keep beta (prune.py's default reference, which folds act(beta) into the next layers).
+
+``--importance gamma relative taylor`` compares instead how prune.py's rankings choose the channels (one global
+threshold each): for every ranking and percent, the val mAP50-95 of the masked model and the GFLOPs of the pruned one
+(``--round``), as a table, and with ``--out`` as ``prune_criteria.{md,json,png}``.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import torch
 if __package__ in (None, ""):  # run as a script from anywhere: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pruning.importance import IMPORTANCES  # noqa: E402
 from utils.cli import run_script  # noqa: E402
 
 CHOICES = ("lowest", "random", "highest", "even")
@@ -38,6 +43,9 @@ class SensitivityOptions:
     mode: str = "normal"
     seed: int = 0
     workers: int = 2
+    importance: list[str] = field(default_factory=list)  # rankings to compare (prune.py --importance); empty: CHOICES
+    round: int = 8
+    out: str = ""
 
 
 def reselect(plan, how: str, generator: torch.Generator):  # noqa: ANN001, ANN201
@@ -65,6 +73,70 @@ def reselect(plan, how: str, generator: torch.Generator):  # noqa: ANN001, ANN20
     return replace(plan, masks=masks)
 
 
+def compare_importance(opt: SensitivityOptions, model: torch.nn.Module, groups: list, val) -> list[dict]:  # noqa: ANN001
+    """For each ranking and percent: val mAP50-95 of the masked model, GFLOPs of the pruned one (at ``--imgsz``)."""
+    from engine.pruner import PruneOptions, channel_scores
+    from models.summary import count_flops
+    from pruning import compute_masks, masked_model, prune_model
+
+    full = count_flops(model, opt.imgsz)
+    rows = [{"importance": "none", "percent": 0.0, "gflops": full, "mAP50_95": val(model)}]
+    for imp in opt.importance:
+        scores = channel_scores(PruneOptions(weights=opt.weights, data=opt.data, imgsz=opt.imgsz, importance=imp,
+                                             batch_size=opt.batch_size, workers=opt.workers), model, groups,
+                                torch.device("cpu"))
+        for pc in opt.percent:
+            try:
+                plan = compute_masks(model, groups, pc, mode=opt.mode, round_to=opt.round, scores=scores)
+            except ValueError as e:  # above this ranking's safe maximum: a layer would be emptied
+                rows.append({"importance": imp, "percent": pc, "gflops": None, "mAP50_95": None, "refused": str(e)})
+                continue
+            gf = count_flops(prune_model(model, plan, fold_beta=True, verify=False)[0], opt.imgsz)
+            rows.append({"importance": imp, "percent": pc, "gflops": gf,
+                         "mAP50_95": val(masked_model(model, plan, keep_beta=True))})
+            print(f"{imp} {pc:g}: {gf:.3f} GFLOPs ({gf / full:.0%}), mAP50-95 {rows[-1]['mAP50_95']:.4f}", flush=True)
+    lines = [f"{opt.weights}: val mAP50-95 on {opt.data} at {opt.imgsz} px after masking the share of prunable "
+             f"channels each ranking puts lowest (one global threshold, kept counts in multiples of {opt.round}; "
+             f"masked channels keep beta), GFLOPs of the pruned model (unpruned {full:.3f}, mAP50-95 "
+             f"{rows[0]['mAP50_95']:.4f})", "",
+             "| percent | " + " | ".join(opt.importance) + " |", "| --- |" + " --- |" * len(opt.importance)]
+    for pc in opt.percent:
+        cells = []
+        for imp in opt.importance:
+            r = next(r for r in rows if r["importance"] == imp and r["percent"] == pc)
+            cells.append("refused (a layer would be emptied)" if r["mAP50_95"] is None else
+                         f"{r['mAP50_95']:.3f} at {r['gflops'] / full:.0%} GFLOPs")
+        lines.append(f"| {pc:g} | " + " | ".join(cells) + " |")
+    print("\n" + "\n".join(lines))
+    if opt.out:
+        _save(opt, rows, lines, full)
+    return rows
+
+
+def _save(opt: SensitivityOptions, rows: list[dict], lines: list[str], full: float) -> None:
+    import json
+
+    from engine.sweep.plots import save_figure
+    from utils.plots import new_figure
+
+    out = Path(opt.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "prune_criteria.md").write_text("\n".join(lines) + "\n")
+    (out / "prune_criteria.json").write_text(json.dumps({"settings": {k: getattr(opt, k) for k in (
+        "weights", "data", "imgsz", "mode", "round", "percent", "importance")}, "rows": rows}, indent=1))
+    fig, ax = new_figure(figsize=(8, 5.5))
+    for imp in opt.importance:
+        pts = [(r["gflops"] / full, r["mAP50_95"]) for r in rows if r["importance"] == imp and r["gflops"]]
+        ax.plot([1.0] + [x for x, _ in pts], [rows[0]["mAP50_95"]] + [y for _, y in pts], "o-", label=imp)
+    ax.set_xlabel("GFLOPs of the pruned model / unpruned")
+    ax.set_ylabel("val mAP50-95 after masking (no fine-tuning)")
+    ax.invert_xaxis()
+    ax.grid(alpha=0.3)
+    ax.legend(title="--importance")
+    ax.set_title("Which channels can go? One global threshold per ranking")
+    save_figure(fig, out / "prune_criteria.png")
+
+
 def run(opt: SensitivityOptions) -> list[dict]:
     """Validate the model masked each way at each percent; print and return the rows."""
     from engine.validator import evaluate
@@ -82,6 +154,8 @@ def run(opt: SensitivityOptions) -> list[dict]:
         return evaluate(m.eval(), loader, model.names)["mAP50_95"]
 
     groups = build_groups(model)
+    if opt.importance:
+        return compare_importance(opt, model, groups, val)
     rows = [{"percent": 0.0, "choice": "none", "mAP50_95": val(model)}]
     g = torch.Generator().manual_seed(opt.seed)
     for pc in opt.percent:
@@ -110,6 +184,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--mode", choices=("normal", "shortcut"), default=d.mode, help="prune.py --mode")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of the random choice")
     p.add_argument("--workers", type=int, default=d.workers, help="max dataloader workers")
+    p.add_argument("--importance", nargs="+", choices=IMPORTANCES, default=d.importance,
+                   help="compare these rankings of prune.py (global threshold each) instead of the per-layer choices")
+    p.add_argument("--round", type=int, default=d.round, help="prune.py --round, for the GFLOPs")
+    p.add_argument("--out", default=d.out, help="with --importance: folder for prune_criteria.{md,json,png}")
     a = p.parse_args(argv)
     if not all(0 <= x < 1 for x in a.percent):
         p.error(f"--percent values must be in [0, 1), got {a.percent}")

@@ -15,7 +15,7 @@ from torch import nn
 
 from utils.checkpoint import atomic_save, load_model, make_checkpoint, resolve_weights
 
-__all__ = ["PruneOptions", "run", "check_cfg_matches"]
+__all__ = ["PruneOptions", "run", "check_cfg_matches", "channel_scores"]
 
 LOGGER = logging.getLogger(__name__)
 
@@ -35,6 +35,7 @@ class PruneOptions:
     mode: str = "normal"
     round: int = 1
     importance: str = "gamma"
+    taylor_batches: int = 28  # --importance taylor: training batches the gradients are summed over
     target_gflops: float = 0.0  # > 0: choose the percent so that the pruned model has at most this many GFLOPs
     target_params: int = 0  # > 0: the same for parameters
     max_map_drop: float = 0.0  # > 0: the largest prune whose recalibrated val mAP50-95 stays within this of the original
@@ -96,10 +97,11 @@ def run(opt: PruneOptions) -> dict:
         model, layer_report = prune_layers(model, opt.layers)
         print(layer_report.table() if hasattr(layer_report, "table") else layer_report)
     groups = build_groups(model)
-    budget = _budget(opt, model, groups) if opt.target_gflops or opt.target_params else None
-    guard = _map_guard(opt, source, model, groups, device) if opt.max_map_drop else None
+    scores = channel_scores(opt, model, groups, device)
+    budget = _budget(opt, model, groups, scores) if opt.target_gflops or opt.target_params else None
+    guard = _map_guard(opt, source, model, groups, scores, device) if opt.max_map_drop else None
     plan = compute_masks(model, groups, opt.percent, mode=opt.mode, min_channels=opt.min_channels,
-                         round_to=opt.round, importance=opt.importance)
+                         round_to=opt.round, scores=scores)
     print(f"Safe maximum: --percent {plan.safe_percent:.4f} ({opt.importance} threshold {plan.safe_threshold:.4g}; above "
           f"it a layer would lose every channel). Using --percent {opt.percent} -> threshold {plan.threshold:.4g}")
     masked = masked_model(model, plan, keep_beta=opt.fold_beta)
@@ -152,19 +154,40 @@ def run(opt: PruneOptions) -> dict:
     return res
 
 
-def _budget(opt: PruneOptions, model: nn.Module, groups: list) -> dict:
+def channel_scores(opt: PruneOptions, model: nn.Module, groups: list, device: torch.device) -> dict:
+    """Channel scores for ``--importance``: from the BN gammas, or ``taylor`` from gradients on the training set
+    (``--taylor-batches`` batches, augmented as training with hyp.scratch-low)."""
+    from pruning.importance import bn_importance, taylor_importance
+
+    if opt.importance != "taylor":
+        return bn_importance(model, groups, importance=opt.importance)
+    from utils.data import create_dataloader, load_dataset_config
+    from utils.hyp import load_hyp
+    from utils.loss import ComputeLoss
+
+    data = load_dataset_config(opt.data)
+    if len(model.names) != data["nc"]:
+        raise ValueError(f"--importance taylor: {opt.weights} has {len(model.names)} classes but {opt.data} has "
+                         f"nc={data['nc']}; the loss needs the data the model was trained on")
+    hyp = load_hyp("data/hyps/hyp.scratch-low.yaml").scaled(model.detect.nl, data["nc"], opt.imgsz)
+    loader, _ = create_dataloader(data["train"], opt.imgsz, opt.batch_size, int(model.stride.max()), hyp=hyp,
+                                  augment=True, shuffle=True, seed=0, workers=opt.workers, prefix="Taylor: ",
+                                  nc=data["nc"])
+    print(f"Estimating each channel's Taylor importance on {opt.taylor_batches} training batches...")
+    m = copy.deepcopy(model).to(device)
+    return taylor_importance(m, groups, loader, ComputeLoss(m.detect, hyp), max_batches=opt.taylor_batches)
+
+
+def _budget(opt: PruneOptions, model: nn.Module, groups: list, scores: dict) -> dict:
     """Set ``opt.percent`` to the smallest prune that meets ``--target-gflops`` (at ``--imgsz``) or
     ``--target-params``; returns the search's record for results.json."""
     from models.summary import count_flops
     from pruning import candidate_groups, compute_masks, prune_model, safe_max_percent
     from pruning.budget import search_percent
-    from pruning.importance import bn_importance
-
     if opt.target_gflops and opt.target_params:
         raise ValueError("give one of --target-gflops and --target-params, not both")
     what, target = ((f"GFLOPs at {opt.imgsz} px", opt.target_gflops) if opt.target_gflops else
                     ("parameters", float(opt.target_params)))
-    scores = bn_importance(model, groups, importance=opt.importance)
     cands = [g for g in candidate_groups(groups, opt.mode) if g.id in scores]
     safe, _, _ = safe_max_percent(scores, cands, opt.min_channels)
 
@@ -181,7 +204,8 @@ def _budget(opt: PruneOptions, model: nn.Module, groups: list) -> dict:
     return {"target": target, "what": what, "percent": r.percent, "value": r.value, "probes": r.probes}
 
 
-def _map_guard(opt: PruneOptions, source: nn.Module, model: nn.Module, groups: list, device: torch.device) -> dict:
+def _map_guard(opt: PruneOptions, source: nn.Module, model: nn.Module, groups: list, scores: dict,
+               device: torch.device) -> dict:
     """``--max-map-drop D``: bisection over the percent, each probe pruned, BN-recalibrated (unless --no-bn-recal)
     and validated once; lowers ``opt.percent`` (a target's, or the safe maximum without one) to the largest prune whose
     val mAP50-95 stays >= original - D. Returns every probe for results.json."""
@@ -189,7 +213,6 @@ def _map_guard(opt: PruneOptions, source: nn.Module, model: nn.Module, groups: l
     from models.summary import count_flops
     from pruning import compute_masks, masked_model, prune_model
     from pruning.budget import search_accuracy
-    from pruning.importance import bn_importance
     from utils.data import create_dataloader, load_dataset_config
 
     data = load_dataset_config(opt.data)
@@ -200,7 +223,6 @@ def _map_guard(opt: PruneOptions, source: nn.Module, model: nn.Module, groups: l
         return evaluate(copy.deepcopy(m).to(device).eval(), loader, source.names, conf_thres=0.001,
                         iou_thres=0.6)["mAP50_95"]
 
-    scores = bn_importance(model, groups, importance=opt.importance)
     plan0 = compute_masks(model, groups, 0.0, mode=opt.mode, min_channels=opt.min_channels, scores=scores)
     hi = opt.percent if (opt.target_gflops or opt.target_params) else plan0.safe_percent
     original = map50_95(source)

@@ -106,11 +106,7 @@ class Trainer:
         if self.imgsz != opt.imgsz:
             LOGGER.warning(f"--imgsz {opt.imgsz} must be a multiple of stride {self.gs}, using {self.imgsz}")
 
-        hyp = self.hyp.to_dict()
-        nl = model.detect.nl
-        hyp["box"] *= 3 / nl
-        hyp["cls"] *= nc / 80 * 3 / nl
-        hyp["obj"] *= (self.imgsz / 640) ** 2 * 3 / nl
+        hyp = self.hyp.scaled(model.detect.nl, nc, self.imgsz)
         model.hyp = hyp
         self.hyp_scaled = hyp
 

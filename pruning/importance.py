@@ -8,21 +8,28 @@ Two scales for the one global threshold:
 - ``relative``: |gamma| over the mean |gamma| of its channel group, so each layer is judged against its own scale and
   the threshold thins all layers at comparable rates, more where a layer's gammas are spread (and sparsity training
   has driven some to 0, which stay at 0).
+- ``taylor``: the loss's own first-order estimate of what zeroing a channel's gamma costs, (gamma * dL/dgamma)^2
+  summed over training batches (Molchanov et al. 2019), on one scale for the whole network. Measured on yolov5n
+  fine-tuned 40 epochs on aquarium (val mAP50-95 0.296), masking 30% of the prunable channels left 0.174 ranked by
+  Taylor and 0.000 ranked by relative |gamma| (benchmarks/prune_criteria.py).
 """
 
 from __future__ import annotations
+
+import copy
+from typing import Callable, Iterable
 
 import torch
 from torch import nn
 
 from pruning.graph import ChannelGroup, unwrap
 
-__all__ = ["REDUCTIONS", "IMPORTANCES", "bn_importance"]
+__all__ = ["REDUCTIONS", "IMPORTANCES", "bn_importance", "taylor_importance", "group_sums"]
 
 # How the |gamma| of several BatchNorms on one channel (a residual group) combine. The mean keeps a residual channel's
 # score on the same scale as a single BN's, so one global threshold treats both alike; 'sum' and 'max' are stricter.
 REDUCTIONS = ("mean", "sum", "max")
-IMPORTANCES = ("gamma", "relative")
+IMPORTANCES = ("gamma", "relative", "taylor")  # 'taylor' needs data: see taylor_importance
 
 
 def bn_importance(model: nn.Module, groups: list[ChannelGroup], reduce: str = "mean",
@@ -44,7 +51,7 @@ def bn_importance(model: nn.Module, groups: list[ChannelGroup], reduce: str = "m
     """
     if reduce not in REDUCTIONS:
         raise ValueError(f"reduce must be one of {REDUCTIONS}, got '{reduce}'")
-    if importance not in IMPORTANCES:
+    if importance not in IMPORTANCES[:2]:
         raise ValueError(f"importance must be one of {IMPORTANCES}, got '{importance}'")
     modules = dict(unwrap(model).named_modules())
     op = {"mean": "mean", "sum": "sum", "max": "amax"}[reduce]
@@ -59,4 +66,60 @@ def bn_importance(model: nn.Module, groups: list[ChannelGroup], reduce: str = "m
         if importance == "relative":
             s = s / s.mean().clamp_min(1e-12)
         scores[g.id] = s
+    return scores
+
+
+def taylor_importance(model: nn.Module, groups: list[ChannelGroup], batches: Iterable, loss_fn: Callable,
+                      max_batches: int = 28) -> dict[int, torch.Tensor]:
+    """Score each group channel by ``(gamma * dL/dgamma)^2`` summed over up to ``max_batches`` training batches.
+
+    Args:
+        model: the model (its weights are not changed; gradients are computed in training mode and cleared).
+        groups: from :func:`pruning.graph.build_groups`.
+        batches: yields ``(images uint8 (n, 3, h, w), targets, ...)`` as this project's dataloaders do.
+        loss_fn: ``loss_fn(raw predictions, targets) -> (loss, items)`` (e.g. :class:`utils.loss.ComputeLoss`).
+        max_batches: batches to accumulate over.
+
+    Returns:
+        ``{group.id: float32 CPU tensor of group.width scores}`` for every group with BatchNorm members.
+
+    Raises:
+        ValueError: ``batches`` yielded nothing.
+    """
+    net = copy.deepcopy(unwrap(model))  # training-mode passes would move the BN statistics of the model itself
+    modules = dict(net.named_modules())
+    paths = sorted({m.path for g in groups for m in g.bns})
+    acc = {p: torch.zeros(modules[p].weight.numel()) for p in paths}
+    device = next(net.parameters()).device
+    net.train()
+    n = 0
+    try:
+        for batch in batches:
+            if n >= max_batches:
+                break
+            imgs, targets = batch[0], batch[1]
+            net.zero_grad(set_to_none=True)
+            loss, _ = loss_fn(net(imgs.to(device).float() / 255), targets.to(device))
+            loss.sum().backward()
+            for p in paths:
+                w = modules[p].weight
+                if w.grad is not None:
+                    acc[p] += (w.detach() * w.grad.detach()).float().pow(2).cpu()
+            n += 1
+    finally:
+        net.zero_grad(set_to_none=True)
+    if n == 0:
+        raise ValueError("taylor_importance: no batches to estimate the importance on")
+    return group_sums(groups, acc)
+
+
+def group_sums(groups: list[ChannelGroup], values: dict[str, torch.Tensor]) -> dict[int, torch.Tensor]:
+    """``{group.id: per-channel sum over the group's BatchNorm members of values[bn path][channel]}``."""
+    scores: dict[int, torch.Tensor] = {}
+    for g in groups:
+        if g.bns:
+            s = torch.zeros(g.width)
+            for m in g.bns:
+                s.index_add_(0, torch.tensor(m.index, dtype=torch.long), values[m.path][m.positions].float().cpu())
+            scores[g.id] = s
     return scores

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from pruning.graph import ChannelGroup, build_groups, unwrap
-from pruning.importance import bn_importance
+from pruning.importance import bn_importance, group_sums
 from pruning.masks import candidate_groups, lowest_channels
 
 # How targeted sparsity picks its channels: 'gamma' and 'relative' as prune.py ranks them (pruning.importance), or
@@ -110,24 +110,12 @@ class BNSparsity:
         """``s`` at ``epoch`` (0-based)."""
         return self.rate if self.constant else self.rate * (1.0 - 0.9 * epoch / self.epochs)
 
-    def _taylor_scores(self) -> dict[int, torch.Tensor]:
-        """Per candidate group, the summed Taylor estimate of the loss change from zeroing each channel's gamma."""
-        vals = dict(zip(self.paths, self.taylor))
-        out = {}
-        for g in self.groups:
-            if g.bns:
-                s = torch.zeros(g.width)
-                for m in g.bns:
-                    s.index_add_(0, torch.tensor(m.index), vals[m.path][m.positions])
-                out[g.id] = s
-        return out
-
     def targeted(self) -> list[torch.Tensor | None]:
         """Per regularised BN, the bool mask of channels the term acts on now (None: all of its prunable ones)."""
         if not self.target:
             return self.masks
         if self.importance == "taylor" and self.taylor is not None:
-            scores = self._taylor_scores()
+            scores = group_sums(self.groups, dict(zip(self.paths, self.taylor)))
         else:  # 'taylor' before its first gradient ranks like 'relative'
             scores = bn_importance(self.net, self.groups, importance="gamma" if self.importance == "gamma" else
                                    "relative")

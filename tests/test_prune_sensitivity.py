@@ -54,3 +54,22 @@ def test_percent_out_of_range_is_a_usage_error(capsys):
     with pytest.raises(SystemExit):
         main(["--percent", "1.5"])
     assert "--percent values must be in [0, 1)" in capsys.readouterr().err
+
+
+def test_importance_comparison_on_real_weights(tmp_path, yolov5n_pt, coco128_dir):  # noqa: ANN001
+    """--importance gamma relative taylor on yolov5n.pt and coco128: plain |gamma| is refused at 0.3 (it would empty a
+    layer), the others give a pruned GFLOPs below the unpruned and a masked mAP below the unmasked one; the table,
+    JSON and plot are written."""
+    import json
+
+    rows = main(["--weights", str(yolov5n_pt), "--data", "data/coco128.yaml", "--imgsz", "128", "--percent", "0.3",
+                 "--importance", "gamma", "relative", "taylor", "--batch-size", "32", "--out", str(tmp_path)])
+    base = rows[0]
+    by = {r["importance"]: r for r in rows[1:]}
+    assert by["gamma"]["mAP50_95"] is None and "safe percent" in by["gamma"]["refused"]
+    for imp in ("relative", "taylor"):
+        assert 0 < by[imp]["gflops"] < base["gflops"] and by[imp]["mAP50_95"] < base["mAP50_95"]
+    assert by["relative"]["gflops"] != by["taylor"]["gflops"]  # two rankings, two different cuts
+    assert json.loads((tmp_path / "prune_criteria.json").read_text())["rows"][1:] == rows[1:]
+    assert (tmp_path / "prune_criteria.png").stat().st_size > 10_000
+    assert "| 0.3 | refused" in (tmp_path / "prune_criteria.md").read_text()

@@ -49,6 +49,15 @@ class Hyp:
         """Plain dict (for the loss, the dataset and checkpoints)."""
         return asdict(self)
 
+    def scaled(self, nl: int, nc: int, imgsz: int) -> dict:
+        """The dict with YOLOv5's loss gains for the model and data: box and cls per 3 detection layers, cls per 80
+        classes, obj per image area at 640 px."""
+        d = self.to_dict()
+        d["box"] *= 3 / nl
+        d["cls"] *= nc / 80 * 3 / nl
+        d["obj"] *= (imgsz / 640) ** 2 * 3 / nl
+        return d
+
 
 def find_hyp(path: str | Path) -> Path:
     """Resolve a hyp file given as a path or as a name under ``data/hyps`` or the repo root."""

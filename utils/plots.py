@@ -20,6 +20,7 @@ from utils.boxes import clip_boxes, xywh2xyxy, xyxy2xywh
 from utils.metrics import smooth
 
 __all__ = [
+    "new_figure",
     "read_results_csv",
     "colors",
     "Annotator",
@@ -46,7 +47,7 @@ def colors(i: int, bgr: bool = False) -> tuple[int, int, int]:
     return rgb[::-1] if bgr else rgb
 
 
-def _figure(nrows: int = 1, ncols: int = 1, figsize: tuple[float, float] = (9, 6)):
+def new_figure(nrows: int = 1, ncols: int = 1, figsize: tuple[float, float] = (9, 6)):
     """A pyplot-free figure and its axes (see the module docstring)."""
     from matplotlib.figure import Figure  # matplotlib is only imported when something is plotted
 
@@ -149,7 +150,7 @@ def plot_pr_curve(px: np.ndarray, py: np.ndarray, ap: np.ndarray, save_file: Pat
                   names: Mapping[int, str] | Sequence[str] = ()) -> Path:
     """Precision-recall curves: ``py`` ``(nc, n)`` precision at recall ``px``; ``ap`` ``(nc, k)``."""
     py = np.asarray(py).reshape(-1, len(px))
-    fig, ax = _figure()
+    fig, ax = new_figure()
     if 0 < len(names) < 21:
         labels = _names_list(names, len(py))
         for i, y in enumerate(py):
@@ -168,7 +169,7 @@ def plot_mc_curve(px: np.ndarray, py: np.ndarray, save_file: Path | str,
                   ylabel: str = "Metric") -> Path:
     """A metric against confidence per class plus the smoothed class mean (annotated at its peak)."""
     py = np.asarray(py).reshape(-1, len(px))
-    fig, ax = _figure()
+    fig, ax = new_figure()
     if 0 < len(names) < 21:
         for label, y in zip(_names_list(names, len(py)), py):
             ax.plot(px, y, linewidth=1, label=label)
@@ -189,7 +190,7 @@ def plot_confusion_matrix(matrix: np.ndarray, save_file: Path | str, names: Sequ
     array = matrix / (matrix.sum(0, keepdims=True) + 1e-9) if normalize else matrix.astype(float)
     array = np.where(array < 0.005, np.nan, array)  # hide near-zero cells
     ticks = list(names) + ["background"] if 0 < len(names) == nc and nc < 99 else None
-    fig, ax = _figure(figsize=(12, 9))
+    fig, ax = new_figure(figsize=(12, 9))
     im = ax.imshow(array, cmap="Blues", vmin=0.0, vmax=1.0 if normalize else None)
     fig.colorbar(im, ax=ax)
     if nc < 30:  # cell values stay readable
@@ -310,7 +311,7 @@ def plot_results(csv_file: Path | str = "results.csv", dir: Path | str = "") -> 
     save_dir = Path(dir) if dir else Path(csv_file).parent
     if not files:
         raise FileNotFoundError(f"plot_results: no results*.csv in {Path(dir).resolve()}")
-    fig, axes = _figure(2, 5, figsize=(12, 6))
+    fig, axes = new_figure(2, 5, figsize=(12, 6))
     axes = axes.ravel()
     for f in files:
         if not f.is_file():
@@ -350,7 +351,7 @@ def plot_labels(labels: np.ndarray | torch.Tensor, names: Mapping[int, str] | Se
     labels = np.asarray(labels, dtype=np.float64).reshape(-1, 5)
     cls, xywh = labels[:, 0].astype(int), labels[:, 1:]
     nc = int(cls.max()) + 1 if len(cls) else 1
-    fig, axes = _figure(2, 2, figsize=(8, 8))
+    fig, axes = new_figure(2, 2, figsize=(8, 8))
     ax = axes.ravel()
 
     counts = np.bincount(cls, minlength=nc)

@@ -13,19 +13,13 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from engine.sweep.pareto import pareto_front
+from utils.plots import new_figure
 
 __all__ = ["plot_tradeoff", "plot_gamma_histogram", "save_figure"]
 
 # marker and colour per stage kind
 _STYLE = {"base": ("*", "black"), "sparsity": ("o", "tab:blue"), "prune": ("v", "tab:orange"),
           "finetune": ("s", "tab:green")}
-
-
-def _figure(figsize: tuple[float, float] = (8, 5.5)):  # noqa: ANN202
-    from matplotlib.figure import Figure  # imported when something is drawn, not with the package
-
-    fig = Figure(figsize=figsize, tight_layout=True)
-    return fig, fig.subplots()
 
 
 def plot_tradeoff(rows: Sequence[Mapping], x: str, xlabel: str, y: str = "mAP50_95", ylabel: str = "mAP50-95",
@@ -37,7 +31,7 @@ def plot_tradeoff(rows: Sequence[Mapping], x: str, xlabel: str, y: str = "mAP50_
         matplotlib.figure.Figure
     """
     pts = [r for r in rows if r.get("status") == "done" and r.get(x) is not None and r.get(y) is not None]
-    fig, ax = _figure()
+    fig, ax = new_figure(figsize=(8, 5.5))
     for kind, (marker, color) in _STYLE.items():
         sel = [r for r in pts if r.get("stage") == kind]
         if sel:
@@ -69,7 +63,7 @@ def plot_gamma_histogram(gammas: np.ndarray, rate: float, base: np.ndarray | Non
     Returns:
         matplotlib.figure.Figure
     """
-    fig, ax = _figure((8, 4.5))
+    fig, ax = new_figure(figsize=(8, 4.5))
     g = np.asarray(gammas, dtype=float)
     top = max(float(g.max()) if g.size else 0.0, float(base.max()) if base is not None and base.size else 0.0, 1e-3)
     edges = np.linspace(0.0, top, bins + 1)
