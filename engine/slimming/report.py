@@ -34,8 +34,9 @@ def format_markdown(doc: dict) -> str:
     lines = [f"# Network slimming on {doc['dataset']}", "",
              f"`python benchmarks/slimming.py --data {s['data']} --weights {s['weights']} --imgsz {s['imgsz']} "
              f"--epochs {s['epochs']} --ft-epochs {s['ft_epochs']} --percents {' '.join(f'{p:g}' for p in s['percents'])}"
-             f" --sparsity-rate {s['sparsity_rate']} --sparsity-target {s.get('sparsity_target', 0):g} --round "
-             f"{s['round']}`", "",
+             f" --sparsity-rate {s['sparsity_rate']} --sparsity-target {s.get('sparsity_target', 0):g} "
+             f"--sparsity-importance {s.get('sparsity_importance', 'gamma')} --importance {s.get('importance', 'gamma')}"
+             f" --round {s['round']}`", "",
              f"Training at {s['imgsz']} px, batch {s['batch_size']}; `base` and `sparsity` train {s['epochs']} epochs "
              f"from `{s['weights']}`, `reference` {s['epochs'] + s['ft_epochs']} (the recipe's total), each pruned model "
              f"is fine-tuned {s['ft_epochs']} with `{s.get('ft_hyp', 'hyp.finetune_prune.yaml')}`. Sparsity rate used: "
@@ -108,8 +109,9 @@ def plot_learning_curves(doc: dict):  # noqa: ANN201 - a matplotlib Figure
     fig = Figure(figsize=(9, 5), tight_layout=True)
     ax = fig.subplots()
     style = {"base": ("black", ":"), "reference": ("black", "-"), "sparsity": ("tab:blue", "-")}
+    others = iter(("tab:green", "tab:orange", "tab:purple", "tab:red", "tab:brown", "tab:olive"))
     for name, c in doc.get("curves", {}).items():
-        colour, ls = style.get(name, ("tab:green", "-"))
+        colour, ls = style.get(name) or (next(others, "gray"), "-")
         ax.plot(range(c["start"], c["start"] + len(c["loss"])), c["loss"], ls, color=colour, label=name, lw=1.5)
     ax.set(xlabel="epoch of the recipe (fine-tuning continues after sparsity training)",
            ylabel="train loss (box + obj + cls)", title=f"Learning curves on {doc['dataset']}")
