@@ -8,6 +8,7 @@ probe is kept, so a report can show how the search went.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Callable
@@ -22,6 +23,14 @@ class BudgetResult:
     percent: float
     value: float
     probes: list[dict] = field(default_factory=list)
+
+
+def _probe(measure: Callable[[float], float], candidates: int, probes: list[dict], k: int) -> float:
+    """Measure the prune of ``k`` of ``candidates`` channels and log it in ``probes``."""
+    p = k / candidates
+    v = float(measure(p))
+    probes.append({"percent": p, "value": v})
+    return v
 
 
 def search_percent(measure: Callable[[float], float], target: float, candidates: int, safe_percent: float,
@@ -42,13 +51,7 @@ def search_percent(measure: Callable[[float], float], target: float, candidates:
     if not target > 0:
         raise ValueError(f"the target {what} must be > 0, got {target:g}")
     probes: list[dict] = []
-
-    def probe(k: int) -> float:
-        p = k / candidates
-        v = float(measure(p))
-        probes.append({"percent": p, "value": v})
-        return v
-
+    probe = functools.partial(_probe, measure, candidates, probes)
     v0 = probe(0)
     if v0 <= target:
         return BudgetResult(0.0, v0, probes)
@@ -82,13 +85,7 @@ def search_accuracy(measure: Callable[[float], float], floor: float, candidates:
     if not 0 < resolution < 1:
         raise ValueError(f"resolution must be in (0, 1), got {resolution}")
     probes: list[dict] = []
-
-    def probe(k: int) -> float:
-        p = k / candidates
-        v = float(measure(p))
-        probes.append({"percent": p, "value": v})
-        return v
-
+    probe = functools.partial(_probe, measure, candidates, probes)
     hi = math.floor(hi_percent * candidates + 1e-9)
     v_hi = probe(hi) if hi > 0 else float("nan")
     if hi > 0 and v_hi >= floor:
