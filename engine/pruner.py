@@ -8,12 +8,16 @@ import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import yaml
 from torch import nn
 
 from utils.checkpoint import atomic_save, load_model, make_checkpoint, resolve_weights
+
+if TYPE_CHECKING:
+    from pruning.masks import ChannelMasks
 
 __all__ = ["PruneOptions", "run", "check_cfg_matches", "channel_scores"]
 
@@ -269,8 +273,8 @@ def _write_layers_csv(report, path: Path) -> None:  # noqa: ANN001
             w.writerow([r.path, r.original, r.kept, r.prunable, r.reason])
 
 
-def _recalibrate(opt: PruneOptions, data: dict, model: nn.Module, masked: nn.Module, plan, device: torch.device
-                 ) -> nn.Module:  # noqa: ANN001
+def _recalibrate(opt: PruneOptions, data: dict, model: nn.Module, masked: nn.Module, plan: ChannelMasks,
+                 device: torch.device) -> nn.Module:
     """The pruned model with BN statistics re-estimated on ``opt.bn_recal_images`` training images (a seeded random
     sample, letterboxed at ``--imgsz``, no augmentation): the unpruned model's statistics moved by the shift that
     masking the removed channels causes on those images (:func:`pruning.recalibrate.shifted_bn_stats`), then pruned
