@@ -22,11 +22,13 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
 
 import train
+from engine.train_hooks import TrainHook
 from engine.train_log import TrainLogger
 from engine.train_options import TrainOptions
 from engine.train_setup import build_model
@@ -371,3 +373,66 @@ def test_final_results_and_plots_are_the_best_epochs_without_a_second_pass(tmp_p
     assert f"holds epoch {int(best['epoch'])}'s weights" in out and "Validating" not in out
     for f in ("PR_curve.png", "F1_curve.png", "P_curve.png", "R_curve.png", "confusion_matrix.png", "results.png"):
         assert (run / f).stat().st_size > 1000, f
+
+
+# ---------------------------------------------------------------------- 7. the optimizer's schedule follows YOLOv5's rules
+class StepRecorder(TrainHook):
+    """Records, at every optimizer step, the iteration, epoch, and each group's lr and momentum."""
+
+    def __init__(self) -> None:
+        self.steps: list[tuple[int, int, list[float], list[float]]] = []
+
+    def before_step(self, trainer) -> None:  # noqa: ANN001 - the Trainer
+        groups = trainer.optimizer.param_groups
+        self.steps.append((trainer.current_ni, trainer.epoch, [g["lr"] for g in groups],
+                           [g["momentum"] for g in groups]))
+
+
+def yolov5_schedule(iterations: int, nb: int, bs: int, epochs: int) -> list[tuple[int, int, list[float], list[float]]]:
+    """YOLOv5's rules with its default hyperparameters, written out from its train.py's description.
+
+    Nominal batch 64: gradients accumulate over ``accumulate`` iterations, which ramps from 1 to 64 / bs over the
+    warmup (``max(round(3 * nb), 100)`` iterations, the last one included); an iteration steps when at least
+    ``accumulate`` iterations passed since the last step. In the warmup the bias group's lr (group 0) falls from 0.1
+    and the others rise from 0 to ``0.01 * lf(epoch)``, the momentum rises from 0.8 to 0.937; otherwise the lr is the
+    linear schedule's ``0.01 * lf(epoch)``, ``lf`` falling from 1 to 0.01 over the epochs.
+    """
+    lr0, nw, last, accumulate = 0.01, max(round(3 * nb), 100), -1, max(round(64 / bs), 1)
+    lf = lambda e: (1 - e / epochs) * (1 - 0.01) + 0.01  # noqa: E731 - YOLOv5's linear lambda
+    lrs, mom, out = [lr0] * 3, [0.937] * 3, []
+    for ni in range(iterations):
+        epoch = ni // nb
+        if ni % nb == 0:
+            lrs = [lr0 * lf(epoch)] * 3  # the scheduler's value at the epoch's start
+        if ni <= nw:
+            accumulate = max(1, round(float(np.interp(ni, [0, nw], [1, 64 / bs]))))
+            lrs = [float(np.interp(ni, [0, nw], [0.1 if j == 0 else 0.0, lr0 * lf(epoch)])) for j in range(3)]
+            mom = [float(np.interp(ni, [0, nw], [0.8, 0.937]))] * 3
+        if ni - last >= accumulate:
+            out.append((ni, epoch, lrs, mom))
+            last = ni
+    return out
+
+
+def test_optimizer_steps_lrs_and_momentum_follow_yolov5(tmp_path, coco128_dir, yolov5n_pt):
+    """14 epochs of 8 batches of 4 images: the ramp of accumulate (1 to 16), the steps it allows, the warmup's end at
+    iteration 100 (inside epoch 12) and the lrs and momenta of every step are YOLOv5's; the EMA counts the steps."""
+    from engine.trainer import Trainer
+
+    data = make_dataset(tmp_path / "d", coco128_dir, n=32)
+    epochs, nb, bs = 14, 8, 4
+    rec = StepRecorder()
+    trainer = Trainer(train.parse_opt(["--weights", str(yolov5n_pt), "--data", str(data), "--imgsz", "64",
+                                       "--epochs", str(epochs), "--batch-size", str(bs), "--noval", "--noplots",
+                                       "--workers", "0", "--device", "cpu", "--project", str(tmp_path / "runs")]),
+                      hooks=[rec])
+    trainer.train()
+    expected = yolov5_schedule(epochs * nb, nb, bs, epochs)
+    assert [s[0] for s in rec.steps] == [e[0] for e in expected]
+    assert [s[0] for s in rec.steps][:8] == [0, 1, 2, 3, 5, 7, 9, 12]  # accumulate: 2 from iteration 4, 3 from 11
+    for (ni, epoch, lrs, mom), (_, e_epoch, e_lrs, e_mom) in zip(rec.steps, expected):
+        assert epoch == e_epoch, ni
+        assert lrs == pytest.approx(e_lrs, rel=1e-9, abs=1e-12), ni
+        assert mom == pytest.approx(e_mom, rel=1e-9), ni
+    assert rec.steps[-1][3] == pytest.approx([0.937] * 3)  # the warmup ends at exactly the hyp's momentum
+    assert trainer.ema.updates == len(expected)

@@ -287,10 +287,10 @@ def test_optimizer_groups_and_decay():
                         nn.LayerNorm(2))
     opt = build_optimizer(net, "SGD", lr=0.01, momentum=0.9, decay=5e-4)
     g0, g1, g2 = (grp["params"] for grp in opt.param_groups)
-    assert [id(p) for p in g0] == [id(net[1].weight), id(net[3].weight), id(net[6].weight)]
+    assert [id(p) for p in g0] == [id(net[1].bias), id(net[2].bias), id(net[3].bias), id(net[5].bias),
+                                   id(net[6].bias)]  # YOLOv5's order: x/lr0 in results.csv is the bias lr
     assert [id(p) for p in g1] == [id(net[0].weight), id(net[2].weight), id(net[5].weight)]
-    assert [id(p) for p in g2] == [id(net[1].bias), id(net[2].bias), id(net[3].bias), id(net[5].bias),
-                                   id(net[6].bias)]
+    assert [id(p) for p in g2] == [id(net[1].weight), id(net[3].weight), id(net[6].weight)]
     assert [grp["weight_decay"] for grp in opt.param_groups] == [0.0, 5e-4, 0.0]
     assert opt.param_groups[0]["nesterov"] is True and opt.param_groups[0]["momentum"] == 0.9
 
@@ -298,7 +298,7 @@ def test_optimizer_groups_and_decay():
     opt = build_optimizer(model, "AdamW", lr=0.001, momentum=0.937, decay=5e-4)
     n_bn = sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
     sizes = [len(grp["params"]) for grp in opt.param_groups]
-    assert sizes[0] == n_bn and sum(sizes) == len(list(model.parameters()))
+    assert sizes[2] == n_bn and sum(sizes) == len(list(model.parameters()))
     assert opt.param_groups[0]["betas"] == (0.937, 0.999)
     assert isinstance(build_optimizer(model, "rmsprop"), torch.optim.RMSprop)
     assert isinstance(build_optimizer(model, "Adam"), torch.optim.Adam)
@@ -329,13 +329,17 @@ def test_warmup_step():
     lf = build_lr_lambda(10, 0.01)
     torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda=lf)
     assert warmup_step(opt, 0, 100, 0, lf, HYP)
-    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.0, 0.0, 0.1])
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.1, 0.0, 0.0])
     assert all(g["momentum"] == pytest.approx(0.8) for g in opt.param_groups)
     assert warmup_step(opt, 50, 100, 0, lf, HYP)
-    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.005, 0.005, 0.055])
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.055, 0.005, 0.005])
     assert opt.param_groups[1]["momentum"] == pytest.approx((0.8 + 0.937) / 2)
-    assert not warmup_step(opt, 100, 100, 0, lf, HYP)
-    assert opt.param_groups[2]["lr"] == pytest.approx(0.055)  # untouched after warmup
+    assert warmup_step(opt, 100, 100, 0, lf, HYP)  # the last warmup iteration sets the final values
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.01, 0.01, 0.01])
+    assert all(g["momentum"] == pytest.approx(0.937) for g in opt.param_groups)
+    opt.param_groups[0]["lr"] = 0.02
+    assert not warmup_step(opt, 101, 100, 0, lf, HYP)
+    assert opt.param_groups[0]["lr"] == 0.02  # untouched after warmup
 
 
 def test_early_stopping(caplog):

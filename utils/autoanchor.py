@@ -94,7 +94,7 @@ def check_anchor_order(detect: nn.Module) -> bool:
 
 @torch.no_grad()
 def check_anchors(dataset: LabelledDataset, detect: nn.Module, thr: float = 4.0, imgsz: int = 640,
-                  rng: np.random.Generator | int | None = 0, refit: bool = True) -> bool:
+                  rng: np.random.Generator | int | None = 0) -> bool:
     """Check the anchors of ``detect`` against ``dataset`` and re-fit them in place when they fit poorly.
 
     Args:
@@ -103,7 +103,6 @@ def check_anchors(dataset: LabelledDataset, detect: nn.Module, thr: float = 4.0,
         thr: anchor ratio threshold (hyp ``anchor_t``).
         imgsz: training image size in pixels.
         rng: numpy Generator or seed for the random rescale and the k-means / evolution.
-        refit: replace poorly fitting anchors; False only reports the fit (pretrained heads are tied to their anchors).
 
     Returns:
         True when the anchors were replaced.
@@ -119,9 +118,6 @@ def check_anchors(dataset: LabelledDataset, detect: nn.Module, thr: float = 4.0,
     line = f"{PREFIX}{aat:.2f} anchors/target, {bpr:.3f} Best Possible Recall (BPR). "
     if bpr > BPR_GOOD:
         print(line + "Current anchors are a good fit to dataset")
-        return False
-    if not refit:
-        print(line + "Anchors fit poorly, but the head was trained with them: kept (train from scratch to re-fit)")
         return False
     print(line + "Anchors are a poor fit to dataset, attempting to improve...")
     na = detect.anchors.numel() // 2

@@ -15,7 +15,7 @@ __all__ = ["OPTIMIZERS", "build_optimizer", "build_lr_lambda", "warmup_step", "E
 
 LOGGER = logging.getLogger(__name__)
 OPTIMIZERS = ("SGD", "Adam", "AdamW", "RMSProp")
-BIAS_GROUP = 2  # index of the bias parameter group (groups: norm weights, other weights, biases)
+BIAS_GROUP = 0  # YOLOv5's order, so results.csv's x/lr0 is the bias lr in both: biases, other weights, norm weights
 
 
 def _is_norm(module: nn.Module) -> bool:
@@ -27,8 +27,9 @@ def build_optimizer(model: nn.Module, name: str = "SGD", lr: float = 0.001, mome
                     decay: float = 1e-5) -> torch.optim.Optimizer:
     """Build an optimizer with three parameter groups.
 
-    Group 0 holds normalisation-layer weights (no weight decay: it would shrink the BN gammas that network slimming
-    reads), group 1 all other weights (``decay``), group 2 all biases (no decay).
+    YOLOv5's groups and order: group 0 holds all biases (no decay; the warmup starts their lr high), group 1 all
+    other weights (``decay``), group 2 normalisation-layer weights (no weight decay: it would shrink the BN gammas
+    that network slimming reads).
 
     Args:
         model: model whose parameters are optimised (each parameter is added once even when shared).
@@ -53,9 +54,9 @@ def build_optimizer(model: nn.Module, name: str = "SGD", lr: float = 0.001, mome
                 continue
             seen.add(id(p))
             if pname == "bias":
-                groups[2].append(p)
-            elif pname == "weight" and _is_norm(module):
                 groups[0].append(p)
+            elif pname == "weight" and _is_norm(module):
+                groups[2].append(p)
             else:
                 groups[1].append(p)
     param_groups = [
@@ -72,8 +73,8 @@ def build_optimizer(model: nn.Module, name: str = "SGD", lr: float = 0.001, mome
         optimizer = torch.optim.AdamW(param_groups, lr=lr, betas=(momentum, 0.999))
     else:
         optimizer = torch.optim.RMSprop(param_groups, lr=lr, momentum=momentum)
-    LOGGER.info(f"optimizer: {canonical}(lr={lr}) with parameter groups {len(groups[0])} weight(decay=0.0), "
-                f"{len(groups[1])} weight(decay={decay}), {len(groups[2])} bias(decay=0.0)")
+    LOGGER.info(f"optimizer: {canonical}(lr={lr}) with parameter groups {len(groups[2])} weight(decay=0.0), "
+                f"{len(groups[1])} weight(decay={decay}), {len(groups[0])} bias(decay=0.0)")
     return optimizer
 
 
@@ -97,16 +98,17 @@ def build_lr_lambda(epochs: int, lrf: float, cos: bool = False) -> Callable[[flo
 
 def warmup_step(optimizer: torch.optim.Optimizer, ni: int, nw: int, epoch: int, lf: Callable[[float], float],
                 hyp: dict) -> bool:
-    """Apply warmup for integrated iteration ``ni`` of ``nw`` warmup iterations; no-op once ``ni >= nw``.
+    """Apply warmup for integrated iteration ``ni`` of ``nw`` warmup iterations; no-op once ``ni > nw``.
 
     The bias group's lr falls from ``hyp['warmup_bias_lr']`` and the other groups' rise from 0, all to
     ``initial_lr * lf(epoch)``; momentum (where the optimizer has one) rises from ``hyp['warmup_momentum']`` to
     ``hyp['momentum']``. ``initial_lr`` is set by the LR scheduler, so build the scheduler first.
 
     Returns:
-        True when warmup values were applied.
+        True when warmup values were applied. As in YOLOv5, iteration ``nw`` itself is the last: it sets the final
+        values, so the momentum after warmup is ``hyp['momentum']`` exactly.
     """
-    if ni >= nw:
+    if ni > nw:
         return False
     xi = [0, nw]
     scale = lf(epoch)
