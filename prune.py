@@ -10,9 +10,19 @@ from __future__ import annotations
 
 import argparse
 
+from engine.prune_search import LATENCY_BACKENDS
 from engine.pruner import PruneOptions, run
 from pruning.importance import IMPORTANCES
 from utils.cli import check_common_flags, run_script
+
+
+def _round_arg(v: str) -> int | str:
+    if v == "auto":
+        return v
+    try:
+        return int(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number or 'auto', got '{v}'") from None
 
 
 def parse_opt(argv: list[str] | None = None) -> PruneOptions:
@@ -39,10 +49,18 @@ def parse_opt(argv: list[str] | None = None) -> PruneOptions:
                    help="instead of --percent: the smallest prune with at most this many GFLOPs at --imgsz")
     p.add_argument("--target-params", type=int, default=d.target_params,
                    help="instead of --percent: the smallest prune with at most this many parameters")
+    p.add_argument("--target-latency", type=float, default=d.target_latency,
+                   help="instead of --percent: the smallest prune whose batch-1 latency in ms (measured here, in "
+                        "--latency-backend with --threads at --imgsz) is at most this")
+    p.add_argument("--latency-backend", choices=tuple(LATENCY_BACKENDS), default=d.latency_backend,
+                   help="runtime that --target-latency and --round auto measure")
+    p.add_argument("--threads", type=int, default=d.threads, help="intra-op threads for every latency measured")
     p.add_argument("--max-map-drop", type=float, default=d.max_map_drop,
                    help="the largest prune (up to the target's, or the safe maximum) whose BN-recalibrated val "
                         "mAP50-95 stays within this of the original (bisection, one validation per probe)")
-    p.add_argument("--round", type=int, default=d.round, help="round kept channels up to a multiple of this (e.g. 8)")
+    p.add_argument("--round", type=_round_arg, default=d.round,
+                   help="round kept channels up to a multiple of this (e.g. 8), or 'auto': of 1, 4, 8 and 16, the one "
+                        "whose prune measures fastest at equal GFLOPs")
     p.add_argument("--min-channels", type=int, default=d.min_channels, help="channels every layer keeps at least")
     p.add_argument("--layers", type=int, default=d.layers, help="also remove the K least important C3 Bottlenecks")
     p.add_argument("--no-fold-beta", dest="fold_beta", action="store_false",
@@ -61,12 +79,15 @@ def parse_opt(argv: list[str] | None = None) -> PruneOptions:
     check_common_flags(p, a)
     if not 0 <= a.percent < 1:
         p.error(f"--percent must be in [0, 1), got {a.percent}")
-    if a.target_gflops < 0 or a.target_params < 0:
-        p.error("--target-gflops and --target-params must be > 0 (0: off)")
-    if a.target_gflops and a.target_params:
-        p.error("give one of --target-gflops and --target-params, not both")
-    if (a.target_gflops or a.target_params) and a.percent:
-        p.error("--percent is chosen by --target-gflops / --target-params; do not give both")
+    targets = [f for f in ("target_gflops", "target_params", "target_latency") if getattr(a, f)]
+    if any(getattr(a, f) < 0 for f in ("target_gflops", "target_params", "target_latency")):
+        p.error("--target-gflops, --target-params and --target-latency must be > 0 (0: off)")
+    if len(targets) > 1:
+        p.error(f"give one budget, not {' and '.join('--' + f.replace('_', '-') for f in targets)}")
+    if targets and a.percent:
+        p.error(f"--percent is chosen by --{targets[0].replace('_', '-')}; do not give both")
+    if a.threads < 1:
+        p.error(f"--threads must be >= 1, got {a.threads}")
     if not 0 <= a.max_map_drop < 1:
         p.error(f"--max-map-drop must be in [0, 1) (mAP points as a fraction, e.g. 0.01), got {a.max_map_drop}")
     if a.max_map_drop and a.percent:
@@ -77,7 +98,7 @@ def parse_opt(argv: list[str] | None = None) -> PruneOptions:
         p.error(f"--bn-recal-images must be >= 1, got {a.bn_recal_images} (use --no-bn-recal to skip recalibration)")
     if a.taylor_batches < 1:
         p.error(f"--taylor-batches must be >= 1, got {a.taylor_batches}")
-    if a.round < 1 or a.min_channels < 1 or a.layers < 0:
+    if (a.round != "auto" and a.round < 1) or a.min_channels < 1 or a.layers < 0:
         p.error("--round and --min-channels must be >= 1 and --layers >= 0")
     return PruneOptions(**vars(a))
 

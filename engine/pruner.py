@@ -37,12 +37,15 @@ class PruneOptions:
     device: str = ""
     workers: int = 8
     mode: str = "normal"
-    round: int = 1
+    round: int | str = 1  # a multiple, or "auto": the one that measures fastest at equal GFLOPs (engine.prune_search)
     importance: str = "gamma"
     taylor_batches: int = 28  # --importance taylor: training batches the gradients are summed over
     target_gflops: float = 0.0  # > 0: choose the percent so that the pruned model has at most this many GFLOPs
     target_params: int = 0  # > 0: the same for parameters
-    max_map_drop: float = 0.0  # > 0: the largest prune whose recalibrated val mAP50-95 stays within this of the original
+    target_latency: float = 0.0  # > 0: the same for the batch-1 latency in ms, measured with the two settings below
+    latency_backend: str = "onnxruntime"  # or "torch": the runtime --target-latency and --round auto measure
+    threads: int = 1  # intra-op threads for every latency prune.py measures
+    max_map_drop: float = 0.0  # > 0: the largest prune whose recalibrated val mAP50-95 stays within this of the source
     min_channels: int = 1
     layers: int = 0
     fold_beta: bool = True
@@ -79,6 +82,7 @@ def check_cfg_matches(cfg: str, model: nn.Module) -> None:
 
 def run(opt: PruneOptions) -> dict:
     """Prune ``opt.weights`` and write ``pruned_model.pt``, ``pruned.yaml``, ``layers.csv`` and ``results.json``."""
+    from engine.prune_search import choose_round, has_target, search_budget, search_map_guard
     from models.summary import count_flops
     from pruning import build_groups, compute_masks, masked_model, prune_layers, prune_model
     from utils.data import load_dataset_config
@@ -102,12 +106,14 @@ def run(opt: PruneOptions) -> dict:
         print(layer_report.table() if hasattr(layer_report, "table") else layer_report)
     groups = build_groups(model)
     scores = channel_scores(opt, model, groups, device)
-    budget = _budget(opt, model, groups, scores) if opt.target_gflops or opt.target_params else None
-    guard = _map_guard(opt, source, model, groups, scores, device) if opt.max_map_drop else None
+    rounding = choose_round(opt, source, model, groups, scores) if opt.round == "auto" else None
+    budget = search_budget(opt, source, model, groups, scores) if has_target(opt) else None
+    guard = search_map_guard(opt, source, model, groups, scores, device) if opt.max_map_drop else None
     plan = compute_masks(model, groups, opt.percent, mode=opt.mode, min_channels=opt.min_channels,
                          round_to=opt.round, scores=scores)
-    print(f"Safe maximum: --percent {plan.safe_percent:.4f} ({opt.importance} threshold {plan.safe_threshold:.4g}; above "
-          f"it a layer would lose every channel). Using --percent {opt.percent} -> threshold {plan.threshold:.4g}")
+    print(f"Safe maximum: --percent {plan.safe_percent:.4f} ({opt.importance} threshold {plan.safe_threshold:.4g}; "
+          f"above it a layer would lose every channel). Using --percent {opt.percent:.4f} -> threshold "
+          f"{plan.threshold:.4g}")
     masked = masked_model(model, plan, keep_beta=opt.fold_beta)
     pruned, report = prune_model(model, plan, fold_beta=opt.fold_beta)
     print(report.table())
@@ -117,16 +123,20 @@ def run(opt: PruneOptions) -> dict:
         raise ValueError(f"{opt.weights} has {len(model.names)} classes but {opt.data} has nc={data['nc']}")
     # The check above compared the pruned model with its masked reference as surgery left it; recalibration then
     # re-measures the BN statistics of the network as it now is, and that model is the one saved.
-    final = _recalibrate(opt, data, model, masked, plan, device) if opt.bn_recal else pruned
+    final = recalibrated(opt, data, model, masked, plan, device) if opt.bn_recal else pruned
 
     save_dir = increment_path(Path(opt.project) / opt.name, exist_ok=opt.exist_ok, mkdir=True)
     res = {"weights": str(src_path), "percent": opt.percent, "mode": opt.mode, "round": opt.round,
-           "importance": opt.importance, "layers": opt.layers, "fold_beta": opt.fold_beta, "threshold": plan.threshold,
+           "importance": opt.importance, "layers": opt.layers, "fold_beta": opt.fold_beta,
+           "threshold": plan.threshold,
            "safe_percent": plan.safe_percent, "safe_threshold": plan.safe_threshold,
            "params": {"before": _params(source), "after": _params(pruned)},
            "gflops": {"before": count_flops(source, 640), "after": count_flops(pruned, 640)},
-           "max_abs_diff_vs_masked": report.max_abs_diff, "fold_diff_vs_masked_keep_beta": report.to_dict()["fold_diff"],
+           "max_abs_diff_vs_masked": report.max_abs_diff,
+           "fold_diff_vs_masked_keep_beta": report.to_dict()["fold_diff"],
            "bn_recal_images": opt.bn_recal_images if opt.bn_recal else 0}
+    if rounding is not None:
+        res["round_auto"] = rounding
     if budget is not None:
         res["budget"] = budget
     if guard is not None:
@@ -142,15 +152,21 @@ def run(opt: PruneOptions) -> dict:
         final, res["saved"] = pruned, "pruned"
     out_pt = save_dir / "pruned_model.pt"
     info = {"source": str(src_path), "percent": opt.percent, "mode": opt.mode, "round": opt.round,
-            "importance": opt.importance, "layers": opt.layers, "fold_beta": opt.fold_beta, "bn_recal_images": res["bn_recal_images"],
+            "importance": opt.importance, "layers": opt.layers, "fold_beta": opt.fold_beta,
+            "bn_recal_images": res["bn_recal_images"],
             "saved": res["saved"], "report": report.to_dict()}
     atomic_save(make_checkpoint(final, half=True, epoch=-1, pruning=info,
                                 train_args=ckpt.get("train_args") or {}), out_pt)
     (save_dir / "pruned.yaml").write_text(yaml.safe_dump(pruned.arch(), sort_keys=False))
     _write_layers_csv(report, save_dir / "layers.csv")
     res["file_size_mb"] = {"before": src_path.stat().st_size / 1e6, "after": out_pt.stat().st_size / 1e6}
-    if opt.latency:
-        res["latency_ms"] = _latency(source, pruned, opt.imgsz)
+    if opt.latency or opt.target_latency:
+        res["latency_ms"] = _latency(source, pruned, opt.imgsz, opt.threads)
+        if opt.target_latency:
+            measured = res["latency_ms"]["onnxruntime" if opt.latency_backend == "onnxruntime" else "torch"]["after"]
+            budget.update(measured_ms=measured, measured_vs_target=measured / opt.target_latency)
+            print(f"Latency budget: target {opt.target_latency:.2f} ms, predicted {budget['predicted_ms']:.2f} ms, "
+                  f"measured again {measured:.2f} ms ({opt.latency_backend}, {opt.threads} thread(s), {opt.imgsz} px)")
     (save_dir / "results.json").write_text(json.dumps(res, indent=1, default=_json_default))
     print(_summary_table(res))
     print(f"Pruned model saved to {out_pt}\nResults saved to {save_dir}")
@@ -182,81 +198,6 @@ def channel_scores(opt: PruneOptions, model: nn.Module, groups: list, device: to
     return taylor_importance(m, groups, loader, ComputeLoss(m.detect, hyp), max_batches=opt.taylor_batches)
 
 
-def _budget(opt: PruneOptions, model: nn.Module, groups: list, scores: dict) -> dict:
-    """Set ``opt.percent`` to the smallest prune that meets ``--target-gflops`` (at ``--imgsz``) or
-    ``--target-params``; returns the search's record for results.json."""
-    from models.summary import count_flops
-    from pruning import candidate_groups, compute_masks, prune_model, safe_max_percent
-    from pruning.budget import search_percent
-    if opt.target_gflops and opt.target_params:
-        raise ValueError("give one of --target-gflops and --target-params, not both")
-    what, target = ((f"GFLOPs at {opt.imgsz} px", opt.target_gflops) if opt.target_gflops else
-                    ("parameters", float(opt.target_params)))
-    cands = [g for g in candidate_groups(groups, opt.mode) if g.id in scores]
-    safe, _, _ = safe_max_percent(scores, cands, opt.min_channels)
-
-    def measure(p: float) -> float:
-        plan = compute_masks(model, groups, p, mode=opt.mode, min_channels=opt.min_channels, round_to=opt.round,
-                             scores=scores)
-        pruned, _ = prune_model(model, plan, fold_beta=False, verify=False)
-        return count_flops(pruned, opt.imgsz) if opt.target_gflops else float(_params(pruned))
-
-    n = sum(g.width for g in cands)
-    r = search_percent(measure, target, n, safe, what)
-    opt.percent = r.percent
-    print(f"Budget: {target:g} {what} -> --percent {r.percent:.4f} ({r.value:.4g} {what}, {len(r.probes)} probes)")
-    return {"target": target, "what": what, "percent": r.percent, "value": r.value, "probes": r.probes}
-
-
-def _map_guard(opt: PruneOptions, source: nn.Module, model: nn.Module, groups: list, scores: dict,
-               device: torch.device) -> dict:
-    """``--max-map-drop D``: bisection over the percent, each probe pruned, BN-recalibrated (unless --no-bn-recal)
-    and validated once; lowers ``opt.percent`` (a target's, or the safe maximum without one) to the largest prune whose
-    val mAP50-95 stays >= original - D. Returns every probe for results.json."""
-    from engine.validator import evaluate
-    from models.summary import count_flops
-    from pruning import compute_masks, masked_model, prune_model
-    from pruning.budget import search_accuracy
-    from utils.data import create_dataloader, load_dataset_config
-
-    data = load_dataset_config(opt.data)
-    loader, _ = create_dataloader(data["val"], opt.imgsz, opt.batch_size, int(source.stride.max()), pad=0.5,
-                                  rect=True, workers=opt.workers, prefix="val: ", nc=data["nc"])
-
-    def map50_95(m: nn.Module) -> float:
-        return evaluate(copy.deepcopy(m).to(device).eval(), loader, source.names, conf_thres=0.001,
-                        iou_thres=0.6)["mAP50_95"]
-
-    plan0 = compute_masks(model, groups, 0.0, mode=opt.mode, min_channels=opt.min_channels, scores=scores)
-    hi = opt.percent if (opt.target_gflops or opt.target_params) else plan0.safe_percent
-    original = map50_95(source)
-    floor = original - opt.max_map_drop
-    print(f"Accuracy guard: original val mAP50-95 {original:.4f}; searching the largest prune up to --percent {hi:.4f} "
-          f"that keeps it >= {floor:.4f} (--max-map-drop {opt.max_map_drop:g})")
-    gflops: dict[float, float] = {}
-
-    def measure(p: float) -> float:
-        plan = compute_masks(model, groups, p, mode=opt.mode, min_channels=opt.min_channels, round_to=opt.round,
-                             scores=scores)
-        pruned, _ = prune_model(model, plan, fold_beta=opt.fold_beta, verify=False)
-        gflops[p] = count_flops(pruned, opt.imgsz)
-        v = map50_95(pruned)
-        if opt.bn_recal:  # prune.py saves the better of the two
-            masked = masked_model(model, plan, keep_beta=opt.fold_beta)
-            v = max(v, map50_95(_recalibrate(opt, data, model, masked, plan, device)))
-        print(f"  probe --percent {p:.4f}: {gflops[p]:.3f} GFLOPs at {opt.imgsz} px, val mAP50-95 {v:.4f} "
-              f"({'ok' if v >= floor else 'too low'})")
-        return v
-
-    r = search_accuracy(measure, floor, plan0.candidates, hi)
-    binds = "the accuracy guard" if r.percent < hi else ("the budget" if hi == opt.percent else "the safe maximum")
-    opt.percent = r.percent
-    print(f"Accuracy guard: --percent {r.percent:.4f} ({binds} binds)")
-    return {"max_map_drop": opt.max_map_drop, "original_map50_95": original, "percent": r.percent, "binds": binds,
-            "probes": [{"percent": q["percent"], "gflops": gflops[q["percent"]], "map50_95": q["value"]}
-                       for q in r.probes]}
-
-
 def _params(m: nn.Module) -> int:
     return sum(p.numel() for p in m.parameters())
 
@@ -273,7 +214,7 @@ def _write_layers_csv(report, path: Path) -> None:  # noqa: ANN001
             w.writerow([r.path, r.original, r.kept, r.prunable, r.reason])
 
 
-def _recalibrate(opt: PruneOptions, data: dict, model: nn.Module, masked: nn.Module, plan: ChannelMasks,
+def recalibrated(opt: PruneOptions, data: dict, model: nn.Module, masked: nn.Module, plan: ChannelMasks,
                  device: torch.device) -> nn.Module:
     """The pruned model with BN statistics re-estimated on ``opt.bn_recal_images`` training images (a seeded random
     sample, letterboxed at ``--imgsz``, no augmentation): the unpruned model's statistics moved by the shift that
@@ -315,17 +256,18 @@ def _validate(opt: PruneOptions, data: dict, device: torch.device, original: nn.
     return out
 
 
-def _latency(original: nn.Module, pruned: nn.Module, imgsz: int) -> dict:
-    """Batch-1 CPU latency of both models in PyTorch and ONNX Runtime (one thread), timed interleaved: on a busy
-    machine, timing one model after the other handed the load of that moment to one of them (a 25%-pruned yolov5n
-    came out 3.5x slower)."""
+def _latency(original: nn.Module, pruned: nn.Module, imgsz: int, threads: int) -> dict:
+    """Batch-1 CPU latency of both models in PyTorch and ONNX Runtime (median of 50 runs each), timed interleaved: on
+    a busy machine, timing one model after the other handed the load of that moment to one of them (a 25%-pruned
+    yolov5n came out 3.5x slower)."""
     from engine.slimming.timing import Timed, time_interleaved
 
-    t = time_interleaved([Timed("before", original, imgsz), Timed("after", pruned, imgsz)], threads=1, repeats=30,
-                         rounds=6)
+    t = time_interleaved([Timed("before", original, imgsz), Timed("after", pruned, imgsz)], threads=threads,
+                         repeats=50, rounds=10)
     return {"before": t["before"]["torch_ms"], "after": t["after"]["torch_ms"],
-            "p90": {k: t[k]["torch_p90_ms"] for k in t}, "onnxruntime": {k: t[k]["ort_ms"] for k in t},
-            "onnxruntime_p90": {k: t[k]["ort_p90_ms"] for k in t}, "threads": 1, "imgsz": imgsz}
+            "p90": {k: t[k]["torch_p90_ms"] for k in t},
+            "torch": {k: t[k]["torch_ms"] for k in t}, "onnxruntime": {k: t[k]["ort_ms"] for k in t},
+            "onnxruntime_p90": {k: t[k]["ort_p90_ms"] for k in t}, "threads": threads, "imgsz": imgsz}
 
 
 def _summary_table(res: dict) -> str:
@@ -334,7 +276,8 @@ def _summary_table(res: dict) -> str:
             ("file size (MB)", f"{res['file_size_mb']['before']:.2f}", f"{res['file_size_mb']['after']:.2f}")]
     if "latency_ms" in res:
         lat = res["latency_ms"]
-        rows.append((f"PyTorch ms (bs 1, 1 thread, {lat['imgsz']} px)", f"{lat['before']:.1f}", f"{lat['after']:.1f}"))
+        rows.append((f"PyTorch ms (bs 1, {lat['threads']} thread(s), {lat['imgsz']} px)", f"{lat['before']:.1f}",
+                     f"{lat['after']:.1f}"))
         rows.append(("ONNX Runtime ms (same)", f"{lat['onnxruntime']['before']:.1f}",
                      f"{lat['onnxruntime']['after']:.1f}"))
     if "original" in res:

@@ -107,3 +107,55 @@ def test_max_map_drop_keeps_the_accuracy_within_the_drop(tmp_path: Path, yolov5n
     assert min(q["percent"] for q in above) - g["percent"] <= 0.011
     assert all(q["gflops"] > 0 for q in g["probes"])
     assert json.loads((Path(res["save_dir"]) / "results.json").read_text())["map_guard"]["percent"] == g["percent"]
+
+
+def test_target_latency_measures_and_meets_the_budget(tmp_path: Path, yolov5n_pt: Path) -> None:
+    """--target-latency on yolov5n.pt at 128 px in ONNX Runtime (one thread): the search measures every probe
+    interleaved with the unpruned model, picks a prune predicted at or under the target, and prune.py measures the
+    result again; target, predicted and measured, and every probe, are in results.json. Only the predicted figure is
+    asserted against the target: a test's timing on a busy CI machine is not a benchmark."""
+    res = _run(tmp_path, yolov5n_pt, "--percent", "0", "--noval", "--no-bn-recal", "--imgsz", "128")
+    res0 = json.loads((Path(res["save_dir"]) / "results.json").read_text())
+    assert "latency_ms" not in res0  # --no-latency
+    res = _run(tmp_path, yolov5n_pt, "--target-latency", "1e9", "--imgsz", "128", "--noval", "--no-bn-recal",
+               "--importance", "relative")
+    assert res["percent"] == 0 and res["budget"]["probes"][0]["percent"] == 0  # the unpruned model already meets it
+    unpruned = res["budget"]["unpruned_ms"]
+    target = 0.6 * unpruned  # far enough below it that a load change between the two runs cannot meet it unpruned
+    res = _run(tmp_path, yolov5n_pt, "--target-latency", f"{target:.4f}", "--imgsz", "128", "--noval",
+               "--no-bn-recal", "--importance", "relative", "--round", "8")
+    b = json.loads((Path(res["save_dir"]) / "results.json").read_text())["budget"]
+    assert res["percent"] == b["percent"] > 0 and b["predicted_ms"] <= b["target"] == pytest.approx(target, abs=1e-4)
+    assert b["backend"] == "onnxruntime" and b["threads"] == 1 and b["imgsz"] == 128
+    assert b["measured_ms"] > 0 and b["measured_vs_target"] == pytest.approx(b["measured_ms"] / b["target"])
+    assert len(b["probes"]) >= 3 and all(q["ratio"] > 0 for q in b["probes"])
+    assert max(q["percent"] for q in b["probes"]) <= res["safe_percent"] + 1e-9  # honours the safe maximum
+    ok = [q for q in b["probes"] if q["value"] <= b["target"]]
+    assert min(q["percent"] for q in ok) == b["percent"]  # the smallest probe that met the budget
+    assert all(q["value"] > b["target"] for q in b["probes"] if q["percent"] < b["percent"])
+    with pytest.raises(ValueError, match=r"cannot be met.*nearest reachable"):
+        _run(tmp_path, yolov5n_pt, "--target-latency", "0.001", "--imgsz", "128", "--noval", "--no-bn-recal")
+
+
+def test_round_auto_picks_the_fastest_multiple_at_equal_gflops(tmp_path: Path, yolov5n_pt: Path) -> None:
+    res = _run(tmp_path, yolov5n_pt, "--percent", "0.2", "--round", "auto", "--imgsz", "128", "--noval",
+               "--no-bn-recal", "--importance", "relative")
+    r = json.loads((Path(res["save_dir"]) / "results.json").read_text())["round_auto"]
+    rounds = [c["round"] for c in r["candidates"]]
+    assert rounds[0] == 1 and set(rounds) <= {1, 4, 8, 16} and len(rounds) >= 2
+    assert all(c["gflops"] <= r["gflops"] * (1 + 1e-9) for c in r["candidates"])  # no multiple gets more compute
+    fastest = min(r["candidates"], key=lambda c: c["latency_ms"])
+    assert r["picked"] == res["round"] == fastest["round"] and res["percent"] == fastest["percent"]
+    assert r["candidates"][0]["percent"] == r["reference_percent"] == 0.2
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--round", "eight"], "expected a whole number or 'auto'"),
+    (["--target-latency", "5", "--target-gflops", "1"], "give one budget, not --target-gflops and --target-latency"),
+    (["--target-latency", "5", "--percent", "0.2"], "--percent is chosen by --target-latency"),
+    (["--threads", "0"], "--threads must be >= 1"),
+])
+def test_budget_flag_errors(args: list[str], message: str, yolov5n_pt: Path, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        prune.parse_opt(["--weights", str(yolov5n_pt), *args])
+    assert message in capsys.readouterr().err

@@ -38,8 +38,8 @@ def _session(file: Path, threads: int):  # noqa: ANN202 - an onnxruntime Inferen
     return ort.InferenceSession(str(file), opts, providers=["CPUExecutionProvider"])
 
 
-def _runners(items: list[Timed], threads: int, tmp: Path) -> dict[tuple[str, str], callable]:
-    """``{(key, runtime): run-once function}`` with inputs made up front."""
+def _runners(items: list[Timed], threads: int, tmp: Path, runtimes: tuple[str, ...]) -> dict[tuple[str, str], callable]:
+    """``{(key, runtime): run-once function}`` for ``runtimes`` (of "torch", "ort"), with inputs made up front."""
     from engine.exporters.common import prepare_for_export
     from engine.exporters.onnx_export import export_onnx
     from utils.checkpoint import load_model
@@ -56,9 +56,13 @@ def _runners(items: list[Timed], threads: int, tmp: Path) -> dict[tuple[str, str
                 with torch.inference_mode():
                     m(x)
 
-            out[(it.key, "torch")] = run_torch
-            onnx_file = tmp / f"{len(out)}.onnx"
-            export_onnx(model, onnx_file, it.imgsz, dynamic=False, device="cpu", check=False, prepared=True)
+            if "torch" in runtimes:
+                out[(it.key, "torch")] = run_torch
+            if "ort" in runtimes:
+                onnx_file = tmp / f"{len(out)}_{it.key}.onnx"
+                export_onnx(model, onnx_file, it.imgsz, dynamic=False, device="cpu", check=False, prepared=True)
+        if "ort" not in runtimes:
+            continue
         sess = _session(onnx_file, threads)
         name = sess.get_inputs()[0].name
         feed = {name: x.numpy()}
@@ -67,11 +71,12 @@ def _runners(items: list[Timed], threads: int, tmp: Path) -> dict[tuple[str, str
 
 
 def time_interleaved(items: list[Timed], threads: int = 1, repeats: int = 50, rounds: int = 10,
-                     warmup: int = 5) -> dict[str, dict]:
+                     warmup: int = 5, runtimes: tuple[str, ...] = ("torch", "ort")) -> dict[str, dict]:
     """Batch-1 CPU latency of every item in PyTorch (checkpoints only) and ONNX Runtime, interleaved.
 
     Args:
         items: what to time.
+        runtimes: which of "torch" and "ort" to time (the other's figures are None).
         threads: PyTorch and ONNX Runtime intra-op threads while timing (PyTorch's setting is restored after).
         repeats: timed runs per (item, runtime), spread over ``rounds`` rounds.
         warmup: untimed runs of each first.
@@ -84,7 +89,7 @@ def time_interleaved(items: list[Timed], threads: int = 1, repeats: int = 50, ro
     torch.set_num_threads(threads)  # the benchmark's own process, for the timing only
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            runners = _runners(items, threads, Path(tmp))
+            runners = _runners(items, threads, Path(tmp), runtimes)
             for fn in runners.values():
                 for _ in range(warmup):
                     fn()

@@ -1,0 +1,198 @@
+"""prune.py's searches: the percent that meets a budget (GFLOPs, parameters or a *measured* latency), the largest
+percent an accuracy guard allows, and the channel rounding that measures fastest (``--round auto``).
+
+Each search prunes for real at every probe (surgery, then a count, a timing or a validation) and returns its probes,
+which prune.py keeps in results.json.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING, Callable
+
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from engine.pruner import PruneOptions
+
+__all__ = ["LATENCY_BACKENDS", "ROUND_CHOICES", "has_target", "search_budget", "search_map_guard", "choose_round"]
+
+LATENCY_BACKENDS = {"onnxruntime": "ort", "torch": "torch"}  # --latency-backend -> engine.slimming.timing's runtime
+ROUND_CHOICES = (1, 4, 8, 16)  # the multiples --round auto compares
+
+
+def has_target(opt: PruneOptions) -> bool:
+    """True when a budget (``--target-gflops``, ``--target-params`` or ``--target-latency``) chooses the percent."""
+    return bool(opt.target_gflops or opt.target_params or opt.target_latency)
+
+
+def _pruner(opt: PruneOptions, model: nn.Module, groups: list, scores: dict) -> Callable[..., nn.Module]:
+    """``prune(p, round_to=opt.round)``: the model pruned at percent ``p`` (unverified, beta not folded)."""
+    from pruning import compute_masks, prune_model
+
+    def prune(p: float, round_to: int | None = None) -> nn.Module:
+        plan = compute_masks(model, groups, p, mode=opt.mode, min_channels=opt.min_channels,
+                             round_to=opt.round if round_to is None else round_to, scores=scores)
+        return prune_model(model, plan, fold_beta=False, verify=False)[0]
+
+    return prune
+
+
+def _candidates(opt: PruneOptions, groups: list, scores: dict) -> tuple[int, float]:
+    """(number of candidate channels, safe maximum percent)."""
+    from pruning import candidate_groups, safe_max_percent
+
+    cands = [g for g in candidate_groups(groups, opt.mode) if g.id in scores]
+    return sum(g.width for g in cands), safe_max_percent(scores, cands, opt.min_channels)[0]
+
+
+def _latency_pair(source: nn.Module, pruned: nn.Module | None, opt: PruneOptions,
+                  repeats: int = 20) -> tuple[float, float]:
+    """(pruned ms, unpruned ms) in ``--latency-backend``, batch 1, ``--threads``, at ``--imgsz``, timed interleaved
+    (``pruned`` None: the unpruned model alone, both figures its own)."""
+    from engine.slimming.timing import Timed, time_interleaved
+
+    rt = LATENCY_BACKENDS[opt.latency_backend]
+    items = [Timed("unpruned", source, opt.imgsz)] + ([Timed("pruned", pruned, opt.imgsz)] if pruned else [])
+    t = time_interleaved(items, threads=opt.threads, repeats=repeats, rounds=4, runtimes=(rt,))
+    return t["pruned" if pruned else "unpruned"][f"{rt}_ms"], t["unpruned"][f"{rt}_ms"]
+
+
+def search_budget(opt: PruneOptions, source: nn.Module, model: nn.Module, groups: list, scores: dict) -> dict:
+    """Set ``opt.percent`` to the smallest prune that meets ``--target-gflops`` (at ``--imgsz``), ``--target-params``
+    or ``--target-latency``; returns the search's record for results.json.
+
+    Latency probes are measured, each interleaved with the unpruned model; a probe's latency is its ratio to the
+    unpruned model times the median of all the unpruned model's timings so far, so a load change during the search
+    moves both alike and is divided out.
+    """
+    from models.summary import count_flops
+    from pruning.budget import search_percent
+
+    prune = _pruner(opt, model, groups, scores)
+    n, safe = _candidates(opt, groups, scores)
+    if opt.target_latency:
+        what, target = f"ms {opt.latency_backend} latency ({opt.threads} thread(s), {opt.imgsz} px)", opt.target_latency
+        base: list[float] = []
+        ratios: dict[float, float] = {}
+
+        def measure(p: float) -> float:
+            ms, ms0 = _latency_pair(source, prune(p) if p > 0 else None, opt)
+            base.append(ms0)
+            ratios[p] = ms / ms0
+            return ratios[p] * float(torch.tensor(base).median())
+    elif opt.target_gflops:
+        what, target = f"GFLOPs at {opt.imgsz} px", opt.target_gflops
+
+        def measure(p: float) -> float:
+            return count_flops(prune(p), opt.imgsz)
+    else:
+        what, target = "parameters", float(opt.target_params)
+
+        def measure(p: float) -> float:
+            return float(sum(q.numel() for q in prune(p).parameters()))
+
+    r = search_percent(measure, target, n, safe, what)
+    opt.percent = r.percent
+    print(f"Budget: {target:g} {what} -> --percent {r.percent:.4f} ({r.value:.4g} {what} predicted, "
+          f"{len(r.probes)} probes)")
+    out = {"target": target, "what": what, "percent": r.percent, "value": r.value, "probes": r.probes}
+    if opt.target_latency:
+        out.update(backend=opt.latency_backend, threads=opt.threads, imgsz=opt.imgsz, predicted_ms=r.value,
+                   unpruned_ms=float(torch.tensor(base).median()))
+        for q in out["probes"]:
+            q["ratio"] = ratios[q["percent"]]
+    return out
+
+
+def search_map_guard(opt: PruneOptions, source: nn.Module, model: nn.Module, groups: list, scores: dict,
+                     device: torch.device) -> dict:
+    """``--max-map-drop D``: bisection over the percent, each probe pruned, BN-recalibrated (unless --no-bn-recal)
+    and validated once; lowers ``opt.percent`` (a target's, or the safe maximum without one) to the largest prune whose
+    val mAP50-95 stays >= original - D. Returns every probe for results.json."""
+    from engine.pruner import recalibrated
+    from engine.validator import evaluate
+    from models.summary import count_flops
+    from pruning import compute_masks, masked_model, prune_model
+    from pruning.budget import search_accuracy
+    from utils.data import create_dataloader, load_dataset_config
+
+    data = load_dataset_config(opt.data)
+    loader, _ = create_dataloader(data["val"], opt.imgsz, opt.batch_size, int(source.stride.max()), pad=0.5,
+                                  rect=True, workers=opt.workers, prefix="val: ", nc=data["nc"])
+
+    def map50_95(m: nn.Module) -> float:
+        return evaluate(copy.deepcopy(m).to(device).eval(), loader, source.names, conf_thres=0.001,
+                        iou_thres=0.6)["mAP50_95"]
+
+    n, safe = _candidates(opt, groups, scores)
+    hi = opt.percent if has_target(opt) else safe
+    original = map50_95(source)
+    floor = original - opt.max_map_drop
+    print(f"Accuracy guard: original val mAP50-95 {original:.4f}; searching the largest prune up to --percent {hi:.4f} "
+          f"that keeps it >= {floor:.4f} (--max-map-drop {opt.max_map_drop:g})")
+    gflops: dict[float, float] = {}
+
+    def measure(p: float) -> float:
+        plan = compute_masks(model, groups, p, mode=opt.mode, min_channels=opt.min_channels, round_to=opt.round,
+                             scores=scores)
+        pruned, _ = prune_model(model, plan, fold_beta=opt.fold_beta, verify=False)
+        gflops[p] = count_flops(pruned, opt.imgsz)
+        v = map50_95(pruned)
+        if opt.bn_recal:  # prune.py saves the better of the two
+            masked = masked_model(model, plan, keep_beta=opt.fold_beta)
+            v = max(v, map50_95(recalibrated(opt, data, model, masked, plan, device)))
+        print(f"  probe --percent {p:.4f}: {gflops[p]:.3f} GFLOPs at {opt.imgsz} px, val mAP50-95 {v:.4f} "
+              f"({'ok' if v >= floor else 'too low'})")
+        return v
+
+    r = search_accuracy(measure, floor, n, hi)
+    binds = "the accuracy guard" if r.percent < hi else ("the budget" if has_target(opt) else "the safe maximum")
+    opt.percent = r.percent
+    print(f"Accuracy guard: --percent {r.percent:.4f} ({binds} binds)")
+    return {"max_map_drop": opt.max_map_drop, "original_map50_95": original, "percent": r.percent, "binds": binds,
+            "probes": [{"percent": q["percent"], "gflops": gflops[q["percent"]], "map50_95": q["value"]}
+                       for q in r.probes]}
+
+
+def choose_round(opt: PruneOptions, source: nn.Module, model: nn.Module, groups: list, scores: dict) -> dict:
+    """``--round auto``: the multiple of ``ROUND_CHOICES`` whose prune measures fastest at equal GFLOPs.
+
+    The reference prune is ``--percent`` with ``--round 1`` (half the safe maximum when a budget or guard chooses the
+    percent later); each larger multiple keeps more channels per layer, so its percent is raised until its GFLOPs are
+    at most the reference's. All candidates are timed together, interleaved, in ``--latency-backend``; ``opt.round``
+    becomes the fastest (``--round 1`` itself is a candidate, so the pick is never measured slower than it).
+    """
+    from engine.slimming.timing import Timed, time_interleaved
+    from models.summary import count_flops
+    from pruning.budget import search_percent
+
+    prune = _pruner(opt, model, groups, scores)
+    n, safe = _candidates(opt, groups, scores)
+    p1 = opt.percent if opt.percent > 0 else round(safe / 2, 4)
+    goal = count_flops(prune(p1, 1), opt.imgsz)
+    rows = []
+    for r in ROUND_CHOICES:
+        if r == 1:
+            p, g = p1, goal
+        else:
+            try:
+                res = search_percent(lambda q, r=r: count_flops(prune(q, r), opt.imgsz), goal * (1 + 1e-9), n, safe)
+            except ValueError:  # this multiple cannot get down to the reference's GFLOPs within the safe maximum
+                continue
+            p, g = res.percent, res.value
+        rows.append({"round": r, "percent": p, "gflops": g})
+    rt = LATENCY_BACKENDS[opt.latency_backend]
+    t = time_interleaved([Timed(str(row["round"]), prune(row["percent"], row["round"]), opt.imgsz) for row in rows],
+                         threads=opt.threads, repeats=40, rounds=8, runtimes=(rt,))
+    for row in rows:
+        row["latency_ms"] = t[str(row["round"])][f"{rt}_ms"]
+    best = min(rows, key=lambda row: row["latency_ms"])
+    opt.round = best["round"]
+    if opt.percent > 0:
+        opt.percent = best["percent"]
+    print("Round auto: " + ", ".join(f"--round {row['round']} {row['latency_ms']:.2f} ms ({row['gflops']:.3f} GFLOPs)"
+                                     for row in rows) + f" -> --round {opt.round}")
+    return {"reference_percent": p1, "gflops": goal, "backend": opt.latency_backend, "picked": opt.round,
+            "candidates": rows}
