@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+import slim
 import train
 from engine.sparsity_hook import SparsityPlan, choose_rate, choose_target_rate
 from pruning.recalibrate import recalibrate_bn, reset_bn_stats, shifted_bn_stats
@@ -232,3 +233,61 @@ def test_interleaved_timing_of_models_and_onnx_files(tmp_path: Path) -> None:
     assert 0 < res["model"]["torch_ms"] <= res["model"]["torch_p90_ms"]
     assert 0 < res["model"]["ort_ms"] <= res["model"]["ort_p90_ms"]
     assert res["file"]["torch_ms"] is None and res["file"]["ort_ms"] > 0  # an ONNX file runs in ONNX Runtime only
+
+
+def _slim_args(tmp_path: Path, data: Path, weights: Path, target: float, *extra: str) -> list[str]:
+    return ["--weights", str(weights), "--data", str(data), "--imgsz", "128", "--target-gflops", f"{target:.6f}",
+            "--batch-size", "8", "--workers", "0", "--bn-recal-images", "16", "--project", str(tmp_path), *extra]
+
+
+def test_slim_steps_towards_the_budget_and_resumes(tmp_path: Path, tiny_data: Path, yolov5n_pt: Path,
+                                                   capsys: pytest.CaptureFixture) -> None:
+    """Two steps with one fine-tuning epoch each: a geometric ramp of budgets, each met, the last one the target; the
+    table in steps.md/json; the same command again runs nothing; other settings in the same folder are refused."""
+    from models.summary import count_flops
+
+    full = count_flops(load_model(yolov5n_pt)[0], 128)
+    argv = _slim_args(tmp_path, tiny_data, yolov5n_pt, 0.7 * full, "--steps", "2", "--ft-epochs", "1", "--name", "s")
+    out = slim.main(argv)
+    rows = out["rows"]
+    assert [r["step"] for r in rows] == [1, 2] and not out["stopped_early"]
+    assert rows[0]["target"] == pytest.approx(full * 0.7 ** 0.5, rel=1e-5)  # the target passed with 6 digits
+    assert rows[1]["target"] == pytest.approx(0.7 * full, rel=1e-5)
+    assert all(r["value"] <= r["target"] * (1 + 1e-6) for r in rows) and rows[1]["value"] < rows[0]["value"]
+    assert all(r["map_ft"] is not None and 0 <= r["map"] <= 1 for r in rows)
+    final = Path(out["final"])
+    assert final.parent.parent.name == "step2_ft" and count_flops(load_model(final)[0], 128) <= 0.7 * full + 1e-6
+    md = (tmp_path / "s" / "steps.md").read_text()
+    assert "| 1 |" in md and "| 2 |" in md and str(final) in md
+    assert json.loads((tmp_path / "s" / "steps.json").read_text())["final"] == str(final)
+    capsys.readouterr()
+    again = slim.main(argv)
+    text = capsys.readouterr().out
+    assert "slim: step1_prune: done" in text and "slim: step2_ft: done" in text and "$ python" not in text
+    assert again["rows"] == rows
+    with pytest.raises(ValueError, match="other settings"):
+        slim.main([*argv, "--steps", "3"])
+
+
+def test_slim_accuracy_guard_stops_before_the_step_that_breaks_it(tmp_path: Path, tiny_data: Path,
+                                                                  yolov5n_pt: Path) -> None:
+    """yolov5n.pt is not sparsity-trained: taking 40% of its GFLOPs costs far more than 0.001 of mAP50-95, so the first
+    step breaks the guard and the source model stays the result."""
+    from models.summary import count_flops
+
+    full = count_flops(load_model(yolov5n_pt)[0], 128)
+    out = slim.main(_slim_args(tmp_path, tiny_data, yolov5n_pt, 0.6 * full, "--steps", "2", "--ft-epochs", "0",
+                               "--max-map-drop", "0.001", "--name", "g"))
+    assert out["stopped_early"] and len(out["rows"]) == 1 and out["rows"][0]["broke"]
+    assert out["rows"][0]["map"] < out["source_map50_95"] - 0.001 and out["final"] == str(yolov5n_pt)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ([], "give one budget"),
+    (["--target-gflops", "1", "--target-params", "5"], "give one budget"),
+    (["--target-gflops", "1", "--steps", "0"], "--steps, --round and --bn-recal-images must be >= 1"),
+])
+def test_slim_flag_errors(args: list[str], message: str, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        slim.parse_opt(["--weights", "w.pt", *args])
+    assert message in capsys.readouterr().err

@@ -68,8 +68,9 @@ def ratio_tag(p: float) -> str:
 class StageRunner:
     """Runs the study's scripts as subprocesses in the repo root, each logged to ``<dir>/logs/<stage>.log``."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, prefix: str = "slimming") -> None:
         self.root = root
+        self.prefix = prefix  # starts every progress line (the script's name)
         (root / "logs").mkdir(parents=True, exist_ok=True)
 
     def run(self, stage: str, script: str, args: list[str], done: Path) -> Path:
@@ -79,11 +80,11 @@ class StageRunner:
             RuntimeError: the script failed or did not write ``done``, naming the log and its last line.
         """
         if done.exists():
-            print(f"slimming: {stage}: done ({done})", flush=True)
+            print(f"{self.prefix}: {stage}: done ({done})", flush=True)
             return done
         log = self.root / "logs" / f"{stage}.log"
         cmd = [sys.executable, script, *args]
-        print(f"slimming: {stage}: $ python {script} {' '.join(args)}  (log: {log})", flush=True)
+        print(f"{self.prefix}: {stage}: $ python {script} {' '.join(args)}  (log: {log})", flush=True)
         with open(log, "ab") as f:
             f.write(f"\n$ python {script} {' '.join(args)}\n".encode())
             f.flush()
@@ -105,7 +106,7 @@ class StageRunner:
             if old.exists():
                 shutil.rmtree(old)
             d.rename(old)
-            print(f"slimming: {stage}: its input {after} is newer; the old run is kept as {old}", flush=True)
+            print(f"{self.prefix}: {stage}: its input {after} is newer; the old run is kept as {old}", flush=True)
         last = d / "weights" / "last.pt"
         if not done.exists() and last.exists():
             return self.run(stage, "train.py", ["--resume", str(last)], done).parent / "weights" / "best.pt"
