@@ -27,7 +27,7 @@ from utils.ema import ModelEMA
 from utils.hyp import load_hyp
 from utils.loss import ComputeLoss
 from utils.optim import EarlyStopping, build_lr_lambda, build_optimizer, warmup_step
-from utils.paths import increment_path
+from utils.paths import RunLock, increment_path
 from utils.torch_utils import de_parallel, init_seeds, select_device
 
 __all__ = ["Trainer"]
@@ -60,12 +60,9 @@ class Trainer:
             raise ValueError(f"--batch-size {opt.batch_size} must be a multiple of the {self.world} processes")
         self.hyp = load_hyp(opt.hyp)
         self.hyp.label_smoothing = opt.label_smoothing or self.hyp.label_smoothing
-        if opt.save_dir:
-            self.save_dir = Path(opt.save_dir)
-        else:
-            self.save_dir = increment_path(Path(opt.project) / opt.name, exist_ok=opt.exist_ok)
-            opt.save_dir = str(self.save_dir)
-        self.wdir = self.save_dir / "weights"
+        self.save_dir = Path(opt.save_dir) if opt.save_dir else None  # a new run's is chosen in _setup
+        self.lock: RunLock | None = None
+        self.logger: TrainLogger | None = None
         self.epoch = 0
         self.best_fitness = 0.0
         self.best_epoch = -1
@@ -79,8 +76,15 @@ class Trainer:
         opt = self.opt
         dist.init_distributed(self.device)
         init_seeds(opt.seed + 1 + max(self.rank, 0))
+        if self.save_dir is None:  # rank 0 claims exp, exp2, ... atomically; the other ranks take its choice
+            chosen = increment_path(Path(opt.project) / opt.name, exist_ok=opt.exist_ok, mkdir=True) if self.main \
+                else ""
+            self.save_dir = Path(dist.broadcast_str(str(chosen)))
+            opt.save_dir = str(self.save_dir)
+        self.wdir = self.save_dir / "weights"
         if self.main:
             self.wdir.mkdir(parents=True, exist_ok=True)
+            self.lock = RunLock(self.save_dir).acquire()  # two runs never write into one folder
             for tmp in self.wdir.glob(".*.pt.*.tmp"):  # half-written by atomic_save when a run was killed
                 tmp.unlink(missing_ok=True)
                 LOGGER.info(f"Removed {tmp}, a checkpoint a stopped run left half-written")
@@ -189,7 +193,18 @@ class Trainer:
     # -- loop --------------------------------------------------------------------------------------------------------
     def train(self) -> dict:
         """Run all epochs, the final validation of best.pt, and return the final metrics."""
-        self._setup()
+        try:
+            self._setup()
+            return self._run_epochs()
+        finally:
+            if self.logger is not None:
+                self.logger.close()
+            if self.lock is not None:
+                self.lock.release()
+            dist.cleanup()
+
+    def _run_epochs(self) -> dict:
+        """The epochs after set-up, then (rank 0) the final validation; returns its summary."""
         opt = self.opt
         # YOLOv5's floor of 100 iterations (not the older forks' 1000, which kept a 20-40 epoch coco128 run in warmup
         # throughout): without it, fine-tuning yolov5n for 3 epochs at 320 lost 0.03 mAP50-95 to the faster ramp.
@@ -205,23 +220,17 @@ class Trainer:
                         f"dataloader workers\nLogging results to {self.save_dir}\nStarting training for "
                         f"{opt.epochs} epochs...")
         t0 = time.time()
-        try:
-            for epoch in range(self.start_epoch, opt.epochs):
-                self.epoch = epoch
-                losses = self.train_one_epoch(epoch)
-                stop = self.after_epoch(epoch, losses)
-                if self.world > 1:
-                    flag = torch.tensor([int(stop)], device=self.device)
-                    torch.distributed.broadcast(flag, 0)
-                    stop = bool(flag.item())
-                if stop:
-                    break
-            results = self.after_train(time.time() - t0) if self.main else {}
-        finally:
-            if self.logger is not None:
-                self.logger.close()
-            dist.cleanup()
-        return results
+        for epoch in range(self.start_epoch, opt.epochs):
+            self.epoch = epoch
+            losses = self.train_one_epoch(epoch)
+            stop = self.after_epoch(epoch, losses)
+            if self.world > 1:
+                flag = torch.tensor([int(stop)], device=self.device)
+                torch.distributed.broadcast(flag, 0)
+                stop = bool(flag.item())
+            if stop:
+                break
+        return self.after_train(time.time() - t0) if self.main else {}
 
     def train_one_epoch(self, epoch: int) -> np.ndarray:
         """One pass over the training set; returns the mean [box, obj, cls] losses."""

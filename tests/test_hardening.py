@@ -221,3 +221,68 @@ def test_resume_finishes_a_run_stopped_while_finalising(tmp_path: Path, coco128_
     assert not list(w.glob(".*.tmp"))
     with pytest.raises(ValueError, match="already finished"):
         train.main(["--resume", str(w / "last.pt")])
+
+
+def test_run_folders_are_claimed_atomically(tmp_path: Path) -> None:
+    """Eight threads asking for runs/exp at the same moment get eight different folders."""
+    import threading
+
+    from utils.paths import increment_path
+
+    start, got = threading.Barrier(8), []
+
+    def claim() -> None:
+        start.wait()
+        got.append(increment_path(tmp_path / "runs" / "exp", mkdir=True))
+
+    threads = [threading.Thread(target=claim) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(p.name for p in got) == sorted(["exp"] + [f"exp{n}" for n in range(2, 9)])
+    assert all(p.is_dir() for p in got)
+
+
+def test_run_lock_refuses_a_live_holder_and_takes_over_a_dead_ones(tmp_path: Path) -> None:
+    from utils.paths import RunLock
+
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (tmp_path / ".lock").write_text(str(holder.pid))
+        with pytest.raises(ValueError, match=rf"{tmp_path} is in use by another run \(process {holder.pid}\)"):
+            RunLock(tmp_path).acquire()
+    finally:
+        holder.kill()
+        holder.wait()
+    with RunLock(tmp_path) as lock:  # the holder is gone: its lock is stale
+        assert (tmp_path / ".lock").read_text() == str(os.getpid()) and lock.held
+    assert not (tmp_path / ".lock").exists()
+
+
+def test_two_trainings_started_together_get_two_folders_and_exist_ok_is_refused_while_one_runs(
+        tmp_path: Path, coco128_dir: Path) -> None:
+    from tests.test_train import make_dataset
+
+    data = make_dataset(tmp_path / "ds", coco128_dir, n=4)
+    args = ["--weights", "", "--cfg", "models/yolov5n.yaml", "--data", str(data), "--imgsz", "64", "--epochs", "1",
+            "--batch-size", "4", "--workers", "0", "--noplots", "--project", str(tmp_path / "runs"), "--name", "same"]
+    env = dict(os.environ, PYTHONPATH=str(REPO), YOLO_TRACEBACK="", OMP_NUM_THREADS="1")
+    procs = [subprocess.Popen([sys.executable, str(REPO / "train.py"), *args], cwd=tmp_path, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    errs = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errs
+    runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    assert runs == ["same", "same2"] and all((tmp_path / "runs" / r / "results.json").is_file() for r in runs)
+    assert not list((tmp_path / "runs").glob("*/.lock"))  # released at the end
+
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:  # a live run holds "same": --exist-ok into it is refused, and nothing in it changes
+        (tmp_path / "runs" / "same" / ".lock").write_text(str(holder.pid))
+        before = _snapshot(tmp_path / "runs" / "same")
+        res = _run("train.py", [*args, "--exist-ok"], tmp_path)
+        _assert_user_error(res, "runs/same is in use by another run", f"process {holder.pid}")
+        assert _snapshot(tmp_path / "runs" / "same") == before
+    finally:
+        holder.kill()
+        holder.wait()

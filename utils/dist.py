@@ -63,6 +63,15 @@ def main_first() -> Iterator[None]:
         barrier()
 
 
+def broadcast_str(value: str) -> str:
+    """Rank 0's ``value`` on every rank (unchanged when not distributed)."""
+    if not is_distributed():
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def cleanup() -> None:
     """Destroy the process group if one exists."""
     if is_distributed():

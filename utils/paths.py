@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
-__all__ = ["REPO_ROOT", "datasets_dir", "weights_dir", "increment_path"]
+__all__ = ["REPO_ROOT", "datasets_dir", "weights_dir", "increment_path", "RunLock"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,15 +23,96 @@ def weights_dir() -> Path | None:
 
 
 def increment_path(path: str | Path, exist_ok: bool = False, mkdir: bool = False) -> Path:
-    """``runs/train/exp`` -> ``runs/train/exp2``, ``exp3``... (the first free one), unless ``exist_ok``."""
+    """``runs/train/exp`` -> ``runs/train/exp2``, ``exp3``... (the first free one), unless ``exist_ok``.
+
+    With ``mkdir`` the choice is atomic: each candidate is claimed by creating it (``os.mkdir`` fails when another
+    process made it first), so runs started at the same moment get different folders.
+    """
     path = Path(path)
-    if path.exists() and not exist_ok:
-        base, suffix = (path.with_suffix(""), path.suffix) if path.is_file() else (path, "")
-        stem = base.name
-        n = 2
-        while (base.parent / f"{stem}{n}{suffix}").exists():
-            n += 1
-        path = base.parent / f"{stem}{n}{suffix}"
-    if mkdir:
-        path.mkdir(parents=True, exist_ok=True)
-    return path
+    if exist_ok:
+        if mkdir:
+            path.mkdir(parents=True, exist_ok=True)
+        return path
+    base, suffix = (path.with_suffix(""), path.suffix) if path.is_file() else (path, "")
+    n = 1
+    while True:
+        cand = path if n == 1 else base.parent / f"{base.name}{n}{suffix}"
+        if not mkdir:
+            if not cand.exists():
+                return cand
+        else:
+            cand.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                cand.mkdir()
+                return cand
+            except FileExistsError:
+                pass
+        n += 1
+
+
+class RunLock:
+    """``<run dir>/.lock`` holding this process's id while a run writes there; a second run is refused.
+
+    A lock whose process is gone (killed run) is taken over. Use as a context manager or ``acquire``/``release``.
+    """
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.file = Path(run_dir) / ".lock"
+        self.held = False
+
+    def acquire(self) -> RunLock:
+        """Take the lock.
+
+        Raises:
+            ValueError: another live process holds it (names the folder and its pid).
+        """
+        for _ in range(2):
+            try:
+                fd = os.open(self.file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                pid = self._owner()
+                starting = pid is None and time.time() - self._mtime() < 5  # created, its pid not written yet
+                if starting or (pid is not None and pid != os.getpid() and _alive(pid)):
+                    raise ValueError(f"{self.file.parent} is in use by another run (process {pid or '?'}); wait for it "
+                                     "to finish, or give another --name") from None
+                self.file.unlink(missing_ok=True)  # left by a run that was killed
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(str(os.getpid()))
+            self.held = True
+            return self
+        raise ValueError(f"{self.file.parent}: could not take {self.file} (another run keeps re-creating it)")
+
+    def release(self) -> None:
+        """Remove the lock if this process holds it."""
+        if self.held:
+            self.file.unlink(missing_ok=True)
+            self.held = False
+
+    def _owner(self) -> int | None:
+        try:
+            return int(self.file.read_text().strip() or "x")
+        except (OSError, ValueError):
+            return None
+
+    def _mtime(self) -> float:
+        try:
+            return self.file.stat().st_mtime
+        except OSError:
+            return 0.0
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
