@@ -8,7 +8,7 @@
 3. ``prune.py --percent P --round auto`` against ``--round 1`` at the same percent, both timed together (interleaved)
    in one fresh process.
 
-Writes ``prune_budgets.{md,json}`` to ``--out``; prune.py's runs go to ``<out>/prune_budgets/``.
+Writes ``prune_budgets.{md,json}`` to ``--out``; prune.py's runs go to ``--project``.
 """
 
 from __future__ import annotations
@@ -56,9 +56,10 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
     p.add_argument("--repeats", type=int, default=60, help="timed runs per model (>= 50)")
     p.add_argument("--out", default="runs/prune_budgets", help="where prune_budgets.{md,json} go")
+    p.add_argument("--project", default="runs/prune_budgets", help="where prune.py's runs go")
     a = p.parse_args(argv)
     out = Path(a.out)
-    root = out / "prune_budgets"
+    root = Path(a.project)
     common = ["--weights", a.weights, "--data", a.data, "--imgsz", str(a.imgsz), "--importance", a.importance,
               "--threads", str(a.threads)]
     unpruned = fresh_latency([a.weights], a.imgsz, a.threads, a.repeats)[a.weights]["ort_ms"]
