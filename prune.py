@@ -42,7 +42,8 @@ def parse_opt(argv: list[str] | None = None) -> PruneOptions:
     p.add_argument("--importance", choices=IMPORTANCES, default=d.importance,
                    help="rank channels by |gamma| ('gamma'), by |gamma| over its layer's mean ('relative': no layer "
                         "is emptied because its gammas are on a smaller scale), or by the loss's estimate of what "
-                        "each costs, (gamma * dL/dgamma)^2 on training batches ('taylor')")
+                        "each costs, (gamma * dL/dgamma)^2 on training batches ('taylor'), or that per multiply-"
+                        "accumulate the channel costs at --imgsz ('taylor_flops': the most importance per GFLOP)")
     p.add_argument("--taylor-batches", type=int, default=d.taylor_batches,
                    help="--importance taylor: training batches to sum the gradients over")
     p.add_argument("--target-gflops", type=float, default=d.target_gflops,

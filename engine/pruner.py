@@ -176,10 +176,10 @@ def run(opt: PruneOptions) -> dict:
 
 def channel_scores(opt: PruneOptions, model: nn.Module, groups: list, device: torch.device) -> dict:
     """Channel scores for ``--importance``: from the BN gammas, or ``taylor`` from gradients on the training set
-    (``--taylor-batches`` batches, augmented as training with hyp.scratch-low)."""
-    from pruning.importance import bn_importance, taylor_importance
+    (``--taylor-batches`` batches, augmented as training with hyp.scratch-low), ``taylor_flops`` that per MAC."""
+    from pruning.importance import bn_importance, channel_macs, taylor_importance
 
-    if opt.importance != "taylor":
+    if not opt.importance.startswith("taylor"):
         return bn_importance(model, groups, importance=opt.importance)
     from utils.data import create_dataloader, load_dataset_config
     from utils.hyp import load_hyp
@@ -195,7 +195,12 @@ def channel_scores(opt: PruneOptions, model: nn.Module, groups: list, device: to
                                   nc=data["nc"])
     print(f"Estimating each channel's Taylor importance on {opt.taylor_batches} training batches...")
     m = copy.deepcopy(model).to(device)
-    return taylor_importance(m, groups, loader, ComputeLoss(m.detect, hyp), max_batches=opt.taylor_batches)
+    scores = taylor_importance(m, groups, loader, ComputeLoss(m.detect, hyp), max_batches=opt.taylor_batches)
+    if opt.importance == "taylor_flops":  # importance per MAC, on a scale that does not depend on the image size
+        macs = channel_macs(model, groups, opt.imgsz)
+        unit = torch.cat(list(macs.values())).mean().clamp_min(1.0)
+        scores = {k: v / (macs[k] / unit).clamp_min(1e-6) for k, v in scores.items()}
+    return scores
 
 
 def _params(m: nn.Module) -> int:

@@ -606,3 +606,25 @@ def test_taylor_targeting_follows_the_loss_gradient(v5n: tuple[Model, list]) -> 
     assert sum(int(t.sum()) for t in hook.targeted()) >= 0.3 * hook.stats()["n"] - 1
     with pytest.raises(ValueError, match="importance must be one of"):
         BNSparsity(model, 0.01, 10, groups=groups, target=0.3, importance="random")
+
+
+@pytest.mark.parametrize("pick", [0, 5, -1])
+def test_channel_macs_are_what_removing_the_channels_saves(v5n: tuple[Model, list], pick: int) -> None:
+    """Removing 4 channels of one group lowers the model's GFLOPs by exactly 2 x their channel_macs (GFLOPs count 2
+    per multiply-accumulate), for a first, a middle and the last candidate group."""
+    from models.summary import count_flops
+    from pruning.importance import channel_macs
+
+    model, groups = v5n
+    cands = [g for g in candidate_groups(groups, "normal") if g.width >= 8]
+    target = cands[pick]
+    macs = channel_macs(model, groups, 128)
+    n = sum(g.width for g in candidate_groups(groups, "normal"))
+    scores = {g.id: torch.ones(g.width) for g in groups if g.bns}
+    scores[target.id] = torch.ones(target.width)
+    scores[target.id][:4] = 0.0  # exactly these four go
+    plan = compute_masks(model, groups, 4 / n, scores=scores)
+    pruned = prune_model(model, plan, fold_beta=False, verify=False)[0]
+    saved = (count_flops(model, 128) - count_flops(pruned, 128)) * 1e9 / 2
+    assert saved == pytest.approx(float(macs[target.id][:4].sum()), rel=1e-4)
+    assert all((v > 0).all() for v in macs.values())
