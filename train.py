@@ -77,7 +77,8 @@ def parse_opt(argv: list[str] | None = None) -> TrainOptions:
                    default=d.sparsity_importance,
                    help="with --sparsity_target: which channels to drive to 0: the lowest by |gamma| ('gamma'), by "
                         "|gamma| over its layer's mean ('relative'), or by the loss's own estimate of what each one "
-                        "costs, (gamma * dL/dgamma)^2 averaged over the run ('taylor')")
+                        "costs, (gamma * dL/dgamma)^2 averaged over the run ('taylor'), or that per "
+                        "multiply-accumulate the channel costs ('taylor_flops': fewer channels for a GFLOPs cut)")
     g.add_argument("--ft_pruned_model", "--ft-pruned-model", action="store_true",
                    help="fine-tune a pruned checkpoint (its architecture is kept; --cfg is ignored)")
     k = p.add_argument_group("knowledge distillation")

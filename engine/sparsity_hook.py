@@ -142,7 +142,7 @@ class SparsityHook(TrainHook):
             round_to`` would take; see :class:`pruning.sparsity.BNSparsity`); with ``auto``, S is chosen by
             :func:`choose_target_rate`.
         round_to: the ``--round`` the model will be pruned with.
-        importance: which channels ``target`` picks (``gamma``, ``relative`` or ``taylor``; see :class:`BNSparsity`).
+        importance: which channels ``target`` picks (one of ``SPARSITY_IMPORTANCES``; see :class:`BNSparsity`).
     """
 
     def __init__(self, rate: float | str, constant: bool = False, mode: str = "normal", target: float = 0.0,
@@ -158,7 +158,8 @@ class SparsityHook(TrainHook):
         from pruning.sparsity import BNSparsity
 
         self.reg = BNSparsity(trainer.model, self.rate, trainer.opt.epochs, constant=self.constant, mode=self.mode,
-                              target=self.target, round_to=self.round_to, importance=self.importance)
+                              target=self.target, round_to=self.round_to, importance=self.importance,
+                              imgsz=trainer.imgsz)
         if self.auto:  # every rank computes the same S: same weights, same schedule
             plan = self._plan(trainer)
             self.rate = self.reg.rate = (choose_target_rate(plan, self.reg.target_max(), trainer.main) if self.target

@@ -18,14 +18,14 @@ import torch
 from torch import nn
 
 from pruning.graph import ChannelGroup, build_groups, unwrap
-from pruning.importance import bn_importance, group_sums
+from pruning.importance import bn_importance, channel_macs, group_sums
 from pruning.masks import candidate_groups, lowest_channels
 
 # How targeted sparsity picks its channels: 'gamma' and 'relative' as prune.py ranks them (pruning.importance), or
 # 'taylor': the channels whose gamma the loss depends on least, (gamma * dL/dgamma)^2 averaged over the run's steps
 # (Molchanov et al. 2019), on one global scale. Measured on the 40-epoch aquarium yolov5n, masking 30% of the
 # prunable channels kept val mAP50-95 0.175 of 0.296 ranked by Taylor and 0.000 ranked by relative |gamma|.
-SPARSITY_IMPORTANCES = ("gamma", "relative", "taylor")
+SPARSITY_IMPORTANCES = ("gamma", "relative", "taylor", "taylor_flops")
 
 __all__ = ["SPARSITY_IMPORTANCES", "BNSparsity", "prunable_bn_positions", "gamma_stats", "plot_gamma_hist"]
 
@@ -56,12 +56,14 @@ class BNSparsity:
             zero: only the lowest-ranked P (as prune.py ``--percent P --round round_to`` ranks them) get the term.
         round_to: the ``--round`` the model will be pruned with (for ``target``).
         importance: how ``target`` picks channels: as prune.py ranks them (``gamma``, ``relative``), or ``taylor`` (see
-            ``SPARSITY_IMPORTANCES``); targeted gammas end near 0, so any of prune.py's rankings takes them first.
+            ``SPARSITY_IMPORTANCES``), or ``taylor_flops`` (Taylor per multiply-accumulate at ``imgsz``); targeted
+            gammas end near 0, so any of prune.py's rankings takes them first.
+        imgsz: training image size (for ``taylor_flops``' channel costs).
     """
 
     def __init__(self, model: nn.Module, rate: float, epochs: int, constant: bool = False, mode: str = "normal",
                  groups: list[ChannelGroup] | None = None, target: float = 0.0, round_to: int = 1,
-                 importance: str = "gamma") -> None:
+                 importance: str = "gamma", imgsz: int = 640) -> None:
         if rate < 0 or epochs < 1 or not 0.0 <= target < 1.0 or round_to < 1:
             raise ValueError(f"BNSparsity: need rate >= 0, epochs >= 1, target in [0, 1) and round_to >= 1, got "
                              f"rate={rate}, epochs={epochs}, target={target}, round_to={round_to}")
@@ -90,6 +92,11 @@ class BNSparsity:
             raise ValueError(f"BNSparsity: importance must be one of {SPARSITY_IMPORTANCES}, got '{importance}'")
         self.scales = self._scales() if importance != "gamma" else [None] * len(self.params)
         self.taylor: list[torch.Tensor] | None = None  # EMA of (gamma * dL/dgamma)^2 per channel, from the first step
+        self.macs = None
+        if importance == "taylor_flops":  # per channel, in units of the mean channel's MACs
+            macs = channel_macs(net, self.groups, imgsz)
+            unit = torch.cat(list(macs.values())).mean().clamp_min(1.0) if macs else torch.tensor(1.0)
+            self.macs = {k: (v / unit).clamp_min(1e-6) for k, v in macs.items()}
 
     def _scales(self) -> list[torch.Tensor]:
         """Per regularised BN, each channel's step scale: the mean |gamma| of its channel group at the start.
@@ -114,8 +121,10 @@ class BNSparsity:
         """Per regularised BN, the bool mask of channels the term acts on now (None: all of its prunable ones)."""
         if not self.target:
             return self.masks
-        if self.importance == "taylor" and self.taylor is not None:
+        if self.importance.startswith("taylor") and self.taylor is not None:
             scores = group_sums(self.groups, dict(zip(self.paths, self.taylor)))
+            if self.macs is not None:
+                scores = {k: v / self.macs[k] for k, v in scores.items()}
         else:  # 'taylor' before its first gradient ranks like 'relative'
             scores = bn_importance(self.net, self.groups, importance="gamma" if self.importance == "gamma" else
                                    "relative")
@@ -134,7 +143,7 @@ class BNSparsity:
         BatchNorms whose grad is None (frozen, or unused this step) are skipped.
         """
         s = self.strength(epoch)
-        if self.importance == "taylor" and self.target:
+        if self.importance.startswith("taylor") and self.target:
             self._update_taylor(grad_scale)
         with torch.no_grad():
             for w, m, k in zip(self.params, self.targeted(), self.scales):

@@ -628,3 +628,27 @@ def test_channel_macs_are_what_removing_the_channels_saves(v5n: tuple[Model, lis
     saved = (count_flops(model, 128) - count_flops(pruned, 128)) * 1e9 / 2
     assert saved == pytest.approx(float(macs[target.id][:4].sum()), rel=1e-4)
     assert all((v > 0).all() for v in macs.values())
+
+
+def test_taylor_flops_sparsity_targets_the_expensive_channels_first(v5n: tuple[Model, list]) -> None:
+    """With every channel's Taylor score equal, 'taylor_flops' targets the channels that cost the most MACs, so the
+    same share of channels is a larger share of the GFLOPs than 'taylor' would take."""
+    from pruning.importance import channel_macs
+
+    model, groups = v5n
+    per_flop = BNSparsity(model, 1e-3, 10, target=0.3, importance="taylor_flops", imgsz=128, groups=groups)
+    plain = BNSparsity(model, 1e-3, 10, target=0.3, importance="taylor", imgsz=128, groups=groups)
+    rng = torch.Generator().manual_seed(0)
+    for reg in (per_flop, plain):  # equal scores up to a little noise, so ties do not decide
+        reg.taylor = [1 + 1e-3 * torch.rand(w.numel(), generator=rng) for w in reg.params]
+    macs = channel_macs(model, groups, 128)
+
+    def targeted_macs(reg: BNSparsity) -> float:  # the MACs of the group channels the term acts on
+        hit, total = dict(zip(reg.paths, reg.targeted())), 0.0
+        for g in reg.groups:
+            m = g.bns[0]
+            total += float(macs[g.id][torch.tensor(m.index)[hit[m.path][m.positions]]].sum())
+        return total
+
+    assert sum(int(t.sum()) for t in per_flop.targeted()) == sum(int(t.sum()) for t in plain.targeted())
+    assert targeted_macs(per_flop) > 1.5 * targeted_macs(plain)
