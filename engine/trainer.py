@@ -63,10 +63,7 @@ class Trainer:
         self.save_dir = Path(opt.save_dir) if opt.save_dir else None  # a new run's is chosen in _setup
         self.lock: RunLock | None = None
         self.logger: TrainLogger | None = None
-        self.epoch = 0
-        self.best_fitness = 0.0
-        self.best_epoch = -1
-        self.metrics: dict = {}
+        self.epoch, self.best_fitness, self.best_epoch, self.metrics = 0, 0.0, -1, {}
         self.best_stats: ValStats | None = None  # the best epoch's validation, for the final plots
 
     # -- set-up ------------------------------------------------------------------------------------------------------
@@ -110,9 +107,7 @@ class Trainer:
         if self.imgsz != opt.imgsz:
             LOGGER.warning(f"--imgsz {opt.imgsz} must be a multiple of stride {self.gs}, using {self.imgsz}")
 
-        hyp = self.hyp.scaled(model.detect.nl, nc, self.imgsz)
-        model.hyp = hyp
-        self.hyp_scaled = hyp
+        self.hyp_scaled = hyp = self.hyp.scaled(model.detect.nl, nc, self.imgsz)
 
         bs = opt.batch_size // self.world
         self.train_loader, self.dataset = create_dataloader(
@@ -316,7 +311,7 @@ class Trainer:
             return False
         opt = self.opt
         final = epoch + 1 == opt.epochs
-        self.ema.update_attr(self.model, include=("yaml", "nc", "hyp", "names", "stride"))
+        self.ema.update_attr(self.model, include=("yaml", "nc", "names", "stride"))
         if not opt.noval or final:
             if self.val_loader is None:
                 from utils.data import create_dataloader
@@ -338,11 +333,11 @@ class Trainer:
             self.best_stats = stats.cpu() if stats is not None else None
         if fitness > self.best_fitness:
             self.best_fitness = fitness
+        vl = m.get("loss", [0] * 3)
         values = {"train/box_loss": losses[0], "train/obj_loss": losses[1], "train/cls_loss": losses[2],
                   "metrics/precision": m["precision"], "metrics/recall": m["recall"], "metrics/mAP_0.5": m["mAP50"],
-                  "metrics/mAP_0.5:0.95": m["mAP50_95"], "val/box_loss": m.get("loss", [0] * 3)[0],
-                  "val/obj_loss": m.get("loss", [0] * 3)[1], "val/cls_loss": m.get("loss", [0] * 3)[2],
-                  "x/lr0": self.lr[0], "x/lr1": self.lr[1], "x/lr2": self.lr[2]}
+                  "metrics/mAP_0.5:0.95": m["mAP50_95"], "val/box_loss": vl[0], "val/obj_loss": vl[1],
+                  "val/cls_loss": vl[2], **{f"x/lr{j}": lr for j, lr in enumerate(self.lr)}}
         for h in self.hooks:
             values.update(h.after_epoch(self, epoch))
         self.logger.log_epoch(epoch, {k: float(v) for k, v in values.items()})
@@ -397,8 +392,7 @@ class Trainer:
             plot_results(self.save_dir / "results.csv")
         for h in self.hooks:
             h.after_train(self)
-        summary = {k: v for k, v in results.items()}
-        summary.update(epochs=epochs_done, train_seconds=self.train_time, train_images_per_second=ips,
+        summary = dict(results, epochs=epochs_done, train_seconds=self.train_time, train_images_per_second=ips,
                        best_fitness=self.best_fitness, save_dir=str(self.save_dir))
         (self.save_dir / "results.json").write_text(json.dumps(summary, indent=1, default=float))
         print(f"Results saved to {self.save_dir}")

@@ -375,7 +375,7 @@ def test_final_results_and_plots_are_the_best_epochs_without_a_second_pass(tmp_p
         assert (run / f).stat().st_size > 1000, f
 
 
-# ---------------------------------------------------------------------- 7. the optimizer's schedule follows YOLOv5's rules
+# ------------------------------------------------------------------ 7. the optimizer's schedule follows YOLOv5's rules
 class StepRecorder(TrainHook):
     """Records, at every optimizer step, the iteration, epoch, and each group's lr and momentum."""
 

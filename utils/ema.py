@@ -11,7 +11,7 @@ import torch.nn as nn
 __all__ = ["ModelEMA", "unwrap_model"]
 
 # Attributes worth carrying from the training model to the EMA copy that checkpoints and validation read.
-DEFAULT_ATTRS = ("yaml", "nc", "hyp", "names", "stride", "class_weights")
+DEFAULT_ATTRS = ("yaml", "nc", "names", "stride", "class_weights")
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
