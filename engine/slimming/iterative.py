@@ -30,7 +30,7 @@ class SlimOptions:
     target_params: int = 0
     steps: int = 3
     ft_epochs: int = 2  # fine-tuning epochs after each step (0: BN recalibration only)
-    ft_hyp: str = "data/hyps/hyp.scratch-low.yaml"
+    ft_hyp: str = "hyp.finetune_prune.yaml"  # no warmup, low lr: a short warmup-led fine-tune undid a trained model
     max_map_drop: float = 0.0  # > 0: stop before the step whose val mAP50-95 falls more than this below the source's
     importance: str = "relative"
     mode: str = "normal"
