@@ -291,3 +291,14 @@ def test_slim_flag_errors(args: list[str], message: str, capsys: pytest.CaptureF
     with pytest.raises(SystemExit):
         slim.parse_opt(["--weights", "w.pt", *args])
     assert message in capsys.readouterr().err
+
+
+def test_slim_refuses_a_bad_source_before_writing_anything(tmp_path: Path) -> None:
+    """A damaged source is named as such, and leaves no run folder behind to be mistaken for another run's."""
+    from utils.checkpoint import CheckpointError
+
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a PyTorch checkpoint"):
+        slim.main(["--weights", str(bad), "--target-gflops", "1", "--project", str(tmp_path / "runs")])
+    assert not (tmp_path / "runs").exists()

@@ -79,6 +79,8 @@ def run(opt: SlimOptions) -> dict:
         raise ValueError("give one of --target-gflops and --target-params")
     gflops = bool(opt.target_gflops)
     what, flag = (f"GFLOPs at {opt.imgsz} px", "--target-gflops") if gflops else ("parameters", "--target-params")
+    source = resolve_weights(opt.weights)  # a bad source is refused before anything is written
+    start, _ = _measure(source, opt.imgsz, gflops)
     root = Path(opt.project) / opt.name
     root.mkdir(parents=True, exist_ok=True)
     settings = root / "settings.json"
@@ -87,8 +89,6 @@ def run(opt: SlimOptions) -> dict:
                          "a new one, or the same flags to resume it")
     atomic_write_json(settings, asdict(opt))
     runner = StageRunner(root, prefix="slim")
-    source = resolve_weights(opt.weights)
-    start, _ = _measure(source, opt.imgsz, gflops)
     targets = step_targets(start, opt.target_gflops or float(opt.target_params), opt.steps)
     common = ["--data", opt.data, "--imgsz", str(opt.imgsz), "--batch-size", str(opt.batch_size), "--workers",
               str(opt.workers)]
