@@ -9,7 +9,7 @@ from engine.train_options import TrainOptions, options_from_dict
 from models.yolo import Model
 from utils.checkpoint import load_checkpoint, load_weights, resolve_weights
 
-__all__ = ["is_pruned_arch", "build_model", "find_resume_checkpoint", "options_for_resume", "freeze_layers",
+__all__ = ["is_pruned_arch", "arch_for_classes", "build_model", "find_resume_checkpoint", "options_for_resume", "freeze_layers",
            "load_resume_state"]
 
 LOGGER = logging.getLogger(__name__)
@@ -42,24 +42,42 @@ def build_model(opt: TrainOptions, nc: int, names: list[str]) -> tuple[Model, di
             LOGGER.warning(f"--cfg {opt.cfg} ignored: fine-tuning keeps the architecture stored in {path}")
         if not opt.ft_pruned_model:
             LOGGER.info(f"{path} is a pruned model: keeping its architecture (add --ft_pruned_model to say so)")
-        if ckpt.get("nc", nc) != nc:
-            raise ValueError(f"{path} was pruned for {ckpt.get('nc')} classes but {opt.data} has {nc}; "
-                             "fine-tune a pruned model on data with the same classes")
-        model = Model(ckpt["arch"], nc=nc, names=names)
+        arch = ckpt["arch"]
         entry = "ema" if ckpt.get("ema") else "model"
         state = ckpt[entry]
-        load_weights(model, state, path, entry)
-        LOGGER.info(f"Transferred {len(state)}/{len(model.state_dict())} items from {path} (pruned architecture)")
+        if ckpt.get("nc", nc) == nc:
+            model = Model(arch, nc=nc, names=names)
+            load_weights(model, state, path, entry)
+            LOGGER.info(f"Transferred {len(state)}/{len(model.state_dict())} items from {path} (pruned architecture)")
+            return model, ckpt
+        # Pruned for other classes (e.g. a COCO model pruned before training on the user's data): every pruned layer
+        # keeps its weights, the output convs start afresh for the new classes, as for an unpruned checkpoint.
+        model = Model(arch_for_classes(arch, nc), nc=nc, names=names)
+        _transfer(model, state, path, f"pruned architecture, {ckpt.get('nc')} -> {nc} classes")
         return model, ckpt
     model = Model(opt.cfg or ckpt["arch"], nc=nc, names=names)
-    state = ckpt.get("ema") or ckpt["model"]
+    _transfer(model, ckpt.get("ema") or ckpt["model"], path, exclude=("anchors",) if opt.cfg else ())
+    return model, ckpt
+
+
+def arch_for_classes(arch: dict, nc: int) -> dict:
+    """A pruned architecture dict re-headed for ``nc`` classes: the Detect output convs get ``na * (nc + 5)`` outputs."""
+    old_nc = arch["nc"]
+    detect = len(arch["backbone"]) + len(arch["head"]) - 1
+    channels = dict(arch["channels"])
+    for name, shape in channels.items():
+        if name.startswith(f"model.{detect}.m."):
+            channels[name] = [shape[0], shape[1] // (old_nc + 5) * (nc + 5), *shape[2:]]
+    return {**arch, "nc": nc, "channels": channels}
+
+
+def _transfer(model: Model, state: dict, path: Path, what: str = "", exclude: tuple[str, ...] = ()) -> None:
+    """Load the entries of ``state`` whose name and shape ``model`` shares (skipping names containing ``exclude``)."""
     own = model.state_dict()
-    exclude = ("anchors",) if opt.cfg else ()
     take = {k: v.float() if v.is_floating_point() else v for k, v in state.items()
             if k in own and own[k].shape == v.shape and not any(x in k for x in exclude)}
     model.load_state_dict(take, strict=False)
-    LOGGER.info(f"Transferred {len(take)}/{len(own)} items from {path}")
-    return model, ckpt
+    LOGGER.info(f"Transferred {len(take)}/{len(own)} items from {path}" + (f" ({what})" if what else ""))
 
 
 def freeze_layers(model: Model, freeze: list[int]) -> list[str]:

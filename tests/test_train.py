@@ -356,6 +356,31 @@ def test_pretrained_transfer_to_two_classes(tmp_path, coco128_dir, yolov5n_pt, c
     assert 0.0 <= summary["mAP50_95"] <= summary["mAP50"] <= 1.0
 
 
+def test_coco_pruned_model_fine_tunes_on_two_classes(tmp_path, coco128_dir, yolov5n_pt):
+    """Prune first, train on your data: a model pruned for COCO's 80 classes keeps every pruned layer's weights and gets
+    new output convs for the dataset's classes."""
+    from pruning import slim_model
+    from utils.checkpoint import make_checkpoint
+
+    data = make_dataset(tmp_path / "two", coco128_dir, n=8, remap=lambda c: 0 if c == 0 else 1,
+                        names=["person", "other"])
+    official = load_checkpoint(yolov5n_pt)
+    model = build_model(TrainOptions(weights=str(yolov5n_pt), data=str(data)), 80, official["names"])[0]
+    pruned, _ = slim_model(model, 0.2)
+    atomic_save(make_checkpoint(pruned, half=True), tmp_path / "pruned.pt")
+    src = load_checkpoint(tmp_path / "pruned.pt")
+    assert src["nc"] == 80
+
+    opt = TrainOptions(weights=str(tmp_path / "pruned.pt"), data=str(data), ft_pruned_model=True)
+    two, _ = build_model(opt, 2, ["person", "other"])
+    own = two.state_dict()
+    different = sorted(k for k in own if not torch.equal(src["model"][k].float(), own[k]))
+    assert different and all(k.startswith(f"model.{len(two.model) - 1}.m.") for k in different), different
+    assert own[f"model.{len(two.model) - 1}.m.0.weight"].shape[0] == 3 * (5 + 2)
+    assert sum(p.numel() for p in two.parameters()) < sum(p.numel() for p in model.parameters())
+    assert two.eval()(torch.zeros(1, 3, 64, 64))[0].shape[-1] == 5 + 2
+
+
 # ------------------------------------------------------------------------------- 6. the end of training: no second pass
 def test_final_results_and_plots_are_the_best_epochs_without_a_second_pass(tmp_path, coco128_dir, yolov5n_pt, capsys):
     """The summary and the PR/confusion plots come from the validation of the epoch that wrote best.pt."""
