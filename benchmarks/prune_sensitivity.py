@@ -139,16 +139,16 @@ def _save(opt: SensitivityOptions, rows: list[dict], lines: list[str], full: flo
 
 def run(opt: SensitivityOptions) -> list[dict]:
     """Validate the model masked each way at each percent; print and return the rows."""
-    from engine.validator import evaluate
+    from engine.validator import evaluate, val_loader
     from pruning import build_groups, compute_masks, masked_model
     from utils.checkpoint import load_model
-    from utils.data import create_dataloader, load_dataset_config
+    from utils.data import load_dataset_config
 
     model, _ = load_model(opt.weights, device="cpu")
     model.float().eval()
     data = load_dataset_config(opt.data)
-    loader, _ = create_dataloader(data["val"], opt.imgsz, opt.batch_size, int(model.stride.max()), pad=0.5, rect=True,
-                                  workers=opt.workers, prefix="val: ", nc=data["nc"])
+    loader = val_loader(data["val"], opt.imgsz, opt.batch_size, int(model.stride.max()), nc=data["nc"],
+                        workers=opt.workers)
 
     def val(m: torch.nn.Module) -> float:
         return evaluate(m.eval(), loader, model.names)["mAP50_95"]

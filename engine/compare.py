@@ -30,10 +30,10 @@ class CompareOptions:
 def compare_models(opt: CompareOptions) -> list[dict]:
     """Validate and time each checkpoint on the same data, image size and machine; one dict per checkpoint."""
     from engine.benchmark import measure_latency
-    from engine.validator import evaluate
+    from engine.validator import evaluate, val_loader
     from models.summary import count_flops
     from utils.checkpoint import load_model, resolve_weights
-    from utils.data import create_dataloader, load_dataset_config
+    from utils.data import load_dataset_config
 
     data = load_dataset_config(opt.data)
     rows, loader = [], None
@@ -46,10 +46,10 @@ def compare_models(opt: CompareOptions) -> list[dict]:
         params = sum(p.numel() for p in model.parameters())
         gflops = count_flops(model, 640)
         if loader is None:
-            loader, _ = create_dataloader(data["val"], opt.imgsz, opt.batch_size, int(model.stride.max()), pad=0.5,
-                                          rect=True, workers=opt.workers, prefix="val: ", nc=data["nc"])
+            loader = val_loader(data["val"], opt.imgsz, opt.batch_size, int(model.stride.max()), nc=data["nc"],
+                                workers=opt.workers)
         fused = copy.deepcopy(model).fuse()
-        res = evaluate(fused, loader, model.names, conf_thres=0.001, iou_thres=0.6)
+        res = evaluate(fused, loader, model.names)
         lat = measure_latency(fused, imgsz=opt.imgsz, batch_size=1, warmup=3, repeats=opt.repeats)
         rows.append({"model": label, "weights": str(path), "params": params, "gflops": gflops,
                      "size_mb": path.stat().st_size / 1e6, "mAP50": res["mAP50"], "mAP50_95": res["mAP50_95"],

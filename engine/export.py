@@ -168,8 +168,8 @@ def _map_and_latency(file: Path, opt: ExportOptions, device: torch.device, imgsz
     """val.py's mAP (rect batches when the file is dynamic, else square letterboxing) and batch-1 latency."""
     from engine.backends import load_backend
     from engine.benchmark import measure_latency
-    from engine.validator import evaluate
-    from utils.data import create_dataloader, load_dataset_config
+    from engine.validator import evaluate, val_loader
+    from utils.data import load_dataset_config
 
     data = load_dataset_config(opt.data)
     backend = load_backend(file, device)
@@ -178,8 +178,8 @@ def _map_and_latency(file: Path, opt: ExportOptions, device: torch.device, imgsz
         LOGGER.warning("%s: no mAP for a non-square static input (val.py letterboxes to squares)", file)
         return {"file": str(file), "mAP50": float("nan"), "mAP50_95": float("nan"),
                 "latency": measure_latency(backend, imgsz, 1, warmup=5, repeats=30)}
-    loader, _ = create_dataloader(data["val"], size, 16, backend.stride, pad=0.5 if backend.dynamic else 0.0,
-                                  rect=backend.dynamic, workers=opt.workers, prefix="val: ", nc=data["nc"])
+    loader = val_loader(data["val"], size, 16, backend.stride, nc=data["nc"], rect=backend.dynamic,
+                        workers=opt.workers)
     res = evaluate(backend, loader, backend.names or data["names"])
     latency = measure_latency(backend, imgsz, 1, warmup=5, repeats=30)
     return {"file": str(file), "mAP50": res["mAP50"], "mAP50_95": res["mAP50_95"], "latency": latency}

@@ -112,19 +112,18 @@ def search_map_guard(opt: PruneOptions, source: nn.Module, model: nn.Module, gro
     and validated once; lowers ``opt.percent`` (a target's, or the safe maximum without one) to the largest prune whose
     val mAP50-95 stays >= original - D. Returns every probe for results.json."""
     from engine.pruner import recalibrated
-    from engine.validator import evaluate
+    from engine.validator import evaluate, val_loader
     from models.summary import count_flops
     from pruning import compute_masks, masked_model, prune_model
     from pruning.budget import search_accuracy
-    from utils.data import create_dataloader, load_dataset_config
+    from utils.data import load_dataset_config
 
     data = load_dataset_config(opt.data)
-    loader, _ = create_dataloader(data["val"], opt.imgsz, opt.batch_size, int(source.stride.max()), pad=0.5,
-                                  rect=True, workers=opt.workers, prefix="val: ", nc=data["nc"])
+    loader = val_loader(data["val"], opt.imgsz, opt.batch_size, int(source.stride.max()), nc=data["nc"],
+                        workers=opt.workers)
 
     def map50_95(m: nn.Module) -> float:
-        return evaluate(copy.deepcopy(m).to(device).eval(), loader, source.names, conf_thres=0.001,
-                        iou_thres=0.6)["mAP50_95"]
+        return evaluate(copy.deepcopy(m).to(device).eval(), loader, source.names)["mAP50_95"]
 
     n, safe = _candidates(opt, groups, scores)
     hi = opt.percent if has_target(opt) else safe

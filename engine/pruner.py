@@ -241,12 +241,10 @@ def recalibrated(opt: PruneOptions, data: dict, model: nn.Module, masked: nn.Mod
 
 def _validate(opt: PruneOptions, data: dict, device: torch.device, original: nn.Module, masked: nn.Module,
               pruned: nn.Module, recalibrated: nn.Module | None, save_dir: Path) -> dict:
-    from engine.validator import evaluate, print_results
-    from utils.data import create_dataloader
+    from engine.validator import evaluate, print_results, val_loader
 
-    stride = int(original.stride.max())
-    loader, _ = create_dataloader(data["val"], opt.imgsz, opt.batch_size, stride, pad=0.5, rect=True,
-                                  workers=opt.workers, prefix="val: ", nc=data["nc"])
+    loader = val_loader(data["val"], opt.imgsz, opt.batch_size, int(original.stride.max()), nc=data["nc"],
+                        workers=opt.workers)
     models = [("original", original), ("masked", masked), ("pruned", pruned)]
     if recalibrated is not None:
         models.append(("recalibrated", recalibrated))
@@ -254,8 +252,8 @@ def _validate(opt: PruneOptions, data: dict, device: torch.device, original: nn.
     for name, m in models:
         print(f"\nValidating the {name} model...")
         last = name == models[-1][0]  # the saved model's plots
-        res = evaluate(copy.deepcopy(m).to(device).eval(), loader, original.names, conf_thres=0.001, iou_thres=0.6,
-                       save_dir=save_dir if last else None, plots=last)
+        res = evaluate(copy.deepcopy(m).to(device).eval(), loader, original.names, save_dir=save_dir if last else None,
+                       plots=last)
         print_results(res)
         out[name] = res
     return out

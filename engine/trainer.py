@@ -20,7 +20,7 @@ from engine.train_log import TrainLogger
 from engine.train_options import TrainOptions
 from engine.train_recipes import hooks_for
 from engine.train_setup import build_model, freeze_layers, load_resume_state, options_for_resume
-from engine.validator import ValStats, collect, evaluate, print_results, summarise
+from engine.validator import ValStats, collect, evaluate, fitness, print_results, summarise, val_loader
 from utils import dist
 from utils.checkpoint import atomic_save, make_checkpoint
 from utils.ema import ModelEMA
@@ -120,11 +120,7 @@ class Trainer:
             len(lb) for lb in self.dataset.labels) else np.zeros((0, 5))
         if len(labels) and labels[:, 0].max() >= nc:
             raise ValueError(f"{opt.data}: label class {int(labels[:, 0].max())} exceeds nc={nc}")
-        self.val_loader = None
-        if self.main and not opt.noval:
-            self.val_loader, _ = create_dataloader(self.data["val"], self.imgsz, bs * 2, self.gs,
-                                                   single_cls=opt.single_cls, rect=True, pad=0.5,
-                                                   workers=opt.workers * 2, prefix="val: ", nc=nc)
+        self.val_loader = self._val_loader() if self.main and not opt.noval else None
         if self.main and self.resume_ckpt is None:
             if not opt.noplots and len(labels):
                 from utils.plots import plot_labels
@@ -184,6 +180,12 @@ class Trainer:
                                       f"architecture ({str(e).splitlines()[0]})") from None
         self.best_fitness = float(ckpt.get("best_fitness") or 0.0)
         LOGGER.info(f"Resuming training from {self.opt.resume} at epoch {self.start_epoch} of {self.opt.epochs}")
+
+    def _val_loader(self) -> torch.utils.data.DataLoader:
+        """The protocol's val loader at the training size, twice the per-process batch and twice the workers."""
+        opt = self.opt
+        return val_loader(self.data["val"], self.imgsz, opt.batch_size // self.world * 2, self.gs, nc=len(self.names),
+                          single_cls=opt.single_cls, workers=opt.workers * 2)
 
     # -- loop --------------------------------------------------------------------------------------------------------
     def train(self) -> dict:
@@ -313,26 +315,22 @@ class Trainer:
         final = epoch + 1 == opt.epochs
         self.ema.update_attr(self.model, include=("yaml", "nc", "names", "stride"))
         if not opt.noval or final:
-            if self.val_loader is None:
-                from utils.data import create_dataloader
-
-                self.val_loader, _ = create_dataloader(self.data["val"], self.imgsz, opt.batch_size // self.world * 2,
-                                                       self.gs, single_cls=opt.single_cls, rect=True, pad=0.5,
-                                                       workers=opt.workers * 2, prefix="val: ", nc=len(self.names))
-            stats = collect(self.ema.ema, self.val_loader, self.names, conf_thres=0.001, iou_thres=0.6,
-                            single_cls=opt.single_cls, half=self.amp, compute_loss=self.compute_loss)
+            if self.val_loader is None:  # --noval: only the final epoch validates
+                self.val_loader = self._val_loader()
+            stats = collect(self.ema.ema, self.val_loader, self.names, single_cls=opt.single_cls, half=self.amp,
+                            compute_loss=self.compute_loss)
             self.metrics = summarise(stats)
             print_results(self.metrics)
         else:
             stats = None
         m = self.metrics or {"precision": 0.0, "recall": 0.0, "mAP50": 0.0, "mAP50_95": 0.0, "loss": [0, 0, 0]}
-        fitness = 0.1 * m["mAP50"] + 0.9 * m["mAP50_95"]
-        improved = fitness > self.best_fitness or self.best_fitness == 0
+        fit = fitness(m)
+        improved = fit > self.best_fitness or self.best_fitness == 0
         if improved:
             self.best_epoch = epoch
             self.best_stats = stats.cpu() if stats is not None else None
-        if fitness > self.best_fitness:
-            self.best_fitness = fitness
+        if fit > self.best_fitness:
+            self.best_fitness = fit
         vl = m.get("loss", [0] * 3)
         values = {"train/box_loss": losses[0], "train/obj_loss": losses[1], "train/cls_loss": losses[2],
                   "metrics/precision": m["precision"], "metrics/recall": m["recall"], "metrics/mAP_0.5": m["mAP50"],
@@ -343,7 +341,7 @@ class Trainer:
         self.logger.log_epoch(epoch, {k: float(v) for k, v in values.items()})
         if not opt.nosave or final:
             self.save(epoch, improved)
-        return self.stopper(epoch, fitness)
+        return self.stopper(epoch, fit)
 
     def save(self, epoch: int, best: bool) -> None:
         """Write last.pt (and best.pt, and epoch{N}.pt every --save-period) atomically."""
@@ -376,8 +374,8 @@ class Trainer:
         elif best.exists() and self.val_loader is not None:  # e.g. resumed after its best epoch
             model, _ = load_model(best, device=self.device, fuse=True)
             print(f"\nValidating {best}...")
-            results = evaluate(model, self.val_loader, self.names, conf_thres=0.001, iou_thres=0.6,
-                               single_cls=self.opt.single_cls, save_dir=self.save_dir, plots=not self.opt.noplots)
+            results = evaluate(model, self.val_loader, self.names, single_cls=self.opt.single_cls,
+                               save_dir=self.save_dir, plots=not self.opt.noplots)
             print_results(results, verbose=len(self.names) < 50)
         for f in (self.wdir / "last.pt", best):
             if f.exists():  # finished: keep the EMA weights in fp16, drop the optimizer (resuming says it is done)

@@ -1,6 +1,11 @@
 """Validation: ``evaluate`` runs a model over a dataloader and returns a dict of metrics (``collect`` then
 ``summarise``, which the trainer calls apart to draw the best epoch's plots without a second pass); ``run`` is
-``val.py``."""
+``val.py``.
+
+This module is the one home of the validation protocol that every caller (val.py, training, pruning, export,
+comparisons, benchmarks) shares, so that their mAPs are comparable: the loader recipe (:func:`val_loader`), the
+thresholds (:data:`CONF_THRES`, :data:`IOU_THRES`) and the :func:`fitness` that picks best.pt.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
 import torch
@@ -19,10 +25,40 @@ from utils.metrics import ConfusionMatrix, ap_per_class, match_predictions
 from utils.nms import non_max_suppression
 from utils.torch_utils import time_sync
 
-__all__ = ["ValOptions", "ValStats", "collect", "evaluate", "print_results", "run", "summarise"]
+if TYPE_CHECKING:
+    from torch.utils.data import DataLoader
+
+__all__ = ["CONF_THRES", "IOU_THRES", "ValOptions", "ValStats", "collect", "evaluate", "fitness", "print_results",
+           "run", "summarise", "val_loader"]
 
 LOGGER = logging.getLogger(__name__)
 HEADER = ("Class", "Images", "Instances", "P", "R", "mAP50", "mAP50-95")
+# YOLOv5's mAP thresholds: a low confidence keeps the whole precision-recall curve; mAPs at other values differ.
+CONF_THRES = 0.001
+IOU_THRES = 0.6
+
+
+def fitness(metrics: Mapping[str, float]) -> float:
+    """The single figure that ranks epochs (best.pt) and models: ``0.1 * mAP50 + 0.9 * mAP50_95`` of a metrics dict."""
+    return 0.1 * metrics["mAP50"] + 0.9 * metrics["mAP50_95"]
+
+
+def val_loader(path, imgsz: int, batch_size: int, stride: int, *, nc: int | None = None,  # noqa: ANN001
+               rect: bool = True, single_cls: bool = False, workers: int = 8, prefix: str = "val: ") -> DataLoader:
+    """The val/test DataLoader of the protocol: no augmentation, no shuffle, and rect batches padded by half a stride
+    (``pad=0.5``), or with ``rect=False`` (static exports take one input shape) square letterboxing without pad.
+
+    Args:
+        path: images of the split (a ``data[...]`` entry of a dataset YAML: folder, file list or list of them).
+        imgsz: image size in pixels; batch_size: images per batch; stride: the model's largest stride.
+        nc: the dataset's class count (labels beyond it are an error); single_cls: one class for all labels.
+        workers: most DataLoader workers; prefix: what log lines start with.
+    """
+    from utils.data import create_dataloader  # cv2 and the datasets code load only when a loader is built
+
+    loader, _ = create_dataloader(path, imgsz, batch_size, stride, single_cls=single_cls, pad=0.5 if rect else 0.0,
+                                  rect=rect, workers=workers, prefix=prefix, nc=nc)
+    return loader
 
 
 @dataclass
@@ -33,8 +69,8 @@ class ValOptions:
     weights: str = "yolov5s.pt"
     batch_size: int = 32
     imgsz: int = 640
-    conf_thres: float = 0.001
-    iou_thres: float = 0.6
+    conf_thres: float = CONF_THRES
+    iou_thres: float = IOU_THRES
     max_det: int = 300
     task: str = "val"
     device: str = ""
@@ -92,8 +128,8 @@ def evaluate(model: torch.nn.Module, dataloader, names: list[str], *, plots: boo
     return summarise(collect(model, dataloader, names, save_dir=save_dir, **kwargs), plots=plots, save_dir=save_dir)
 
 
-def collect(model: torch.nn.Module, dataloader, names: list[str], *, conf_thres: float = 0.001,  # noqa: ANN001
-            iou_thres: float = 0.6, max_det: int = 300, single_cls: bool = False, half: bool = False,
+def collect(model: torch.nn.Module, dataloader, names: list[str], *, conf_thres: float = CONF_THRES,  # noqa: ANN001
+            iou_thres: float = IOU_THRES, max_det: int = 300, single_cls: bool = False, half: bool = False,
             compute_loss=None, save_dir: Path | None = None, save_txt: bool = False,  # noqa: ANN001
             save_conf: bool = False, coco_json: list | None = None, class_map: list[int] | None = None,
             desc: str = "") -> ValStats:
@@ -204,7 +240,7 @@ def _summarise(stats: list[tuple], names: list[str], nc: int, seen: int, image_c
                                      "images": int(per_image[c]), "instances": int(nt[c]),
                                      "precision": float(r["p"][i]), "recall": float(r["r"][i]),
                                      "mAP50": float(ap50[i]), "mAP50_95": float(apm[i])})
-    res["fitness"] = 0.1 * res["mAP50"] + 0.9 * res["mAP50_95"]
+    res["fitness"] = fitness(res)
     return res
 
 
@@ -229,7 +265,7 @@ def print_results(res: dict, verbose: bool = False) -> None:
 def run(opt: ValOptions) -> dict:
     """val.py: load the model and dataset, validate, print and save results (``results.json`` in the run dir)."""
     from engine.backends import load_backend
-    from utils.data import create_dataloader, load_dataset_config
+    from utils.data import load_dataset_config
     from utils.paths import increment_path
     from utils.torch_utils import select_device
 
@@ -262,9 +298,8 @@ def run(opt: ValOptions) -> dict:
         raise ValueError(f"{opt.weights} was exported at a non-square {imgsz[0]}x{imgsz[1]} static size; val.py "
                          "letterboxes to squares: export with a single --imgsz or with --dynamic")
     rect = model.dynamic
-    loader, _ = create_dataloader(data[task], imgsz, opt.batch_size, model.stride, single_cls=opt.single_cls,
-                                  pad=0.5 if rect else 0.0, rect=rect, workers=opt.workers, prefix=f"{task}: ",
-                                  nc=data["nc"])
+    loader = val_loader(data[task], imgsz, opt.batch_size, model.stride, nc=data["nc"], rect=rect,
+                        single_cls=opt.single_cls, workers=opt.workers, prefix=f"{task}: ")
     coco = "coco" in Path(str(opt.data)).stem and len(names) == 80
     json_rows: list[dict] | None = [] if opt.save_json else None
     plots = opt.task != "speed"

@@ -14,7 +14,8 @@ from utils.boxes import (
     xyxy2xywh,
     xyxy2xywhn,
 )
-from utils.metrics import ConfusionMatrix, ap_per_class, compute_ap, fitness, match_predictions, smooth
+from engine.validator import fitness
+from utils.metrics import ConfusionMatrix, ap_per_class, compute_ap, match_predictions, smooth
 from utils.nms import non_max_suppression
 
 IOUV = torch.linspace(0.5, 0.95, 10)
@@ -231,7 +232,9 @@ def test_ap_per_class_class_without_predictions():
 
 
 def test_fitness_weights():
-    assert fitness(np.array([[0.3, 0.4, 0.5, 0.2, 9.0]])).tolist() == pytest.approx([0.05 + 0.18])
+    """0.1 * mAP50 + 0.9 * mAP50-95; precision, recall and anything else in the dict do not count."""
+    assert fitness({"precision": 0.3, "recall": 0.4, "mAP50": 0.5, "mAP50_95": 0.2, "loss": 9.0}) == \
+        pytest.approx(0.05 + 0.18)
 
 
 # ---------------------------------------------------------------- confusion matrix

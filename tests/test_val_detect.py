@@ -18,6 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 import yaml
 
 import detect
@@ -25,8 +26,9 @@ import val
 from engine.coco import coco80_to_91
 from engine.predictor import DetectOptions
 from engine.predictor import run as detect_run
-from engine.validator import ValOptions
+from engine.validator import CONF_THRES, IOU_THRES, ValOptions, val_loader
 from engine.validator import run as val_run
+from utils.data import create_dataloader
 
 REPO = Path(__file__).resolve().parents[1]
 COCO128_YAML = REPO / "data" / "coco128.yaml"
@@ -106,9 +108,9 @@ def bus_jpg(images_dir: Path) -> Path:
 
 # ------------------------------------------------------------------------------------------------ 1. reference mAP
 def test_val_yolov5n_reproduces_reference_map(tmp_path: Path, coco128_dir: Path, yolov5n_pt: Path) -> None:
-    """yolov5n.pt on coco128 val2017 at 640: the reference 0.343 mAP50-95 / 0.526 mAP50."""
+    """yolov5n.pt on coco128 val2017 at 640 with the default thresholds: the reference 0.343 mAP50-95 / 0.526 mAP50."""
     res = val_run(ValOptions(data=str(COCO128_YAML), weights=str(yolov5n_pt), imgsz=640, batch_size=16,
-                             conf_thres=0.001, iou_thres=0.6, project=str(tmp_path), name="exp"))
+                             project=str(tmp_path), name="exp"))
     save_dir = Path(res["save_dir"])
     assert save_dir == tmp_path / "exp"
     assert res["mAP50_95"] == pytest.approx(0.343, abs=0.003)
@@ -136,6 +138,21 @@ def test_val_yolov5n_reproduces_reference_map(tmp_path: Path, coco128_dir: Path,
     assert all(v > 0 for v in saved["speed"].values())
     for plot in ("PR_curve.png", "F1_curve.png", "confusion_matrix.png"):
         assert (save_dir / plot).stat().st_size > 1000, plot
+
+
+def test_validation_protocol_is_yolov5s(coco128_dir: Path) -> None:
+    """The one protocol every caller shares: YOLOv5's thresholds, and rect batches padded by half a stride in file
+    order (square letterboxing without pad for static exports)."""
+    assert (CONF_THRES, IOU_THRES) == (0.001, 0.6)
+    assert (ValOptions().conf_thres, ValOptions().iou_thres) == (CONF_THRES, IOU_THRES)
+    images = coco128_dir / "images" / "val2017"
+    loader = val_loader(images, 640, 32, 32, nc=80, workers=0)
+    reference, _ = create_dataloader(images, 640, 32, 32, rect=True, pad=0.5, workers=0, nc=80)
+    assert loader.dataset.rect and not loader.dataset.augment and loader.batch_size == 32
+    assert isinstance(loader.sampler, torch.utils.data.SequentialSampler)
+    assert loader.dataset.batch_shapes.tolist() == reference.dataset.batch_shapes.tolist()
+    square = val_loader(images, 640, 32, 32, nc=80, rect=False, workers=0)
+    assert not square.dataset.rect and square.dataset.batch_shapes is None
 
 
 # ------------------------------------------------------------------------------------------ 2. val.py options

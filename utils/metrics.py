@@ -1,4 +1,5 @@
-"""Detection metrics with YOLOv5 semantics: matching, AP per class, confusion matrix, fitness.
+"""Detection metrics with YOLOv5 semantics: matching, AP per class, confusion matrix (fitness, which ranks models,
+is part of the validation protocol in ``engine/validator.py``).
 
 The algorithms follow the YOLOv5 validation procedure step for step (including its tie handling
 and 101-point interpolated AP) so that mAP figures agree with the official ones to 3 decimals.
@@ -15,7 +16,6 @@ import torch
 from utils.boxes import box_iou
 
 __all__ = [
-    "fitness",
     "smooth",
     "match_predictions",
     "compute_ap",
@@ -25,16 +25,6 @@ __all__ = [
 
 # np.trapz was renamed np.trapezoid in numpy 2.0 and later removed
 _trapezoid = getattr(np, "trapezoid", None) or getattr(np, "trapz")
-
-
-def fitness(x: np.ndarray) -> np.ndarray:
-    """Model fitness as a weighted sum of ``[P, R, mAP@0.5, mAP@0.5:0.95]`` (weights 0, 0, 0.1, 0.9).
-
-    Args:
-        x: ``(n, >=4)`` array of metric rows (extra columns such as losses are ignored).
-    """
-    w = np.array([0.0, 0.0, 0.1, 0.9])
-    return (np.asarray(x)[:, :4] * w).sum(1)
 
 
 def smooth(y: np.ndarray, f: float = 0.05) -> np.ndarray:
