@@ -1,8 +1,8 @@
 """Train a detector: ``python train.py --weights yolov5n.pt --data data/coco128.yaml --imgsz 320 --epochs 3``.
 
 Multi-process: ``torchrun --nproc_per_node 2 train.py --device cpu ...`` (gloo on CPU, NCCL on CUDA).
-Network slimming: ``--bn_sparsity --sparsity_rate 0.0005`` for sparsity training, ``--ft_pruned_model`` to fine-tune
-a checkpoint written by prune.py.
+Network slimming: ``--bn_sparsity --sparsity_rate 0.0005`` (or the forks' ``--st --sr 0.0005``) for sparsity
+training, ``--ft_pruned_model`` to fine-tune a checkpoint written by prune.py.
 """
 
 from __future__ import annotations
@@ -59,9 +59,10 @@ def parse_opt(argv: list[str] | None = None) -> TrainOptions:
     p.add_argument("--save-period", type=int, default=d.save_period, help="save a checkpoint every x epochs")
     p.add_argument("--seed", type=int, default=d.seed, help="global training seed")
     g = p.add_argument_group("network slimming")
-    g.add_argument("--bn_sparsity", "--bn-sparsity", "-sr", action="store_true",
+    # The forks' spellings, each with its author's meaning: --st / -sr switch sparsity training on, --sr / -s is S.
+    g.add_argument("--bn_sparsity", "--bn-sparsity", "--st", "-sr", action="store_true",
                    help="L1 sparsity on BatchNorm gammas (sparsity training)")
-    g.add_argument("--sparsity_rate", "--sparsity-rate", "--st", "--sr", "-s", type=_rate, default=d.sparsity_rate,
+    g.add_argument("--sparsity_rate", "--sparsity-rate", "--sr", "-s", type=_rate, default=d.sparsity_rate,
                    help="sparsity rate S (L1 subgradient S * sign(gamma)), or 'auto': chosen for this run (SGD) so "
                         "that unimportant gammas can reach 0 by its end")
     g.add_argument("--sparsity_constant", "--sparsity-constant", action="store_true",
@@ -88,6 +89,9 @@ def parse_opt(argv: list[str] | None = None) -> TrainOptions:
     check_common_flags(p, a)
     if a.bn_sparsity and a.sparsity_rate != "auto" and a.sparsity_rate <= 0:
         p.error("--bn_sparsity needs --sparsity_rate > 0 (e.g. 0.0005) or --sparsity_rate auto")
+    if a.sparsity_rate and not a.bn_sparsity:  # a rate alone would train without sparsity, silently
+        p.error(f"--sparsity_rate {a.sparsity_rate} does nothing without --bn_sparsity (alias --st): add it to train "
+                "with sparsity, or drop the rate")
     if not 0.0 <= a.sparsity_target < 1.0:
         p.error(f"--sparsity_target must be in [0, 1), got {a.sparsity_target}")
     if a.sparsity_round < 1:

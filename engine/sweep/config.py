@@ -21,8 +21,8 @@ STAGE_KINDS = ("base", "sparsity", "prune", "finetune")
 _MODES = ("normal", "shortcut")
 # Flags the sweep sets itself; extra args may not repeat them (the stage graph would no longer match the runs).
 _RESERVED_FLAGS = ("--project", "--name", "--exist-ok", "--weights", "--resume", "--percent", "--epochs",
-                   "--sparsity_rate", "--sparsity-rate", "--bn_sparsity", "--bn-sparsity", "--ft_pruned_model",
-                   "--ft-pruned-model")
+                   "--sparsity_rate", "--sparsity-rate", "--sr", "-s", "--bn_sparsity", "--bn-sparsity", "--st", "-sr",
+                   "--ft_pruned_model", "--ft-pruned-model")
 # Settings that change what a finished stage produced; a resumed sweep must not change them. The grid may grow.
 _RESULT_KEYS = ("weights", "data", "imgsz", "batch_size", "base_epochs", "sparsity_epochs", "finetune_epochs",
                 "finetune_hyp", "mode", "round", "extra")
