@@ -55,11 +55,11 @@ class DistillHook(TrainHook):
 
     def before_train(self, trainer: Trainer) -> None:
         from utils.checkpoint import load_model
-        from utils.torch_utils import de_parallel
+        from utils.torch_utils import unwrap
 
         self.teacher, _ = load_model(self.path, device=trainer.device)
         self.teacher.eval().requires_grad_(False)
-        student = de_parallel(trainer.model)
+        student = unwrap(trainer.model)
         check_teacher(self.teacher, student, self.path)
         self.box = torch.allclose(self.teacher.detect.anchors.cpu(), student.detect.anchors.cpu(), atol=1e-3)
         if not self.box:

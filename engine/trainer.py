@@ -28,7 +28,7 @@ from utils.hyp import load_hyp
 from utils.loss import ComputeLoss
 from utils.optim import EarlyStopping, build_lr_lambda, build_optimizer, warmup_step
 from utils.paths import RunLock, increment_path
-from utils.torch_utils import de_parallel, init_seeds, select_device
+from utils.torch_utils import init_seeds, select_device, unwrap
 
 __all__ = ["Trainer"]
 
@@ -150,7 +150,7 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             model = nn.parallel.DistributedDataParallel(model, device_ids=ids, output_device=ids[0] if ids else None)
         self.model = model
-        self.compute_loss = ComputeLoss(de_parallel(model).detect, hyp)
+        self.compute_loss = ComputeLoss(unwrap(model).detect, hyp)
         self.amp = self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.stopper = EarlyStopping(patience=opt.patience)
@@ -345,7 +345,7 @@ class Trainer:
 
     def save(self, epoch: int, best: bool) -> None:
         """Write last.pt (and best.pt, and epoch{N}.pt every --save-period) atomically."""
-        model = de_parallel(self.model)
+        model = unwrap(self.model)
         ema_state = self.ema.state_dict()
         ckpt = make_checkpoint(model, epoch=epoch, best_fitness=self.best_fitness, ema=ema_state["ema"],
                                updates=ema_state["updates"], optimizer=self.optimizer.state_dict(),

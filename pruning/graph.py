@@ -19,8 +19,9 @@ from torch import nn
 
 from pruning.slots import ChannelTrace
 from pruning.trace import trace_channels
+from utils.torch_utils import unwrap
 
-__all__ = ["Member", "ChannelGroup", "build_groups", "groups_from_trace", "default_input", "unwrap"]
+__all__ = ["Member", "ChannelGroup", "build_groups", "groups_from_trace", "default_input"]
 
 ROLES = ("producer", "bn", "depthwise", "consumer")
 
@@ -77,11 +78,6 @@ class ChannelGroup:
         """A readable label: the first producer's path (or, without one, the input of the first reader)."""
         prods = self.by_role("producer")
         return prods[0].path if prods else f"input of {self.members[0].path}"
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The model inside a DataParallel/DistributedDataParallel wrapper (or the model itself)."""
-    return model.module if isinstance(getattr(model, "module", None), nn.Module) else model
 
 
 def default_input(model: nn.Module, imgsz: int = 64, ch: int = 3) -> torch.Tensor:

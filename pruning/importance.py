@@ -26,7 +26,8 @@ from typing import Callable, Iterable
 import torch
 from torch import nn
 
-from pruning.graph import ChannelGroup, unwrap
+from pruning.graph import ChannelGroup
+from utils.torch_utils import unwrap
 
 __all__ = ["REDUCTIONS", "IMPORTANCES", "bn_importance", "taylor_importance", "group_sums", "channel_macs"]
 

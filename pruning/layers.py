@@ -19,7 +19,7 @@ from torch import nn
 
 from models.common import C3, Bottleneck
 from models.registry import get_module
-from pruning.graph import unwrap
+from utils.torch_utils import unwrap
 
 __all__ = ["explicit_arch", "bottleneck_scores", "LayerPruneReport", "prune_layers"]
 

@@ -7,8 +7,8 @@ import copy
 import torch
 from torch import nn
 
-from pruning.graph import unwrap
 from pruning.masks import ChannelMasks
+from utils.torch_utils import unwrap
 
 __all__ = ["masked_model"]
 

@@ -17,9 +17,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from pruning.graph import ChannelGroup, build_groups, unwrap
+from pruning.graph import ChannelGroup, build_groups
 from pruning.importance import bn_importance, channel_macs, group_sums
 from pruning.masks import candidate_groups, lowest_channels
+from utils.torch_utils import unwrap
 
 # How targeted sparsity picks its channels: 'gamma' and 'relative' as prune.py ranks them (pruning.importance), or
 # 'taylor': the channels whose gamma the loss depends on least, (gamma * dL/dgamma)^2 averaged over the run's steps

@@ -18,10 +18,11 @@ from torch.utils._pytree import tree_leaves
 
 from models.channels import apply_channel_overrides, leaf_shape
 from pruning.fold import fold_constants
-from pruning.graph import default_input, unwrap
+from pruning.graph import default_input
 from pruning.masked import masked_model
 from pruning.masks import ChannelMasks
 from pruning.report import PruneReport, build_report
+from utils.torch_utils import unwrap
 
 __all__ = ["masked_model", "leaf_keeps", "prune_model", "output_difference"]
 

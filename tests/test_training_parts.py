@@ -18,6 +18,7 @@ from utils.autoanchor import anchor_fit, check_anchor_order, check_anchors, kmea
 from utils.ema import ModelEMA
 from utils.loss import ComputeLoss, FocalLoss
 from utils.optim import EarlyStopping, build_lr_lambda, build_optimizer, warmup_step
+from utils.torch_utils import unwrap
 
 HYP = {"box": 0.05, "obj": 1.0, "cls": 0.5, "cls_pw": 1.0, "obj_pw": 1.0, "anchor_t": 4.0, "fl_gamma": 0.0,
        "lr0": 0.01, "lrf": 0.01, "momentum": 0.937, "weight_decay": 5e-4,
@@ -253,6 +254,16 @@ def test_ema_decay_formula_and_updates():
     assert all(b < a for a, b in zip(dist, dist[1:]))
     assert ema.updates == 6
     assert ema.ema[1].num_batches_tracked.item() == 0  # integer buffers are not averaged
+
+
+def test_unwrap_takes_the_model_out_of_wrappers_only():
+    """One helper for DataParallel/DDP: the inner model, the model itself otherwise, even one that owns a child
+    called ``module`` (a duck-typed check would hand back that child)."""
+    net = small_net()
+    assert unwrap(nn.DataParallel(net)) is net and unwrap(net) is net
+    holder = nn.Sequential()
+    holder.module = net
+    assert unwrap(holder) is holder
 
 
 def test_ema_state_dict_roundtrip_unwrap_and_attrs():

@@ -16,6 +16,8 @@ import torch.nn as nn
 from scipy.cluster.vq import kmeans
 from tqdm import tqdm
 
+from utils.torch_utils import unwrap
+
 __all__ = ["check_anchor_order", "check_anchors", "kmean_anchors", "anchor_fit"]
 
 LOGGER = logging.getLogger(__name__)
@@ -107,8 +109,7 @@ def check_anchors(dataset: LabelledDataset, detect: nn.Module, thr: float = 4.0,
     Returns:
         True when the anchors were replaced.
     """
-    if isinstance(detect, (nn.parallel.DataParallel, nn.parallel.DistributedDataParallel)):
-        detect = detect.module
+    detect = unwrap(detect)
     if not hasattr(detect, "anchors") and hasattr(detect, "detect"):
         detect = detect.detect
     rng = _rng(rng)

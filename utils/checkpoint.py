@@ -24,6 +24,7 @@ import torch
 
 from utils.official import ModuleStub, UnsafeCheckpointError, load_official, stub_to_state
 from utils.paths import weights_dir
+from utils.torch_utils import unwrap
 
 __all__ = ["FORMAT", "CheckpointError", "UnsafeCheckpointError", "atomic_save", "make_checkpoint", "load_checkpoint",
            "load_model", "load_weights", "resolve_weights", "is_ours", "OFFICIAL_WEIGHTS_URL"]
@@ -85,7 +86,7 @@ def make_checkpoint(model: torch.nn.Module, *, half: bool = False, **extra: Any)
         half: store floating-point weights as fp16 (smaller files for inference).
         **extra: more entries (epoch, ema, optimizer, best_fitness, train_args, hyp, pruning ...).
     """
-    model = getattr(model, "module", model)
+    model = unwrap(model)
     sd = {k: (v.detach().half() if half and v.is_floating_point() else v.detach()).cpu().clone()
           for k, v in model.state_dict().items()}
     ckpt = {"format": FORMAT, "version": VERSION, "arch": _plain(model.arch()), "names": list(model.names),

@@ -8,17 +8,12 @@ from copy import deepcopy
 import torch
 import torch.nn as nn
 
-__all__ = ["ModelEMA", "unwrap_model"]
+from utils.torch_utils import unwrap
+
+__all__ = ["ModelEMA"]
 
 # Attributes worth carrying from the training model to the EMA copy that checkpoints and validation read.
 DEFAULT_ATTRS = ("yaml", "nc", "names", "stride", "class_weights")
-
-
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """Return the module inside a DataParallel / DistributedDataParallel wrapper, else ``model``."""
-    if isinstance(model, (nn.parallel.DataParallel, nn.parallel.DistributedDataParallel)):
-        return model.module
-    return model
 
 
 class ModelEMA:
@@ -34,7 +29,7 @@ class ModelEMA:
     """
 
     def __init__(self, model: nn.Module, decay: float = 0.9999, tau: float = 2000, updates: int = 0):
-        self.ema = deepcopy(unwrap_model(model)).eval()
+        self.ema = deepcopy(unwrap(model)).eval()
         for p in self.ema.parameters():
             p.requires_grad_(False)
         self.base_decay = float(decay)
@@ -50,7 +45,7 @@ class ModelEMA:
         """Blend the current weights of ``model`` into the average (floating point entries only)."""
         self.updates += 1
         d = self.decay(self.updates)
-        msd = unwrap_model(model).state_dict()
+        msd = unwrap(model).state_dict()
         for k, v in self.ema.state_dict().items():
             if not v.dtype.is_floating_point:
                 continue  # counters such as BN num_batches_tracked are not averaged
@@ -65,7 +60,7 @@ class ModelEMA:
     def update_attr(self, model: nn.Module, include: tuple[str, ...] = DEFAULT_ATTRS,
                     exclude: tuple[str, ...] = ("process_group", "reducer")) -> None:
         """Copy plain attributes named in ``include`` (all public ones if empty) from ``model`` to the EMA copy."""
-        model = unwrap_model(model)
+        model = unwrap(model)
         for k, v in model.__dict__.items():
             # 'training' is excluded so that copying never takes the EMA copy out of eval mode.
             if k.startswith("_") or k == "training" or k in exclude or (include and k not in include):

@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 
 from utils.boxes import bbox_iou
+from utils.torch_utils import unwrap
 
 __all__ = ["ComputeLoss", "FocalLoss", "smooth_bce"]
 
@@ -60,8 +61,7 @@ class FocalLoss(nn.Module):
 
 def _unwrap_detect(detect: nn.Module) -> nn.Module:
     """Accept the Detect head itself, a DDP/DataParallel wrapper, or anything exposing ``.detect``."""
-    if isinstance(detect, (nn.parallel.DataParallel, nn.parallel.DistributedDataParallel)):
-        detect = detect.module
+    detect = unwrap(detect)
     if not hasattr(detect, "anchors") and hasattr(detect, "detect"):
         detect = detect.detect
     for attr in ("nc", "nl", "na", "anchors", "stride"):

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["select_device", "time_sync", "de_parallel", "init_seeds", "model_dtype"]
+__all__ = ["select_device", "time_sync", "unwrap", "init_seeds", "model_dtype"]
 
 LOGGER = logging.getLogger(__name__)
 
@@ -59,8 +59,12 @@ def time_sync() -> float:
     return time.perf_counter()
 
 
-def de_parallel(model: nn.Module) -> nn.Module:
-    """The bare model inside a DataParallel/DistributedDataParallel wrapper."""
+def unwrap(model: nn.Module) -> nn.Module:
+    """The bare model inside a DataParallel/DistributedDataParallel wrapper, else ``model`` itself.
+
+    The wrapper types are named rather than any ``.module`` attribute followed, so that a model (or head) that happens
+    to own a submodule called ``module`` is never mistaken for a wrapper.
+    """
     return model.module if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)) else model
 
 
