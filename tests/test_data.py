@@ -190,6 +190,30 @@ def test_malformed_label_rows_dropped_with_file_and_line(tmp_path, caplog):
     assert f"{lb}: 1 duplicate label rows removed" in text
 
 
+def test_polygon_label_rows_become_their_boxes(tmp_path, caplog):
+    """Segment rows (Roboflow's export) mixed with box rows: each polygon loads as the min/max box of its points;
+    rows with an odd number of coordinates are dropped with one message naming file and line."""
+    im = _write_image(tmp_path / "images" / "x.jpg")
+    lb = tmp_path / "labels" / "x.txt"
+    lb.parent.mkdir()
+    lb.write_text("0 0.5 0.5 0.2 0.2\n"
+                  "1 0.1 0.2 0.4 0.25 0.3 0.6 0.15 0.5\n"  # quadrilateral: x 0.1..0.4, y 0.2..0.6
+                  "2 0.6 0.6 0.9 0.7 0.7 0.95\n"  # triangle: x 0.6..0.9, y 0.6..0.95
+                  "3 0.1 0.1 0.2 0.2 0.3\n"  # 5 coordinates
+                  "4 0.1 0.1 0.2 0.2 0.3 0.3 0.4\n"  # 7 coordinates
+                  "5 0.1 0.2 0.3\n")  # too short for either
+    with caplog.at_level(logging.WARNING):
+        ds = LoadImagesAndLabels(tmp_path / "images", img_size=64, nc=80)
+    np.testing.assert_allclose(ds.labels[0], [[0, 0.5, 0.5, 0.2, 0.2],
+                                              [1, 0.25, 0.4, 0.3, 0.4],
+                                              [2, 0.75, 0.775, 0.3, 0.35]], atol=1e-6)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert f"{lb}:4: polygon row with an odd number of coordinates (5): expected x y pairs; row dropped" in warnings
+    assert f"{lb}:5: polygon row with an odd number of coordinates (7): expected x y pairs; row dropped" in warnings
+    assert any(m.startswith(f"{lb}:6: expected 5 values 'class x y w h' or a polygon") for m in warnings)
+    assert len(warnings) == 3
+
+
 # ------------------------------------------------------------------------------------------------ letterbox / rect
 def test_letterbox_shapes_and_padding():
     im = np.zeros((480, 640, 3), np.uint8)

@@ -30,7 +30,7 @@ __all__ = [
 
 LOGGER = logging.getLogger(__name__)
 
-CACHE_VERSION = 1  # bump when the verification rules or the archive layout change
+CACHE_VERSION = 2  # bump when the verification rules or the archive layout change (2: polygon rows read)
 _ARRAYS = ("im_files", "label_files", "shapes", "counts", "labels", "stats", "msgs")
 
 

@@ -56,9 +56,16 @@ def _empty_labels() -> np.ndarray:
 
 
 def _parse_row(parts: list[str], nc: Optional[int]) -> tuple[Optional[list[float]], str]:
-    """One label row -> (values, '') or (None, reason)."""
-    if len(parts) != 5:
-        return None, f"expected 5 values 'class x y w h', got {len(parts)}"
+    """One label row -> (``[cls, x, y, w, h]``, '') or (None, reason).
+
+    A polygon row ``cls x1 y1 x2 y2 x3 y3 ...`` (three or more points: segment labels, as Roboflow exports them)
+    becomes its bounding box, the min/max of its points, as YOLOv5 reads it.
+    """
+    n = len(parts)
+    if n < 5:
+        return None, f"expected 5 values 'class x y w h' or a polygon 'class x1 y1 x2 y2 x3 y3 ...', got {n}"
+    if n % 2 == 0:
+        return None, f"polygon row with an odd number of coordinates ({n - 1}): expected x y pairs"
     try:
         vals = [float(v) for v in parts]
     except ValueError:
@@ -73,7 +80,11 @@ def _parse_row(parts: list[str], nc: Optional[int]) -> tuple[Optional[list[float
     bad = [v for v in vals[1:] if v < -COORD_TOL or v > 1 + COORD_TOL]
     if bad:
         return None, f"coordinates must be normalised to [0, 1], got {', '.join(f'{v:g}' for v in bad)}"
-    return [c] + [min(max(v, 0.0), 1.0) for v in vals[1:]], ""
+    xy = [min(max(v, 0.0), 1.0) for v in vals[1:]]
+    if n == 5:
+        return [c, *xy], ""
+    xs, ys = xy[0::2], xy[1::2]
+    return [c, (min(xs) + max(xs)) / 2, (min(ys) + max(ys)) / 2, max(xs) - min(xs), max(ys) - min(ys)], ""
 
 
 def _read_labels(lb_file: str, nc: Optional[int], msgs: list[str]) -> tuple[np.ndarray, int]:
