@@ -1,5 +1,5 @@
-"""Run detection on images, folders, globs, videos or .txt lists:
-``python detect.py --weights yolov5n.pt --source ../shared/images/``."""
+"""Run detection on images, folders, globs, videos or .txt lists, an http(s) image or video URL, an RTSP/RTMP/HTTP
+stream or a webcam (``--source 0``): ``python detect.py --weights yolov5n.pt --source ../shared/images/``."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ def parse_opt(argv: list[str] | None = None) -> DetectOptions:
     d = DetectOptions()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--weights", type=str, default=d.weights, help="model path: .pt (official, ours or pruned), .torchscript or .onnx")
-    p.add_argument("--source", type=str, default=d.source, help="file/dir/glob/video/.txt list")
+    p.add_argument("--source", type=str, default=d.source,
+                   help="file/dir/glob/video/.txt list, image or video URL, rtsp/rtmp/http stream, or webcam index (0)")
     p.add_argument("--imgsz", "--img", "--img-size", type=int, default=d.imgsz, help="inference size (pixels)")
     p.add_argument("--conf-thres", type=float, default=d.conf_thres, help="confidence threshold")
     p.add_argument("--iou-thres", type=float, default=d.iou_thres, help="NMS IoU threshold")

@@ -83,52 +83,62 @@ class _VideoSink:
 
 
 def run(opt: DetectOptions) -> dict:
-    """detect.py: annotate images/videos into ``runs/detect/exp*`` and return a summary dict (also ``results.json``)."""
+    """detect.py: annotate images/videos into ``runs/detect/exp*`` and return a summary dict (also ``results.json``).
+
+    ``opt.source`` is anything :class:`LoadImages` reads (files, folders, globs, ``.txt`` lists, an http(s) image or
+    video URL) or a live source :class:`LoadStreams` reads (webcam index, RTSP/RTMP/HTTP stream), which runs until
+    it ends or Ctrl-C; either way the outputs so far are closed and the summary written.
+    """
     from engine.backends import load_backend
-    from utils.data import LoadImages
+    from utils.data import LoadImages, LoadStreams, is_stream, source_name
     from utils.paths import increment_path
     from utils.torch_utils import select_device
 
     device = select_device(opt.device)
     model = load_backend(opt.weights, device=device)
-    # Made only once the weights load, so a failed call leaves no empty run dir behind.
-    save_dir = increment_path(Path(opt.project) / opt.name, exist_ok=opt.exist_ok, mkdir=True)
-    if opt.save_txt:
-        (save_dir / "labels").mkdir(exist_ok=True)
     half = opt.half and device.type == "cuda"
     if half:
         model.half()
     names, stride = model.names, model.stride
     # Static exports take exactly their exported shape: full letterbox to it instead of the minimal rectangle.
     imgsz = model.input_size(opt.imgsz)
-    dataset = LoadImages(opt.source, img_size=imgsz, stride=stride, auto=model.dynamic, vid_stride=opt.vid_stride)
+    loader = LoadStreams if is_stream(opt.source) else LoadImages
+    dataset = loader(opt.source, img_size=imgsz, stride=stride, auto=model.dynamic, vid_stride=opt.vid_stride)
+    # Made only once the weights load and the source opens, so a failed call leaves no empty run dir behind.
+    save_dir = increment_path(Path(opt.project) / opt.name, exist_ok=opt.exist_ok, mkdir=True)
+    if opt.save_txt:
+        (save_dir / "labels").mkdir(exist_ok=True)
     sink = _VideoSink()
     summary: dict = {"source": str(opt.source), "weights": str(opt.weights), "save_dir": str(save_dir), "images": []}
     dt = np.zeros(3)
     seen = 0
-    for path, im, im0, cap, info in dataset:
-        t0 = time_sync()
-        x = torch.from_numpy(im).to(device)
-        x = (x.half() if half else x.float())[None] / 255
-        t1 = time_sync()
-        with torch.inference_mode():
-            pred = model(x)[0]
-        t2 = time_sync()
-        det = non_max_suppression(pred, opt.conf_thres, opt.iou_thres, opt.classes, opt.agnostic_nms,
-                                  max_det=opt.max_det)[0]
-        t3 = time_sync()
-        dt += (t1 - t0, t2 - t1, t3 - t2)
-        seen += 1
-        det[:, :4] = scale_boxes(x.shape[2:], det[:, :4], im0.shape).round()
-        p = Path(path)
-        frame_tag = f"_{dataset.frame}" if dataset.mode == "video" else ""
-        _save_outputs(opt, det, names, im0, p, save_dir, frame_tag, sink if dataset.mode == "video" else None, cap)
-        print(f"{info}{x.shape[2]}x{x.shape[3]} {describe_counts(det, names)}, {(t2 - t1) * 1e3:.1f}ms")
-        summary["images"].append({"path": str(p), "frame": dataset.frame if dataset.mode == "video" else None,
-                                  "detections": [{"class": int(c), "name": names[int(c)], "conf": round(float(cf), 4),
-                                                  "xyxy": [float(v) for v in b]}
-                                                 for *b, cf, c in det.tolist()]})
-    sink.close()
+    try:
+        for path, im, im0, cap, info in dataset:
+            t0 = time_sync()
+            x = torch.from_numpy(im).to(device)
+            x = (x.half() if half else x.float())[None] / 255
+            t1 = time_sync()
+            with torch.inference_mode():
+                pred = model(x)[0]
+            t2 = time_sync()
+            det = non_max_suppression(pred, opt.conf_thres, opt.iou_thres, opt.classes, opt.agnostic_nms,
+                                      max_det=opt.max_det)[0]
+            t3 = time_sync()
+            dt += (t1 - t0, t2 - t1, t3 - t2)
+            seen += 1
+            det[:, :4] = scale_boxes(x.shape[2:], det[:, :4], im0.shape).round()
+            p = Path(source_name(path))  # URLs and webcams get a file name, local files keep theirs
+            frame_tag = f"_{dataset.frame}" if dataset.mode == "video" else ""
+            _save_outputs(opt, det, names, im0, p, save_dir, frame_tag, sink if frame_tag else None, cap)
+            print(f"{info}{x.shape[2]}x{x.shape[3]} {describe_counts(det, names)}, {(t2 - t1) * 1e3:.1f}ms")
+            summary["images"].append(_record(path, dataset.frame if dataset.mode == "video" else None, det, names))
+    except KeyboardInterrupt:  # how a live source is stopped: keep what was detected so far
+        if loader is not LoadStreams:
+            raise
+        print(f"Stopped after {seen} frames")
+    finally:
+        sink.close()
+        dataset.close()
     t = tuple(1e3 * dt / max(seen, 1))
     summary["speed"] = dict(zip(("preprocess", "inference", "nms"), t))
     h, w = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
@@ -137,6 +147,13 @@ def run(opt: DetectOptions) -> dict:
     (save_dir / "results.json").write_text(json.dumps(summary, indent=1))
     print(f"Results saved to {save_dir}")
     return summary
+
+
+def _record(path: str, frame: int | None, det: torch.Tensor, names: list[str]) -> dict:
+    """One image's (or frame's) entry in results.json."""
+    return {"path": str(path), "frame": frame,
+            "detections": [{"class": int(c), "name": names[int(c)], "conf": round(float(cf), 4),
+                            "xyxy": [float(v) for v in b]} for *b, cf, c in det.tolist()]}
 
 
 def _save_outputs(opt: DetectOptions, det: torch.Tensor, names: list[str], im0: np.ndarray, p: Path, save_dir: Path,

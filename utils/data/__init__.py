@@ -18,6 +18,7 @@ from .files import IMG_FORMATS, VID_FORMATS, img2label_paths, list_image_files, 
 from .labels import LabelScan, scan_labels, verify_image_label
 from .letterbox import letterbox
 from .loaders import LoadImages, create_dataloader
+from .sources import LoadStreams, fetch_url, is_stream, is_url, source_name
 
 __all__ = [
     "DEFAULT_HYP",
@@ -26,14 +27,18 @@ __all__ = [
     "LabelScan",
     "LoadImages",
     "LoadImagesAndLabels",
+    "LoadStreams",
     "augment_hsv",
     "box_candidates",
     "create_dataloader",
     "datasets_dir",
     "download_dataset",
+    "fetch_url",
     "flip_lr",
     "flip_ud",
     "img2label_paths",
+    "is_stream",
+    "is_url",
     "letterbox",
     "list_image_files",
     "list_media_files",
@@ -43,6 +48,7 @@ __all__ = [
     "random_perspective",
     "rect_batch_shapes",
     "scan_labels",
+    "source_name",
     "user_cache_dir",
     "verify_image_label",
     "xywhn2xyxy",

@@ -26,6 +26,7 @@ __all__ = [
     "user_cache_dir",
     "load_dataset_config",
     "download_dataset",
+    "download_file",
     "path_hash",
 ]
 
@@ -175,6 +176,18 @@ def _safe_extract(zf: zipfile.ZipFile, dest: Path) -> None:
     zf.extractall(dest)
 
 
+def download_file(url: str, file: str | Path, timeout: float = 30.0) -> Path:
+    """Download ``url`` to ``file`` (its folder must exist) and return the path.
+
+    Raises:
+        urllib.error.URLError, OSError, ValueError: unreachable, refused, HTTP error, or not a URL urllib can open;
+            callers say what the download was for.
+    """
+    with urllib.request.urlopen(url, timeout=timeout) as r, open(file, "wb") as f:
+        shutil.copyfileobj(r, f)
+    return Path(file)
+
+
 def download_dataset(url: str, dest: str | Path, timeout: float = 30.0) -> Path:
     """Download ``url`` into directory ``dest``; zip files are extracted there. Returns ``dest``.
 
@@ -187,8 +200,7 @@ def download_dataset(url: str, dest: str | Path, timeout: float = 30.0) -> Path:
     with tempfile.TemporaryDirectory(dir=dest) as tmp:
         file = Path(tmp) / name
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as r, open(file, "wb") as f:
-                shutil.copyfileobj(r, f)
+            download_file(url, file, timeout)
         except (urllib.error.URLError, OSError, ValueError) as e:
             raise RuntimeError(f"Download of {url} failed ({e}); downloads are unavailable offline, "
                                f"place the dataset under {dest} yourself") from e

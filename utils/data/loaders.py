@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import tempfile
 from pathlib import Path
 from typing import Iterator, Optional, Sequence, Union
 
@@ -15,8 +16,9 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 
 from .dataset import LoadImagesAndLabels
-from .files import IMG_FORMATS, VID_FORMATS, list_media_files
+from .files import IMG_FORMATS, VID_FORMATS, is_image, list_media_files
 from .letterbox import letterbox
+from .sources import fetch_url, is_stream, is_url
 
 __all__ = ["create_dataloader", "LoadImages"]
 
@@ -94,15 +96,30 @@ def create_dataloader(
 
 
 class LoadImages:
-    """Iterate images, then videos (frame by frame), from a file, folder, glob or ``.txt`` list (detect.py source).
+    """Iterate images, then videos (frame by frame), from a file, folder, glob or ``.txt`` list (detect.py source),
+    or an http(s) URL of an image or video file, read from a temporary download (live streams: ``LoadStreams``).
 
-    Yields ``(path, im, im0, vid_cap, info)``: ``im`` is the letterboxed CHW RGB uint8 array, ``im0`` the original
-    BGR image, ``vid_cap`` the open ``cv2.VideoCapture`` for videos (None for images) and ``info`` a progress prefix.
+    Yields ``(path, im, im0, vid_cap, info)``: ``path`` the file as named by the source (the URL for a download),
+    ``im`` the letterboxed CHW RGB uint8 array, ``im0`` the original BGR image, ``vid_cap`` the open
+    ``cv2.VideoCapture`` for videos (None for images) and ``info`` a progress prefix. ``close()`` removes a download.
     """
 
     def __init__(self, source: Source, img_size: int = 640, stride: int = 32, auto: bool = True,
                  vid_stride: int = 1) -> None:
-        images, videos = list_media_files(source)  # FileNotFoundError names a missing source
+        self.cap: Optional[cv2.VideoCapture] = None
+        self._download: Optional[tempfile.TemporaryDirectory] = None
+        self.shown: dict[str, str] = {}  # local file -> the name its source gave it
+        if isinstance(source, str) and is_url(source) and not is_stream(source):
+            self._download = tempfile.TemporaryDirectory(prefix="yolo-source-")
+            try:
+                local = str(fetch_url(source, Path(self._download.name)))  # FileNotFoundError names the URL
+            except FileNotFoundError:
+                self.close()
+                raise
+            images, videos = ([local], []) if is_image(local) else ([], [local])
+            self.shown[local] = source
+        else:
+            images, videos = list_media_files(source)  # FileNotFoundError names a missing source
         self.files = images + videos
         self.video_flag = [False] * len(images) + [True] * len(videos)
         self.nf = len(self.files)
@@ -111,7 +128,6 @@ class LoadImages:
                                     f"{', '.join(IMG_FORMATS)}; videos: {', '.join(VID_FORMATS)}")
         self.img_size, self.stride, self.auto, self.vid_stride = img_size, stride, auto, max(1, int(vid_stride))
         self.mode = "video" if self.video_flag[0] else "image"
-        self.cap: Optional[cv2.VideoCapture] = None
         self.frame = self.frames = 0
         self.count = 0
 
@@ -128,6 +144,13 @@ class LoadImages:
             self.cap.release()
             self.cap = None
 
+    def close(self) -> None:
+        """Release an open video and remove a downloaded source."""
+        self._release()
+        if self._download is not None:
+            self._download.cleanup()
+            self._download = None
+
     def _open_video(self, path: str) -> None:
         self.cap = cv2.VideoCapture(path)
         self.frame = 0
@@ -137,7 +160,7 @@ class LoadImages:
         if self.cap is None:
             self._open_video(path)
             if not self.cap.isOpened():
-                LOGGER.warning("Cannot open video %s, skipped", path)
+                LOGGER.warning("Cannot open video %s, skipped", self.shown.get(path, path))
                 return None
         ok = True
         for _ in range(self.vid_stride):  # skip vid_stride - 1 frames cheaply
@@ -150,6 +173,7 @@ class LoadImages:
     def __next__(self) -> tuple[str, np.ndarray, np.ndarray, Optional[cv2.VideoCapture], str]:
         while self.count < self.nf:
             path = self.files[self.count]
+            shown = self.shown.get(path, path)
             if self.video_flag[self.count]:
                 self.mode = "video"
                 im0 = self._next_frame(path)
@@ -158,7 +182,7 @@ class LoadImages:
                     self.count += 1
                     continue
                 self.frame += 1
-                info = f"video {self.count + 1}/{self.nf} (frame {self.frame}/{self.frames}) {path}: "
+                info = f"video {self.count + 1}/{self.nf} (frame {self.frame}/{self.frames}) {shown}: "
             else:
                 self.mode = "image"
                 self.count += 1
@@ -166,9 +190,9 @@ class LoadImages:
                 if im0 is None:
                     LOGGER.warning("Image unreadable (corrupt?), skipped: %s", path)
                     continue
-                info = f"image {self.count}/{self.nf} {path}: "
+                info = f"image {self.count}/{self.nf} {shown}: "
             im = letterbox(im0, self.img_size, stride=self.stride, auto=self.auto)[0]
             im = np.ascontiguousarray(im.transpose((2, 0, 1))[::-1])  # HWC BGR -> CHW RGB
-            return path, im, im0, self.cap, info
+            return shown, im, im0, self.cap, info
         self._release()
         raise StopIteration
