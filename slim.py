@@ -27,6 +27,8 @@ def parse_opt(argv: list[str] | None = None) -> SlimOptions:
     p.add_argument("--target-params", type=int, default=d.target_params, help="final budget: parameters")
     p.add_argument("--steps", type=int, default=d.steps, help="prune steps (K)")
     p.add_argument("--ft-epochs", type=int, default=d.ft_epochs, help="fine-tuning epochs after each step (0: none)")
+    p.add_argument("--final-ft-epochs", type=int, default=d.final_ft_epochs,
+                   help="fine-tuning epochs after the last step (0: --ft-epochs)")
     p.add_argument("--ft-hyp", type=str, default=d.ft_hyp, help="hyperparameters of the fine-tuning runs")
     p.add_argument("--max-map-drop", type=float, default=d.max_map_drop,
                    help="stop before a step whose val mAP50-95 is more than this below the source's (0: off)")
@@ -42,8 +44,8 @@ def parse_opt(argv: list[str] | None = None) -> SlimOptions:
     check_common_flags(p, a)
     if bool(a.target_gflops) == bool(a.target_params) or a.target_gflops < 0 or a.target_params < 0:
         p.error("give one budget: --target-gflops G or --target-params N (> 0)")
-    if a.steps < 1 or a.ft_epochs < 0 or a.round < 1 or a.bn_recal_images < 1:
-        p.error("--steps, --round and --bn-recal-images must be >= 1 and --ft-epochs >= 0")
+    if a.steps < 1 or a.ft_epochs < 0 or a.final_ft_epochs < 0 or a.round < 1 or a.bn_recal_images < 1:
+        p.error("--steps, --round and --bn-recal-images must be >= 1 and --ft-epochs, --final-ft-epochs >= 0")
     if not 0 <= a.max_map_drop < 1:
         p.error(f"--max-map-drop must be in [0, 1), got {a.max_map_drop}")
     return SlimOptions(**vars(a))

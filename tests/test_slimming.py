@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from torch import nn
 
 import slim
@@ -242,12 +243,14 @@ def _slim_args(tmp_path: Path, data: Path, weights: Path, target: float, *extra:
 
 def test_slim_steps_towards_the_budget_and_resumes(tmp_path: Path, tiny_data: Path, yolov5n_pt: Path,
                                                    capsys: pytest.CaptureFixture) -> None:
-    """Two steps with one fine-tuning epoch each: a geometric ramp of budgets, each met, the last one the target; the
-    table in steps.md/json; the same command again runs nothing; other settings in the same folder are refused."""
+    """Two steps, one fine-tuning epoch after the first and two after the last: a geometric ramp of budgets, each
+    met, the last one the target; the table in steps.md/json; the same command again runs nothing; other settings in
+    the same folder are refused."""
     from models.summary import count_flops
 
     full = count_flops(load_model(yolov5n_pt)[0], 128)
-    argv = _slim_args(tmp_path, tiny_data, yolov5n_pt, 0.7 * full, "--steps", "2", "--ft-epochs", "1", "--name", "s")
+    argv = _slim_args(tmp_path, tiny_data, yolov5n_pt, 0.7 * full, "--steps", "2", "--ft-epochs", "1",
+                      "--final-ft-epochs", "2", "--name", "s")
     out = slim.main(argv)
     rows = out["rows"]
     assert [r["step"] for r in rows] == [1, 2] and not out["stopped_early"]
@@ -257,6 +260,8 @@ def test_slim_steps_towards_the_budget_and_resumes(tmp_path: Path, tiny_data: Pa
     assert all(r["map_ft"] is not None and 0 <= r["map"] <= 1 for r in rows)
     final = Path(out["final"])
     assert final.parent.parent.name == "step2_ft" and count_flops(load_model(final)[0], 128) <= 0.7 * full + 1e-6
+    epochs = [yaml.safe_load((tmp_path / "s" / f"step{k}_ft" / "opt.yaml").read_text())["epochs"] for k in (1, 2)]
+    assert epochs == [1, 2]
     md = (tmp_path / "s" / "steps.md").read_text()
     assert "| 1 |" in md and "| 2 |" in md and str(final) in md
     assert json.loads((tmp_path / "s" / "steps.json").read_text())["final"] == str(final)

@@ -1,6 +1,9 @@
 """slim.py: prune towards a budget in K steps, each BN-recalibrated and optionally fine-tuned a few epochs, stopping
 early when an accuracy guard would be broken.
 
+The last step's fine-tune can be longer (``final_ft_epochs``): the steps before it only need to hand on a model that
+has recovered, the last one is the model the user keeps, and it is what a one-shot prune is compared with.
+
 Step k prunes the previous step's model to ``G0 * (G / G0) ** (k / K)`` GFLOPs (or parameters), so every step removes
 the same share of what is left. Each step is a normal run of prune.py (``--target-gflops``) and train.py
 (``--ft_pruned_model``) in ``<project>/<name>/step<k>_{prune,ft}``, skipped when its outputs exist: the same command
@@ -30,6 +33,7 @@ class SlimOptions:
     target_params: int = 0
     steps: int = 3
     ft_epochs: int = 2  # fine-tuning epochs after each step (0: BN recalibration only)
+    final_ft_epochs: int = 0  # fine-tuning epochs after the last step (0: ft_epochs): the model the user keeps
     ft_hyp: str = "hyp.finetune_prune.yaml"  # no warmup, low lr: a short warmup-led fine-tune undid a trained model
     max_map_drop: float = 0.0  # > 0: stop before the step whose val mAP50-95 falls more than this below the source's
     importance: str = "relative"
@@ -107,9 +111,10 @@ def run(opt: SlimOptions) -> dict:
         row = {"step": k, "target": target, "value": value, "params": params, "percent": res["percent"],
                "map_pruned": res["pruned"]["mAP50_95"], "map_recal": res[res["saved"]]["mAP50_95"], "map_ft": None,
                "model": str(d / "pruned_model.pt")}
-        if opt.ft_epochs:
+        epochs = opt.final_ft_epochs if k == len(targets) and opt.final_ft_epochs else opt.ft_epochs
+        if epochs:
             best = runner.train(f"step{k}_ft", ["--weights", str(d / "pruned_model.pt"), "--ft_pruned_model",
-                                                "--hyp", opt.ft_hyp, "--epochs", str(opt.ft_epochs), "--noval",
+                                                "--hyp", opt.ft_hyp, "--epochs", str(epochs), "--noval",
                                                 *common], after=d / "pruned_model.pt")
             row["map_ft"] = json.loads((best.parent.parent / "results.json").read_text())["mAP50_95"]
             row["model"] = str(best)
