@@ -22,7 +22,7 @@ def parse_opt(argv: list[str] | None = None) -> ExportOptions:
     p.add_argument("--half", action="store_true", help="FP16 half-precision export (CUDA only)")
     p.add_argument("--inplace", action="store_true", help="set Detect() inplace=True")
     p.add_argument("--dynamic", action="store_true", help="ONNX: dynamic batch and image size axes")
-    p.add_argument("--simplify", action="store_true", help="ONNX: simplify the model (when a simplifier is installed)")
+    p.add_argument("--simplify", action="store_true", help="ONNX: simplify the model with onnxslim")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX: opset version")
     p.add_argument("--int8", action="store_true", help="ONNX: also write an INT8 model (ONNX Runtime static "
                    "quantization, calibrated on --data) and report its mAP and latency next to FP32")

@@ -5,6 +5,7 @@ Exported files go next to the weights as in YOLOv5, or into the working director
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import time
@@ -69,6 +70,9 @@ def _check_options(opt: ExportOptions) -> list[str]:
         raise ValueError("--int8 and --half are exclusive: INT8 is quantized from the float32 ONNX model")
     if opt.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {opt.batch_size}")
+    if opt.simplify and "onnx" in include and importlib.util.find_spec("onnxslim") is None:
+        raise ValueError("--simplify needs onnxslim, which is not installed: pip install -r requirements.txt "
+                         "(or pip install onnxslim)")
     return list(dict.fromkeys(include))
 
 

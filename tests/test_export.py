@@ -100,13 +100,31 @@ def test_dynamic_onnx_runs_at_two_sizes(exported: dict, model: torch.nn.Module) 
         assert compare_outputs(pred, _reference(model, x))["ok"]
 
 
+def test_simplify_with_onnxslim_keeps_outputs_with_fewer_nodes(yolov5n_pt: Path, model: torch.nn.Module,
+                                                               tmp_path: Path, images_dir: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import export
+
+    monkeypatch.chdir(tmp_path)
+    summary = export.main(["--weights", str(yolov5n_pt), "--include", "onnx", "--imgsz", "160", "--simplify"])
+    res = summary["exports"][0]
+    assert res["check"]["ok"] and res["notes"][0].startswith("simplified with onnxslim"), res
+    slim = onnx.load(res["file"])
+    onnx.checker.check_model(slim)
+    plain = export_onnx(model, tmp_path / "plain.onnx", imgsz=160, check=False)
+    assert len(slim.graph.node) <= len(onnx.load(plain["file"]).graph.node)
+    x = _image(images_dir / "bus.jpg", 160)
+    backend = load_backend(res["file"], "cpu")
+    assert (backend.stride, backend.names) == (32, model.names)  # metadata survives simplification
+    assert compare_outputs(backend(x)[0], _reference(model, x))["ok"]
+    monkeypatch.setitem(sys.modules, "onnxslim", None)  # as if not installed: refused before any work
+    with pytest.raises(ValueError, match="--simplify needs onnxslim, which is not installed: pip install"):
+        export.main(["--weights", str(yolov5n_pt), "--include", "onnx", "--imgsz", "160", "--simplify"])
+
+
 def test_static_onnx_fixed_shape_pads_batches(tmp_path: Path, model: torch.nn.Module,
-                                              caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "onnxslim", None)  # neither simplifier importable, as on this machine
-    monkeypatch.setitem(sys.modules, "onnxsim", None)
-    with caplog.at_level(logging.WARNING):
-        res = export_onnx(model, tmp_path / "static.onnx", imgsz=160, batch_size=2, simplify=True)
-    assert "--simplify skipped: neither onnxslim nor onnxsim is installed" in caplog.text
+                                              caplog: pytest.LogCaptureFixture) -> None:
+    res = export_onnx(model, tmp_path / "static.onnx", imgsz=160, batch_size=2)
     assert res["check"]["ok"] and res["metadata"]["dynamic"] is False
     backend = load_backend(tmp_path / "static.onnx", "cpu")
     assert (backend.dynamic, backend.imgsz, backend.batch) == (False, (160, 160), 2)
