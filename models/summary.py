@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -52,7 +53,11 @@ def count_flops(model: nn.Module, imgsz: int | tuple[int, int] = 640, ch: int = 
 
 
 def model_summary(model: nn.Module, verbose: bool = False, imgsz: int = 640) -> dict:
-    """Print a YOLOv5-style summary and return it as a dict (layers, parameters, gradients, gflops)."""
+    """Print a YOLOv5-style summary and return it as a dict (layers, parameters, gradients, gflops).
+
+    The line reads ``YOLOv5n summary: 214 layers, 1872157 parameters, 1872157 gradients, 4.5 GFLOPs``: layers are
+    all modules, gradients the parameters that train (not frozen), GFLOPs those of one ``imgsz`` square image.
+    """
     n_p = sum(p.numel() for p in model.parameters())
     n_g = sum(p.numel() for p in model.parameters() if p.requires_grad)
     n_l = len(list(model.modules()))
@@ -67,6 +72,9 @@ def model_summary(model: nn.Module, verbose: bool = False, imgsz: int = 640) -> 
             args = info.args if info is not None else ""
             n = info.n if info is not None else 1
             print(f"{m.i:>3}{str(m.f):>18}{n:>3}{m.np:10.0f}  {m.type:<40}{str(args):<30}")
-    name = getattr(model, "yaml", {}).get("yaml_file", type(model).__name__).replace(".yaml", "")
-    print(f"{name} summary: {n_l} layers, {n_p:,} parameters, {n_g:,} gradients, {gflops:.1f} GFLOPs")
+    # YOLOv5's wording and plain numbers (users grep their logs for it): "YOLOv5n summary" from a model YAML's name,
+    # "Model summary" for an architecture that came from a checkpoint.
+    yaml_file = getattr(model, "yaml", {}).get("yaml_file")
+    name = Path(yaml_file).stem.replace("yolov5", "YOLOv5") if yaml_file else "Model"
+    print(f"{name} summary: {n_l} layers, {n_p} parameters, {n_g} gradients, {gflops:.1f} GFLOPs")
     return {"layers": n_l, "parameters": n_p, "gradients": n_g, "gflops": gflops}
