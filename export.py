@@ -1,5 +1,5 @@
-"""Export a detector to TorchScript and/or ONNX:
-``python export.py --weights yolov5n.pt --include torchscript onnx --imgsz 640``."""
+"""Export a detector to TorchScript, ONNX and/or OpenVINO:
+``python export.py --weights yolov5n.pt --include torchscript onnx openvino --imgsz 640``."""
 
 from __future__ import annotations
 
@@ -19,9 +19,10 @@ def parse_opt(argv: list[str] | None = None) -> ExportOptions:
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="batch size")
     p.add_argument("--device", default=d.device, help="cuda device, i.e. 0 or 0,1,2,3 or cpu")
     p.add_argument("--include", nargs="+", default=d.include, help=f"formats: {', '.join(EXPORT_FORMATS)}")
-    p.add_argument("--half", action="store_true", help="FP16 half-precision export (CUDA only)")
+    p.add_argument("--half", action="store_true", help="FP16: ONNX/TorchScript traced in float16 (CUDA only); "
+                   "OpenVINO weights compressed to float16 (any device)")
     p.add_argument("--inplace", action="store_true", help="set Detect() inplace=True")
-    p.add_argument("--dynamic", action="store_true", help="ONNX: dynamic batch and image size axes")
+    p.add_argument("--dynamic", action="store_true", help="ONNX/OpenVINO: dynamic batch and image size axes")
     p.add_argument("--simplify", action="store_true", help="ONNX: simplify the model with onnxslim")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX: opset version")
     p.add_argument("--int8", action="store_true", help="ONNX: also write an INT8 model (ONNX Runtime static "

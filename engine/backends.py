@@ -1,13 +1,15 @@
-"""One inference interface over PyTorch checkpoints, TorchScript files and ONNX models.
+"""One inference interface over PyTorch checkpoints, TorchScript files, ONNX models and OpenVINO IR.
 
-``load_backend(weights, device)`` picks the runtime from the file suffix and returns a :class:`Backend` that
-``engine.validator.evaluate`` and the predictor use in place of a model: ``backend(im)`` returns
+``load_backend(weights, device)`` picks the runtime from the file suffix (or YOLOv5's ``_openvino_model`` folder)
+and returns a :class:`Backend` that ``engine.validator.evaluate`` and the predictor use in place of a model:
+``backend(im)`` returns
 ``(decoded (bs, N, 5 + nc) float32, raw maps or None)``, and ``stride``, ``names``, ``device``, ``dynamic`` and
 the fixed input shape of static exports are attributes read from the file's metadata.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import warnings
@@ -17,12 +19,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from engine.exporters.common import META_FORMAT, decode_metadata
+from engine.exporters.common import META_FORMAT, decode_metadata, normalize_metadata
 
-__all__ = ["Backend", "PyTorchBackend", "TorchScriptBackend", "ONNXBackend", "load_backend", "BACKEND_SUFFIXES"]
+__all__ = ["Backend", "PyTorchBackend", "TorchScriptBackend", "ONNXBackend", "OpenVINOBackend", "load_backend",
+           "BACKEND_SUFFIXES"]
 
 LOGGER = logging.getLogger(__name__)
-BACKEND_SUFFIXES = {".pt": "pytorch", ".torchscript": "torchscript", ".onnx": "onnx"}
+BACKEND_SUFFIXES = {".pt": "pytorch", ".torchscript": "torchscript", ".onnx": "onnx", ".xml": "openvino",
+                    "_openvino_model": "openvino"}  # the last: YOLOv5's OpenVINO folder
 DEFAULT_STRIDE = 32  # the largest stride of every YOLOv5 P5 model, used when a file does not say
 
 
@@ -30,7 +34,7 @@ class Backend:
     """Common attributes and behaviour; subclasses implement ``forward``.
 
     Attributes:
-        format: 'pytorch', 'torchscript' or 'onnx'.
+        format: 'pytorch', 'torchscript', 'onnx' or 'openvino'.
         file: the weights file.
         device: where inputs and outputs live.
         stride: the largest model stride (input sizes must be multiples of it).
@@ -183,12 +187,40 @@ class TorchScriptBackend(Backend):
         return y.float(), None
 
 
-class ONNXBackend(Backend):
-    """An ``.onnx`` model run in ONNX Runtime, with the CUDA provider where the installed onnxruntime has it.
+class ArrayBackend(Backend):
+    """A runtime fed through host memory (numpy): simple and device-independent; the copy is small next to the model.
 
-    Inputs go through host memory (numpy): simple and provider-independent; the copy is small next to the model.
-    A static batch is met by padding short batches and splitting long ones.
+    Subclasses set ``input_dtype``, ``batch`` (a static batch, or None) and implement ``_run``. A static batch is
+    met by padding short batches and splitting long ones.
     """
+
+    input_dtype: type = np.float32
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def forward(self, im: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+        if not self.dynamic and tuple(im.shape[2:]) != tuple(self.imgsz):
+            raise ValueError(f"{self.file} takes {self.imgsz[0]}x{self.imgsz[1]} inputs (a static export), "
+                             f"got {im.shape[2]}x{im.shape[3]}")
+        x = im.detach().cpu().numpy().astype(self.input_dtype, copy=False)
+        n = x.shape[0]
+        if self.batch is None or n == self.batch:
+            y = self._run(x)
+        else:
+            chunks = []
+            for i in range(0, n, self.batch):
+                part = x[i:i + self.batch]
+                k = part.shape[0]
+                if k < self.batch:
+                    part = np.concatenate([part, np.zeros((self.batch - k, *part.shape[1:]), part.dtype)])
+                chunks.append(self._run(part)[:k])
+            y = np.concatenate(chunks)
+        return torch.from_numpy(y.astype(np.float32, copy=False)).to(im.device), None
+
+
+class ONNXBackend(ArrayBackend):
+    """An ``.onnx`` model run in ONNX Runtime, with the CUDA provider where the installed onnxruntime has it."""
 
     format = "onnx"
 
@@ -225,35 +257,86 @@ class ONNXBackend(Backend):
     def _run(self, x: np.ndarray) -> np.ndarray:
         return self.session.run([self.output_name], {self.input_name: x})[0]
 
-    def forward(self, im: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
-        if not self.dynamic and tuple(im.shape[2:]) != tuple(self.imgsz):
-            raise ValueError(f"{self.file} takes {self.imgsz[0]}x{self.imgsz[1]} inputs (a static export), "
-                             f"got {im.shape[2]}x{im.shape[3]}")
-        x = im.detach().cpu().numpy().astype(self.input_dtype, copy=False)
-        n = x.shape[0]
-        if self.batch is None or n == self.batch:
-            y = self._run(x)
-        else:
-            chunks = []
-            for i in range(0, n, self.batch):
-                part = x[i:i + self.batch]
-                k = part.shape[0]
-                if k < self.batch:
-                    part = np.concatenate([part, np.zeros((self.batch - k, *part.shape[1:]), part.dtype)])
-                chunks.append(self._run(part)[:k])
-            y = np.concatenate(chunks)
-        return torch.from_numpy(y.astype(np.float32, copy=False)).to(im.device), None
+
+class OpenVINOBackend(ArrayBackend):
+    """An OpenVINO IR (``.xml`` + ``.bin``, or their ``_openvino_model`` folder) on OpenVINO's CPU plugin.
+
+    Metadata comes from the ``.yaml`` beside the ``.xml`` (export.py's, or YOLOv5's stride and names). OpenVINO has
+    no CUDA plugin: a CUDA ``device`` runs the model on the CPU (with a warning) and returns results on the device.
+    """
+
+    format = "openvino"
+
+    def __init__(self, file: Path, device: torch.device, threads: int | None = None) -> None:
+        from engine.exporters.openvino_export import compile_openvino, openvino_xml
+        from utils.yaml_io import read_yaml
+
+        if importlib.util.find_spec("openvino") is None:
+            raise ValueError(f"{file}: OpenVINO models need the openvino package: pip install -r requirements.txt "
+                             "(or pip install openvino)")
+        xml = openvino_xml(file)
+        super().__init__(xml, device)
+        self.threads = int(threads or 0)  # 0: OpenVINO's default
+        if device.type != "cpu":
+            LOGGER.warning("OpenVINO runs on the CPU here (it has no %s plugin): %s", device.type, xml)
+        meta_file = xml.with_suffix(".yaml")
+        meta = read_yaml(meta_file, "OpenVINO metadata") if meta_file.is_file() else None
+        meta = normalize_metadata(meta) if isinstance(meta, dict) else {}
+        try:
+            self.compiled = compile_openvino(xml, half=bool(meta.get("half")), threads=threads)
+        except Exception as e:  # noqa: BLE001 - OpenVINO raises RuntimeError and its own types for invalid files
+            raise ValueError(f"{xml}: not a usable OpenVINO model ({str(e).splitlines()[0]})") from None
+        inp, out = self.compiled.input(0), self.compiled.output(0)
+        shape, out_shape = inp.get_partial_shape(), out.get_partial_shape()
+        if shape.rank.is_dynamic or shape.rank.get_length() != 4:
+            raise ValueError(f"{xml}: expected one image input (batch, 3, height, width), got shape {shape}")
+        nc = out_shape[2].get_length() - 5 if out_shape.rank.get_length() == 3 and out_shape[2].is_static else None
+        self._apply_metadata(meta, nc)
+        self.input_dtype = np.float16 if inp.get_element_type().get_type_name() == "f16" else np.float32
+        self.dynamic = not (shape[2].is_static and shape[3].is_static)
+        self.batch = shape[0].get_length() if shape[0].is_static else None
+        if not self.dynamic:
+            self.imgsz = (shape[2].get_length(), shape[3].get_length())
+        elif "imgsz" in self.metadata:
+            self.imgsz = tuple(int(s) for s in self.metadata["imgsz"])
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        return self.compiled(x)[0]
+
+
+def _format_of(weights: str | Path) -> str:
+    """The runtime for ``weights``: by suffix, or 'openvino' for YOLOv5's ``<name>_openvino_model`` folder."""
+    path = Path(str(weights))
+    if path.name.endswith("_openvino_model"):
+        return "openvino"
+    suffix = path.suffix.lower()
+    if suffix not in BACKEND_SUFFIXES:
+        raise ValueError(f"--weights {weights}: unsupported model format '{suffix or '(no suffix)'}'; supported: "
+                         + ", ".join(f"{s} ({f})" for s, f in BACKEND_SUFFIXES.items()))
+    return BACKEND_SUFFIXES[suffix]
+
+
+def _resolve_openvino(weights: str | Path) -> Path:
+    """An OpenVINO file or folder as given, else of that name in ``$YOLO_WEIGHTS_DIR`` (folders are not files, so
+    ``resolve_weights`` does not find them)."""
+    from utils.paths import weights_dir
+
+    p, wd = Path(weights), weights_dir()
+    if not p.exists() and not p.is_absolute() and wd is not None and (wd / p.name).exists():
+        return wd / p.name
+    return p
 
 
 def load_backend(weights: str | Path, device: str | torch.device = "cpu", fuse: bool = True,
                  threads: int | None = None) -> Backend:
-    """Open ``weights`` (.pt, .torchscript or .onnx) for inference on ``device``.
+    """Open ``weights`` (.pt, .torchscript, .onnx, or OpenVINO .xml or ``_openvino_model`` folder) on ``device``.
 
     Args:
         weights: a file, or a name found in ``$YOLO_WEIGHTS_DIR`` (as ``--weights`` everywhere).
-        device: a torch device or ``--device`` string; ONNX models use the CUDA provider when it is installed.
+        device: a torch device or ``--device`` string; ONNX models use the CUDA provider when it is installed,
+            OpenVINO models always run on the CPU.
         fuse: fold Conv+BN of PyTorch checkpoints.
-        threads: intra-op threads for ONNX Runtime (default: its own choice, one per physical core).
+        threads: intra-op threads for ONNX Runtime and OpenVINO (default: each runtime's own choice).
 
     Raises:
         ValueError: an unsupported suffix (the message lists the supported ones) or a file the runtime cannot read.
@@ -263,16 +346,14 @@ def load_backend(weights: str | Path, device: str | torch.device = "cpu", fuse: 
     from utils.torch_utils import select_device
 
     device = select_device(device)
-    suffix = Path(str(weights)).suffix.lower()
-    if suffix not in BACKEND_SUFFIXES:
-        raise ValueError(f"--weights {weights}: unsupported model format '{suffix or '(no suffix)'}'; supported: "
-                         + ", ".join(f"{s} ({f})" for s, f in BACKEND_SUFFIXES.items()))
-    file = resolve_weights(weights)
-    if BACKEND_SUFFIXES[suffix] == "pytorch":
-        backend: Backend = PyTorchBackend(file, device, fuse=fuse)
-    elif BACKEND_SUFFIXES[suffix] == "torchscript":
-        backend = TorchScriptBackend(file, device)
+    fmt = _format_of(weights)
+    if fmt == "openvino":
+        backend: Backend = OpenVINOBackend(_resolve_openvino(weights), device, threads=threads)
+    elif fmt == "pytorch":
+        backend = PyTorchBackend(resolve_weights(weights), device, fuse=fuse)
+    elif fmt == "torchscript":
+        backend = TorchScriptBackend(resolve_weights(weights), device)
     else:
-        backend = ONNXBackend(file, device, threads=threads)
+        backend = ONNXBackend(resolve_weights(weights), device, threads=threads)
     LOGGER.info("Loaded %r", backend)
     return backend

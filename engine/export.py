@@ -1,4 +1,4 @@
-"""export.py: a checkpoint to TorchScript and/or ONNX (optionally INT8), each file checked against PyTorch.
+"""export.py: a checkpoint to TorchScript, ONNX (optionally INT8) and/or OpenVINO, each file checked against PyTorch.
 
 Exported files go next to the weights as in YOLOv5, or into the working directory when that folder is read-only.
 """
@@ -20,7 +20,7 @@ from engine.exporters.onnx_export import DEFAULT_OPSET
 __all__ = ["ExportOptions", "EXPORT_FORMATS", "run", "output_dir_for"]
 
 LOGGER = logging.getLogger(__name__)
-EXPORT_FORMATS = {"torchscript": ".torchscript", "onnx": ".onnx"}
+EXPORT_FORMATS = {"torchscript": ".torchscript", "onnx": ".onnx", "openvino": "_openvino_model"}  # name suffixes
 
 
 @dataclass
@@ -58,8 +58,8 @@ def output_dir_for(weights: Path, output_dir: str | Path | None = None) -> Path:
     return Path.cwd()
 
 
-def _check_options(opt: ExportOptions) -> list[str]:
-    include = [f.lower().lstrip(".") for f in opt.include]
+def _check_options(opt: ExportOptions, device: torch.device) -> list[str]:
+    include = list(dict.fromkeys(f.lower().lstrip(".") for f in opt.include))
     unknown = [f for f in include if f not in EXPORT_FORMATS]
     if unknown or not include:
         raise ValueError(f"--include {' '.join(opt.include) or '(empty)'}: unknown format(s) "
@@ -68,12 +68,23 @@ def _check_options(opt: ExportOptions) -> list[str]:
         raise ValueError("--int8 quantizes the ONNX model: add onnx to --include")
     if opt.int8 and opt.half:
         raise ValueError("--int8 and --half are exclusive: INT8 is quantized from the float32 ONNX model")
+    fp16_traced = [f for f in include if f != "openvino"]
+    if opt.half and device.type != "cuda" and fp16_traced:
+        # As YOLOv5: a float16 trace needs CUDA (CPU kernels have no float16 version). OpenVINO only stores
+        # float16 weights, which needs no GPU.
+        raise ValueError(f"--half exports float16 {' and '.join(fp16_traced)} only on a CUDA device (--device 0), "
+                         f"not on {device.type}; on the CPU --half applies to --include openvino alone "
+                         "(FP16 weight compression)")
+    needs = {"onnxslim": "--simplify"} if opt.simplify and "onnx" in include else {}
+    if "openvino" in include:
+        needs["openvino"] = "--include openvino"
+    for module, flag in needs.items():  # refused before any work, not after a trace
+        if importlib.util.find_spec(module) is None:
+            raise ValueError(f"{flag} needs {module}, which is not installed: pip install -r requirements.txt "
+                             f"(or pip install {module})")
     if opt.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {opt.batch_size}")
-    if opt.simplify and "onnx" in include and importlib.util.find_spec("onnxslim") is None:
-        raise ValueError("--simplify needs onnxslim, which is not installed: pip install -r requirements.txt "
-                         "(or pip install onnxslim)")
-    return list(dict.fromkeys(include))
+    return include
 
 
 def _image_size(imgsz: list[int], stride: int) -> tuple[int, int]:
@@ -92,21 +103,22 @@ def run(opt: ExportOptions) -> dict[str, Any]:
     quantize to INT8 with ``--int8``; print a summary and return it (also written as ``<stem>_export.json``)."""
     from engine.exporters.common import prepare_for_export
     from engine.exporters.onnx_export import export_onnx
+    from engine.exporters.openvino_export import export_openvino
     from engine.exporters.torchscript_export import export_torchscript
     from utils.checkpoint import load_model
     from utils.torch_utils import select_device
 
     t0 = time.perf_counter()
-    include = _check_options(opt)
     device = select_device(opt.device)
-    if opt.half and device.type != "cuda":
-        raise ValueError("--half export needs a CUDA device (--device 0): CPU kernels have no float16 version")
+    include = _check_options(opt, device)
     model, _ = load_model(opt.weights, device=device)
     weights = Path(model.ckpt_path)
     imgsz = _image_size(opt.imgsz, int(model.stride.max()))
     out_dir = output_dir_for(weights, opt.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    prepared = prepare_for_export(model, device, half=opt.half, inplace=opt.inplace)
+    prepared = prepare_for_export(model, device, half=opt.half and device.type == "cuda", inplace=opt.inplace)
+    # OpenVINO converts a float32 graph and compresses the weights itself with --half
+    prepared32 = prepared if not opt.half else prepare_for_export(model, device, inplace=opt.inplace)
     n_params = sum(p.numel() for p in prepared.parameters())
     print(f"PyTorch: starting from {weights} ({weights.stat().st_size / 2**20:.1f} MB, {n_params:,} parameters after "
           f"Conv+BN fusion), input {opt.batch_size}x3x{imgsz[0]}x{imgsz[1]}")
@@ -116,6 +128,8 @@ def run(opt: ExportOptions) -> dict[str, Any]:
         common = dict(imgsz=imgsz, batch_size=opt.batch_size, half=opt.half, device=device, prepared=True)
         if fmt == "onnx":
             res = export_onnx(prepared, file, dynamic=opt.dynamic, opset=opt.opset, simplify=opt.simplify, **common)
+        elif fmt == "openvino":
+            res = export_openvino(prepared32, file, dynamic=opt.dynamic, opset=opt.opset, **common)
         else:
             res = export_torchscript(prepared, file, **common)
         _print_export(res)
@@ -134,14 +148,14 @@ def run(opt: ExportOptions) -> dict[str, Any]:
 
 
 def _print_export(res: dict[str, Any]) -> None:
-    name = {"onnx": "ONNX", "torchscript": "TorchScript"}.get(res["format"], res["format"])
+    name = {"onnx": "ONNX", "torchscript": "TorchScript", "openvino": "OpenVINO"}.get(res["format"], res["format"])
     meta = res["metadata"]
     shape = "dynamic shapes" if meta["dynamic"] else f"static {meta['batch']}x3x{meta['imgsz'][0]}x{meta['imgsz'][1]}"
     print(f"{name}: export success {res['seconds']:.1f}s, saved as {res['file']} ({res['size_mb']:.1f} MB, {shape}, "
           f"stride {meta['stride']}, {len(meta['names'])} class names embedded)")
     c = res.get("check")
     if c:
-        runtime = "ONNX Runtime" if res["format"] == "onnx" else "reloaded TorchScript"
+        runtime = {"onnx": "ONNX Runtime", "openvino": "OpenVINO"}.get(res["format"], "reloaded TorchScript")
         verdict = "match" if c["ok"] else "MISMATCH"
         print(f"{name}: {runtime} vs PyTorch on one input: max abs diff {c['max_abs']:.2e} "
               f"(boxes {c['max_abs_boxes']:.2e} px, scores {c['max_abs_scores']:.2e}) -> {verdict}")

@@ -102,6 +102,8 @@ class Trainer:
             model, _ = build_model(opt, nc, self.names)
         model = model.to(self.device)
         freeze_layers(model, opt.freeze)
+        if self.main:  # YOLOv5's "Model summary: ... layers, ... parameters, ... gradients, ... GFLOPs" (at 640)
+            model.info()
         self.gs = max(int(model.stride.max()), 32)
         self.imgsz = math.ceil(opt.imgsz / self.gs) * self.gs
         if self.imgsz != opt.imgsz:

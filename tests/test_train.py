@@ -329,7 +329,9 @@ def test_batch_size_zero_is_a_usage_error(tmp_path, capsys):
 
 
 # ----------------------------------------------------------------------------------------- 5. pretrained transfer
-def test_pretrained_transfer_to_two_classes(tmp_path, coco128_dir, yolov5n_pt, caplog):
+def test_pretrained_transfer_to_two_classes(tmp_path, coco128_dir, yolov5n_pt, caplog, capsys):
+    """yolov5n.pt trained on two classes: all but the output convs transfer, the model summary at the start counts the
+    two-class model's parameters (all of them train), and --noplots draws no batch mosaics."""
     data = make_dataset(tmp_path / "two", coco128_dir, n=8, remap=lambda c: 0 if c == 0 else 1,
                         names=["person", "other"])
     official = load_checkpoint(yolov5n_pt)
@@ -348,7 +350,14 @@ def test_pretrained_transfer_to_two_classes(tmp_path, coco128_dir, yolov5n_pt, c
     m = re.search(r"Transferred (\d+)/(\d+) items", caplog.text)
     assert m, caplog.text[-2000:]
     assert int(m.group(1)) == int(m.group(2)) - N_OUTPUT_TENSORS == len(own) - N_OUTPUT_TENSORS
+    out = capsys.readouterr().out
+    m = re.search(r"^Model summary: (\d+) layers, (\d+) parameters, (\d+) gradients, ([\d.]+) GFLOPs$", out, re.M)
+    assert m, out[:2000]
+    n_params = sum(p.numel() for p in model.parameters())  # output convs for 2 classes, not the 80 of yolov5n.pt
+    assert int(m.group(1)) == len(list(model.modules())) and int(m.group(2)) == int(m.group(3)) == n_params
+    assert 4.0 < float(m.group(4)) < 4.5  # yolov5n is 4.5 GFLOPs at 640 with 80 classes
     run = tmp_path / "runs" / "ft"
+    assert not list(run.glob("*_batch*.jpg"))
     assert [int(r["epoch"]) for r in read_results(run)] == [0]
     ck = load_checkpoint(run / "weights" / "best.pt")
     assert ck["nc"] == 2 and ck["names"] == ["person", "other"]

@@ -16,7 +16,7 @@ from torch import nn
 from models.detect import Detect
 
 __all__ = ["META_FORMAT", "start_export", "prepare_for_export", "build_metadata", "encode_metadata", "decode_metadata",
-           "compare_outputs", "normalize_imgsz", "example_input", "detect_head"]
+           "normalize_metadata", "compare_outputs", "normalize_imgsz", "example_input", "detect_head"]
 
 META_FORMAT = "yolo-slim"  # the same tag as our checkpoints, so a file says which code base wrote it
 # Element-wise closeness like numpy.allclose: |a - b| <= ATOL + RTOL * |b|. Box columns are pixels: at 640 px,
@@ -128,17 +128,24 @@ def decode_metadata(props: dict[str, str]) -> dict[str, Any]:
                 out[k] = ast.literal_eval(v)
             except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
                 out[k] = v
-    names = out.get("names")
-    if isinstance(names, dict):  # YOLOv5 writes {0: 'person', ...}
-        out["names"] = [str(names[k]) for k in sorted(names, key=int)]
-    return out
+    return normalize_metadata(out)
 
 
-def compare_outputs(y: np.ndarray | torch.Tensor, y_ref: np.ndarray | torch.Tensor) -> dict[str, Any]:
+def normalize_metadata(meta: dict[str, Any]) -> dict[str, Any]:
+    """``meta`` with YOLOv5's names dict (``{0: 'person', ...}``) turned into our list of names."""
+    names = meta.get("names")
+    if isinstance(names, dict):
+        return {**meta, "names": [str(names[k]) for k in sorted(names, key=int)]}
+    return meta
+
+
+def compare_outputs(y: np.ndarray | torch.Tensor, y_ref: np.ndarray | torch.Tensor, atol: float = ATOL,
+                    rtol: float = RTOL) -> dict[str, Any]:
     """Compare an exported model's decoded output with PyTorch's (both (bs, N, 5 + nc)).
 
     Returns max_abs (all columns), max_abs_boxes (xywh, pixels), max_abs_scores (objectness and classes),
-    max_rel_boxes, and ``ok``: every element within ``ATOL + RTOL * |ref|`` (see the note at ``ATOL``).
+    max_rel_boxes, and ``ok``: every element within ``atol + rtol * |ref|`` (defaults: see the note at ``ATOL``;
+    files with float16 weights need looser bounds).
     """
     a = y.detach().float().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y, dtype=np.float32)
     b = y_ref.detach().float().cpu().numpy() if isinstance(y_ref, torch.Tensor) else np.asarray(y_ref, np.float32)
@@ -146,6 +153,6 @@ def compare_outputs(y: np.ndarray | torch.Tensor, y_ref: np.ndarray | torch.Tens
         return {"ok": False, "error": f"output shape {a.shape} != PyTorch {b.shape}", "max_abs": float("inf")}
     d = np.abs(a.astype(np.float64) - b.astype(np.float64))
     ref = np.abs(b.astype(np.float64))
-    return {"ok": bool(np.all(d <= ATOL + RTOL * ref)), "max_abs": float(d.max(initial=0.0)),
+    return {"ok": bool(np.all(d <= atol + rtol * ref)), "max_abs": float(d.max(initial=0.0)),
             "max_abs_boxes": float(d[..., :4].max(initial=0.0)), "max_abs_scores": float(d[..., 4:].max(initial=0.0)),
             "max_rel_boxes": float((d[..., :4] / np.maximum(ref[..., :4], 1.0)).max(initial=0.0))}
