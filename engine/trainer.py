@@ -320,7 +320,7 @@ class Trainer:
             if self.val_loader is None:  # --noval: only the final epoch validates
                 self.val_loader = self._val_loader()
             stats = collect(self.ema.ema, self.val_loader, self.names, single_cls=opt.single_cls, half=self.amp,
-                            compute_loss=self.compute_loss)
+                            compute_loss=self.compute_loss, keep_batches=not opt.noplots)  # for best's plots
             self.metrics = summarise(stats)
             print_results(self.metrics)
         else:

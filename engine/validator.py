@@ -4,7 +4,8 @@
 
 This module is the one home of the validation protocol that every caller (val.py, training, pruning, export,
 comparisons, benchmarks) shares, so that their mAPs are comparable: the loader recipe (:func:`val_loader`), the
-thresholds (:data:`CONF_THRES`, :data:`IOU_THRES`) and the :func:`fitness` that picks best.pt.
+thresholds (:data:`CONF_THRES`, :data:`IOU_THRES`) and the :func:`fitness` that picks best.pt. With plots it also
+draws what users look at first, as YOLOv5 does: ``val_batch{0,1,2}_labels.jpg`` and ``val_batch{0,1,2}_pred.jpg``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import torch
 from tqdm import tqdm
 
 from engine.coco import coco80_to_91, detections_to_coco, score_with_pycocotools, write_json
-from utils.boxes import scale_boxes, xywh2xyxy, xyxy2xywh
+from utils.boxes import clip_boxes, scale_boxes, xywh2xyxy, xyxy2xywh
 from utils.metrics import ConfusionMatrix, ap_per_class, match_predictions
 from utils.nms import non_max_suppression
 from utils.torch_utils import time_sync
@@ -28,14 +29,16 @@ from utils.torch_utils import time_sync
 if TYPE_CHECKING:
     from torch.utils.data import DataLoader
 
-__all__ = ["CONF_THRES", "IOU_THRES", "ValOptions", "ValStats", "collect", "evaluate", "fitness", "print_results",
-           "run", "summarise", "val_loader"]
+__all__ = ["CONF_THRES", "IOU_THRES", "PLOT_BATCHES", "PLOT_CONF", "ValOptions", "ValStats", "collect", "evaluate",
+           "fitness", "print_results", "run", "summarise", "val_loader"]
 
 LOGGER = logging.getLogger(__name__)
 HEADER = ("Class", "Images", "Instances", "P", "R", "mAP50", "mAP50-95")
 # YOLOv5's mAP thresholds: a low confidence keeps the whole precision-recall curve; mAPs at other values differ.
 CONF_THRES = 0.001
 IOU_THRES = 0.6
+PLOT_BATCHES = 3  # val_batch0..2_{labels,pred}.jpg
+PLOT_CONF = 0.25  # the detections those mosaics show (the mAP's 0.001 would bury the image in boxes)
 
 
 def fitness(metrics: Mapping[str, float]) -> float:
@@ -85,6 +88,7 @@ class ValOptions:
     exist_ok: bool = False
     half: bool = False
     prune: float = 0.0
+    noplots: bool = False  # no PR/F1/P/R curves, confusion matrix or val_batch*.jpg (as train.py's --noplots)
 
 
 @dataclass
@@ -97,6 +101,9 @@ class ValStats:
         image_classes: target classes of each image; seen: images validated.
         confusion: confusion matrix of the pass; dt: seconds spent in preprocess, inference, NMS.
         loss: summed [box, obj, cls] validation loss and the number of batches (None without ``compute_loss``).
+        batches: with ``keep_batches``, the first :data:`PLOT_BATCHES` batches as (images shrunk to mosaic tiles
+            (n, 3, h, w) uint8, labels (k, 6) and detections above :data:`PLOT_CONF` (m, 7) with normalised xywh
+            boxes, image paths), for the val_batch*.jpg mosaics.
     """
 
     names: list[str]
@@ -107,6 +114,7 @@ class ValStats:
     confusion: ConfusionMatrix | None = None
     dt: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
     loss: tuple[torch.Tensor, int] | None = None
+    batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]] = field(default_factory=list)
 
     def cpu(self) -> ValStats:
         """The same statistics with their tensors in host memory (to keep them while training goes on)."""
@@ -119,21 +127,28 @@ def evaluate(model: torch.nn.Module, dataloader, names: list[str], *, plots: boo
     """Validate ``model`` (eval mode, returns (decoded, raw)) on ``dataloader`` batches (img, targets, paths, shapes).
 
     ``model`` is an nn.Module or an ``engine.backends.Backend`` (raw is None for exported files). ``kwargs`` go to
-    :func:`collect` (thresholds, ``half``, ``compute_loss``, ``save_txt`` ...); ``plots`` draws the PR/F1/P/R curves and
-    the confusion matrix into ``save_dir``.
+    :func:`collect` (thresholds, ``half``, ``compute_loss``, ``save_txt`` ...); ``plots`` draws the PR/F1/P/R curves,
+    the confusion matrix and the first batches' mosaics (``val_batch{i}_labels.jpg``, ``val_batch{i}_pred.jpg``) into
+    ``save_dir``.
 
     Returns a dict: precision, recall, mAP50, mAP50_95, fitness, images, instances, per_class (list of dicts),
     speed (ms per image: preprocess, inference, nms), and loss ([box, obj, cls]) when ``compute_loss`` is given.
     """
-    return summarise(collect(model, dataloader, names, save_dir=save_dir, **kwargs), plots=plots, save_dir=save_dir)
+    plots = plots and save_dir is not None
+    vs = collect(model, dataloader, names, save_dir=save_dir, keep_batches=plots, **kwargs)
+    return summarise(vs, plots=plots, save_dir=save_dir)
 
 
 def collect(model: torch.nn.Module, dataloader, names: list[str], *, conf_thres: float = CONF_THRES,  # noqa: ANN001
             iou_thres: float = IOU_THRES, max_det: int = 300, single_cls: bool = False, half: bool = False,
             compute_loss=None, save_dir: Path | None = None, save_txt: bool = False,  # noqa: ANN001
             save_conf: bool = False, coco_json: list | None = None, class_map: list[int] | None = None,
-            desc: str = "") -> ValStats:
-    """Run ``model`` over ``dataloader`` and gather what :func:`summarise` needs (see :func:`evaluate`)."""
+            desc: str = "", keep_batches: bool = False) -> ValStats:
+    """Run ``model`` over ``dataloader`` and gather what :func:`summarise` needs (see :func:`evaluate`).
+
+    ``keep_batches`` keeps the first batches, small, for the val_batch*.jpg mosaics (:attr:`ValStats.batches`): a
+    caller that only learns later whether it will plot them (training, at its best epoch) keeps them every pass.
+    """
     device = getattr(model, "device", None) or next(model.parameters()).device  # a Backend has no parameters
     half = half and device.type == "cuda"
     model.eval()
@@ -148,6 +163,7 @@ def collect(model: torch.nn.Module, dataloader, names: list[str], *, conf_thres:
     with torch.inference_mode():
         for im, targets, paths, shapes in pbar:
             t0 = time_sync()
+            im_loaded = im  # uint8, where the loader left it: the cheapest to shrink for the mosaics
             im = im.to(device, non_blocking=True)
             im = (im.half() if half else im.float()) / 255
             targets = targets.to(device)
@@ -190,6 +206,8 @@ def collect(model: torch.nn.Module, dataloader, names: list[str], *, conf_thres:
                     _save_txt(predn, save_conf, shape, save_dir / "labels" / f"{Path(paths[si]).stem}.txt")
                 if coco_json is not None:
                     coco_json.extend(detections_to_coco(predn, paths[si], class_map or list(range(1000))))
+            if keep_batches and len(vs.batches) < PLOT_BATCHES:
+                vs.batches.append(_batch_for_plots(im_loaded, targets, preds, paths))
     if compute_loss is not None:
         vs.loss = (loss.cpu(), len(dataloader))
     if half:
@@ -198,15 +216,45 @@ def collect(model: torch.nn.Module, dataloader, names: list[str], *, conf_thres:
 
 
 def summarise(vs: ValStats, plots: bool = False, save_dir: Path | None = None) -> dict:
-    """The metrics dict of :func:`evaluate` from a pass's :class:`ValStats`; ``plots`` draws the curves and the
-    confusion matrix into ``save_dir``."""
+    """The metrics dict of :func:`evaluate` from a pass's :class:`ValStats`; ``plots`` draws the curves, the
+    confusion matrix and the mosaics of the batches the pass kept into ``save_dir``."""
     out = _summarise(vs.stats, vs.names, vs.nc, vs.seen, vs.image_classes, plots, save_dir)
     out["speed"] = {k: 1e3 * t / max(vs.seen, 1) for k, t in zip(("preprocess", "inference", "nms"), vs.dt)}
     if vs.loss is not None:
         out["loss"] = (vs.loss[0] / max(vs.loss[1], 1)).tolist()
     if plots and save_dir is not None and vs.confusion is not None:
         vs.confusion.plot(save_dir=save_dir, names=list(vs.names))
+    if plots and save_dir is not None:
+        _plot_batches(vs, save_dir)
     return out
+
+
+def _batch_for_plots(im: torch.Tensor, targets: torch.Tensor, preds: list[torch.Tensor],
+                     paths: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
+    """One :attr:`ValStats.batches` entry from a batch: ``targets`` and ``preds`` (xyxy) in pixels of ``im``."""
+    from utils.plots import mosaic_tiles
+
+    tiles = mosaic_tiles(im)
+    n, (h, w) = len(tiles), im.shape[2:]
+    gain = torch.tensor((w, h, w, h), device=targets.device, dtype=torch.float32)
+    labels = targets[targets[:, 0] < n].float()
+    labels[:, 2:] /= gain
+    dets = []
+    for i, d in enumerate(preds[:n]):
+        d = d[d[:, 4] > PLOT_CONF].float()
+        xywh = xyxy2xywh(clip_boxes(d[:, :4].clone(), (h, w)) / gain)  # clipped: the mosaic reads <= 1 as normalised
+        dets.append(torch.cat((torch.full_like(d[:, :1], i), d[:, 5:6], xywh, d[:, 4:5]), 1))
+    dets = torch.cat(dets) if dets else torch.zeros(0, 7)
+    return tiles, labels.cpu(), dets.cpu(), list(paths[:n])
+
+
+def _plot_batches(vs: ValStats, save_dir: Path) -> None:
+    """``val_batch{i}_labels.jpg`` (ground truth) and ``val_batch{i}_pred.jpg`` of the batches a pass kept."""
+    from utils.plots import plot_images
+
+    for i, (tiles, labels, dets, paths) in enumerate(vs.batches):
+        plot_images(tiles, labels, paths, save_dir / f"val_batch{i}_labels.jpg", names=vs.names)
+        plot_images(tiles, dets, paths, save_dir / f"val_batch{i}_pred.jpg", names=vs.names, conf_thres=PLOT_CONF)
 
 
 def _save_txt(predn: torch.Tensor, save_conf: bool, shape: tuple, file: Path) -> None:
@@ -302,7 +350,7 @@ def run(opt: ValOptions) -> dict:
                         single_cls=opt.single_cls, workers=opt.workers, prefix=f"{task}: ")
     coco = "coco" in Path(str(opt.data)).stem and len(names) == 80
     json_rows: list[dict] | None = [] if opt.save_json else None
-    plots = opt.task != "speed"
+    plots = opt.task != "speed" and not opt.noplots
     res = evaluate(model, loader, names, conf_thres=conf, iou_thres=iou, max_det=opt.max_det,
                    single_cls=opt.single_cls, half=opt.half, save_dir=save_dir, plots=plots,
                    save_txt=opt.save_txt, save_conf=opt.save_conf, coco_json=json_rows,

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from utils.metrics import ConfusionMatrix, ap_per_class
-from utils.plots import Annotator, colors, gaussian_smooth, plot_images, plot_labels, plot_results, save_one_box
+from utils.plots import (Annotator, colors, gaussian_smooth, mosaic_tiles, plot_images, plot_labels, plot_results,
+                         save_one_box)
 
 
 def _read(path):
@@ -73,6 +74,20 @@ def test_plot_images(tmp_path, with_conf):
     assert (im[2 * 64:, 2 * 96:] > 250).all()  # unused tiles stay white
     big = plot_images(torch.rand(2, 3, 640, 640) * 255, targets[:, :6], fname=tmp_path / "big.jpg", max_size=320)
     assert _read(big).shape[:2] == (320, 320)
+
+
+def test_mosaic_tiles_draw_as_the_batch_does(tmp_path):
+    """Tiles kept from a batch (uint8, shrunk to the mosaic's tile) give the mosaic of the batch itself."""
+    images = torch.rand(16, 3, 160, 120)
+    tiles = mosaic_tiles(images, max_size=320)
+    assert tiles.dtype == torch.uint8 and tiles.shape == (16, 3, 80, 60)  # 4 x 4 tiles of at most 80 pixels
+    assert mosaic_tiles(images[:2] * 255).shape == (2, 3, 160, 120)  # small enough already: kept as they are
+    boxes = torch.tensor([[0, 1, 0.5, 0.5, 0.4, 0.6], [5, 0, 0.2, 0.3, 0.1, 0.2]])
+    a = _read(plot_images(images, boxes, fname=tmp_path / "a.jpg", max_size=320))
+    b = _read(plot_images(tiles, boxes, fname=tmp_path / "b.jpg", max_size=320))
+    assert a.shape == b.shape == (320, 240, 3) and np.abs(a.astype(int) - b.astype(int)).mean() < 12
+    black = plot_images(torch.zeros(1, 3, 32, 32, dtype=torch.uint8), boxes[:0], fname=tmp_path / "black.jpg")
+    assert _read(black)[16, 16].max() < 30  # uint8 zeros stay black (not taken for 0-1 floats and scaled)
 
 
 def test_plot_results(tmp_path):

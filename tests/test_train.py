@@ -22,6 +22,7 @@ import threading
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -407,6 +408,9 @@ def test_final_results_and_plots_are_the_best_epochs_without_a_second_pass(tmp_p
     assert f"holds epoch {int(best['epoch'])}'s weights" in out and "Validating" not in out
     for f in ("PR_curve.png", "F1_curve.png", "P_curve.png", "R_curve.png", "confusion_matrix.png", "results.png"):
         assert (run / f).stat().st_size > 1000, f
+    # One val batch of 8 images drawn once, at the end (as YOLOv5's final validation), from the best epoch's pass.
+    assert sorted(f.name for f in run.glob("val_batch*.jpg")) == ["val_batch0_labels.jpg", "val_batch0_pred.jpg"]
+    assert all(cv2.imread(str(f)) is not None for f in run.glob("val_batch*.jpg"))
 
 
 # ------------------------------------------------------------------ 7. the optimizer's schedule follows YOLOv5's rules

@@ -242,6 +242,30 @@ def test_val_task_speed(tmp_path: Path, mini_data: Path, yolov5n_pt: Path) -> No
     assert len(confs) and confs.min() >= 0.25
 
 
+def test_val_writes_the_first_three_batches_labels_and_predictions(tmp_path: Path, mini_data: Path,
+                                                                    yolov5n_pt: Path) -> None:
+    """val.py draws val_batch{0,1,2}_labels.jpg and _pred.jpg (8 images in batches of 3: the three batches there are);
+    noplots draws none of them."""
+    res = val.main(["--data", str(mini_data), "--weights", str(yolov5n_pt), "--imgsz", "256", "--batch-size", "3",
+                    "--workers", "0", "--project", str(tmp_path), "--name", "plots"])
+    save_dir = Path(res["save_dir"])
+    files = sorted(save_dir.glob("val_batch*.jpg"))
+    assert [f.name for f in files] == [f"val_batch{i}_{k}.jpg" for i in range(3) for k in ("labels", "pred")]
+    for f in files:
+        assert f.read_bytes()[:3] == b"\xff\xd8\xff" and f.stat().st_size > 10_000, f  # a JPEG with something in it
+        im = cv2.imread(str(f))
+        # 2 x 2 tiles of rect batches: at most 256 pixels plus the half-stride pad, rounded up to the stride of 32
+        assert im is not None and 2 * 256 <= max(im.shape[:2]) <= 2 * (256 + 32) and im.shape[2] == 3, (f, im.shape)
+    for i in range(3):  # the same tiles with different boxes on them
+        labels, pred = (cv2.imread(str(save_dir / f"val_batch{i}_{k}.jpg")) for k in ("labels", "pred"))
+        assert labels.shape == pred.shape and (cv2.absdiff(labels, pred) > 64).any()
+
+    res = val_run(_val_opts(mini_data, yolov5n_pt, tmp_path, name="noplots", batch_size=3, noplots=True))
+    save_dir = Path(res["save_dir"])
+    assert (save_dir / "results.json").is_file() and not list(save_dir.glob("*.jpg"))
+    assert not list(save_dir.glob("*.png"))
+
+
 def test_val_single_cls(tmp_path: Path, mini_data: Path, yolov5n_pt: Path) -> None:
     res = val_run(_val_opts(mini_data, yolov5n_pt, tmp_path, single_cls=True, save_txt=True))
     n_labels = len(_label_rows(mini_data.parent / "labels" / "val"))

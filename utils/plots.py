@@ -28,6 +28,7 @@ __all__ = [
     "plot_pr_curve",
     "plot_mc_curve",
     "plot_confusion_matrix",
+    "mosaic_tiles",
     "plot_images",
     "plot_results",
     "plot_labels",
@@ -205,21 +206,48 @@ def plot_confusion_matrix(matrix: np.ndarray, save_file: Path | str, names: Sequ
     return Path(save_file)
 
 
+def _tile_scale(n: int, h: int, w: int, max_size: int) -> float:
+    """How much :func:`plot_images` shrinks ``n`` images of ``h x w`` to fit its mosaic into ``max_size`` pixels."""
+    return max_size / math.ceil(n**0.5) / max(h, w)
+
+
+def mosaic_tiles(images: torch.Tensor, max_size: int = 1920, max_subplots: int = 16) -> torch.Tensor:
+    """The images of a batch that :func:`plot_images` shows, shrunk as it would show them, as uint8 on the CPU.
+
+    What a caller keeps to draw the mosaic later (validation keeps three batches until it knows the best epoch): 16
+    images of 640 pixels take 11 MB as 480-pixel tiles instead of 20 MB.
+
+    Args:
+        images: ``(bs, 3, h, w)``, uint8 or floats 0-1 or 0-255, on any device.
+    """
+    x = images[:max_subplots]
+    if x.is_floating_point():
+        x = (x * 255 if x.numel() and x.max() <= 1 else x).clamp(0, 255).round().to(torch.uint8)
+    x = x.cpu()  # resizing uint8 on the CPU: 20 ms for 16 images of 640 pixels, 6x less than in float
+    n, _, h, w = x.shape
+    scale = _tile_scale(n, h, w, max_size)
+    if scale < 1:
+        size = (math.ceil(h * scale), math.ceil(w * scale))
+        x = torch.nn.functional.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+    return x
+
+
 def plot_images(images: torch.Tensor | np.ndarray, targets: torch.Tensor | np.ndarray,
                 paths: Sequence[str] | None = None, fname: Path | str = "images.jpg",
                 names: Mapping[int, str] | Sequence[str] | None = None, max_size: int = 1920,
-                max_subplots: int = 16) -> Path:
+                max_subplots: int = 16, conf_thres: float = 0.25) -> Path:
     """Save a mosaic of a batch with its boxes.
 
     Args:
-        images: ``(bs, 3, h, w)`` RGB, values 0-1 or 0-255.
+        images: ``(bs, 3, h, w)`` RGB, uint8 or floats 0-1 or 0-255.
         targets: ``(n, 6)`` ``[img_idx, cls, x, y, w, h]`` labels or ``(n, 7)`` with a trailing
-            confidence (detections; only those above 0.25 are drawn). Boxes are normalised or pixels.
+            confidence (detections; only those above ``conf_thres`` are drawn). Boxes are normalised or pixels.
         paths: image paths, their file names are written on the tiles.
         fname: output image file.
     """
     if isinstance(images, torch.Tensor):
-        images = images.detach().cpu().float().numpy()
+        images = images.detach().cpu().numpy()
+    scaled = np.issubdtype(np.asarray(images).dtype, np.floating)  # uint8 is 0-255 even when an image is black
     if isinstance(targets, torch.Tensor):
         targets = targets.detach().cpu().float().numpy()
     images = np.asarray(images, dtype=np.float32)
@@ -228,14 +256,14 @@ def plot_images(images: torch.Tensor | np.ndarray, targets: torch.Tensor | np.nd
     bs, _, h, w = images.shape
     bs = min(bs, max_subplots)
     ns = math.ceil(bs**0.5)  # tiles per side
-    if images.size and images[0].max() <= 1:
+    if scaled and images.size and images[0].max() <= 1:
         images = images * 255
 
     mosaic = np.full((ns * h, ns * w, 3), 255, dtype=np.uint8)
     for i in range(bs):
         y0, x0 = h * (i // ns), w * (i % ns)
         mosaic[y0:y0 + h, x0:x0 + w] = images[i].transpose(1, 2, 0).clip(0, 255).astype(np.uint8)
-    scale = max_size / ns / max(h, w)
+    scale = _tile_scale(bs, h, w, max_size)
     if scale < 1:
         h, w = math.ceil(scale * h), math.ceil(scale * w)
         mosaic = cv2.resize(mosaic, (w * ns, h * ns))
@@ -264,7 +292,7 @@ def plot_images(images: torch.Tensor | np.ndarray, targets: torch.Tensor | np.nd
             cname = _names_list(names, c + 1)[c] if names else str(c)
             if not has_conf:
                 ann.box_label(box, cname, color=colors(c))
-            elif ti[j, 6] > 0.25:
+            elif ti[j, 6] > conf_thres:
                 ann.box_label(box, f"{cname} {ti[j, 6]:.1f}", color=colors(c))
     fname = Path(fname)
     if not cv2.imwrite(str(fname), ann.result()[..., ::-1]):  # mosaic is RGB, cv2 writes BGR
