@@ -36,7 +36,8 @@ def _sync(device: torch.device) -> None:
 
 def _runtime_name(model: nn.Module | Backend) -> str:
     if isinstance(model, Backend):
-        name = {"pytorch": "pytorch", "torchscript": "torchscript", "onnx": "onnxruntime"}[model.format]
+        name = {"pytorch": "pytorch", "torchscript": "torchscript", "onnx": "onnxruntime",
+                "openvino": "openvino"}[model.format]
         return name + ("-int8" if model.metadata.get("int8") else "") + ("-fp16" if model.fp16 else "")
     return "pytorch"
 
@@ -167,14 +168,15 @@ class LatencyOptions:
     device: str = "cpu"
     onnx: bool = False
     int8: bool = False
+    openvino: bool = False
     data: str = "data/coco128.yaml"
     threads: int = 0
     json: str = ""
 
 
 def run(opt: LatencyOptions) -> list[dict[str, Any]]:
-    """benchmarks/latency.py: time each weights file (and, with ``onnx``/``int8``, its ONNX exports) per size and
-    batch; print a table and return the rows (also written to ``opt.json`` when given)."""
+    """benchmarks/latency.py: time each weights file (and, with ``onnx``/``int8``/``openvino``, its exports) per
+    size and batch; print a table and return the rows (also written to ``opt.json`` when given)."""
     from engine.backends import load_backend
 
     if opt.int8 and not opt.onnx:
@@ -187,7 +189,7 @@ def run(opt: LatencyOptions) -> list[dict[str, Any]]:
         for w in opt.weights:
             b = load_backend(w, opt.device, threads=opt.threads or None)
             backends.append((Path(w).name, b))
-            if b.format == "pytorch" and opt.onnx:
+            if b.format == "pytorch" and (opt.onnx or opt.openvino):
                 backends += _exports_of(b, Path(tmp), opt)
         for name, b in backends:
             for size in opt.imgsz:
@@ -213,20 +215,30 @@ def run(opt: LatencyOptions) -> list[dict[str, Any]]:
 
 
 def _exports_of(backend: Backend, tmp: Path, opt: LatencyOptions) -> list[tuple[str, Backend]]:
-    """Dynamic ONNX export of a PyTorch backend's model (and its INT8 version with ``opt.int8``), opened."""
-    from engine.backends import ONNXBackend
-    from engine.exporters.onnx_export import export_onnx
+    """Dynamic exports of a PyTorch backend's model, opened: ONNX (and its INT8 version with ``opt.int8``) with
+    ``opt.onnx``, OpenVINO IR with ``opt.openvino``."""
+    from engine.backends import ONNXBackend, OpenVINOBackend
 
-    stem = backend.file.stem
-    fp32 = tmp / f"{stem}.onnx"
-    export_onnx(backend.model, fp32, max(opt.imgsz), dynamic=True, device=backend.device, check=False)
-    out: list[tuple[str, Backend]] = [(fp32.name, ONNXBackend(fp32, backend.device, threads=opt.threads or None))]
-    if opt.int8:
+    stem, threads = backend.file.stem, opt.threads or None
+    out: list[tuple[str, Backend]] = []
+    if opt.onnx:
+        from engine.exporters.onnx_export import export_onnx
+
+        fp32 = tmp / f"{stem}.onnx"
+        export_onnx(backend.model, fp32, max(opt.imgsz), dynamic=True, device=backend.device, check=False)
+        out.append((fp32.name, ONNXBackend(fp32, backend.device, threads=threads)))
+    if opt.onnx and opt.int8:
         from engine.exporters.int8 import calibration_images, quantize_onnx_int8
 
         int8 = tmp / f"{stem}_int8.onnx"
         # MinMax calibration: the method only changes the scales, not the graph, so latency is the same as with the
         # slower percentile calibration that export.py uses by default.
         quantize_onnx_int8(fp32, int8, calibration_images(opt.data), (max(opt.imgsz),) * 2, method="minmax")
-        out.append((int8.name, ONNXBackend(int8, backend.device, threads=opt.threads or None)))
+        out.append((int8.name, ONNXBackend(int8, backend.device, threads=threads)))
+    if opt.openvino:
+        from engine.exporters.openvino_export import export_openvino
+
+        folder = tmp / f"{stem}_openvino_model"
+        export_openvino(backend.model, folder, max(opt.imgsz), dynamic=True, device=backend.device, check=False)
+        out.append((folder.name, OpenVINOBackend(folder, backend.device, threads=threads)))
     return out

@@ -120,3 +120,17 @@ def test_yolov5_style_metadata_and_clear_errors(ov_dir: Path, tmp_path: Path, yo
         export_run(ExportOptions(weights=str(yolov5n_pt), include=["openvino"], output_dir=str(tmp_path)))
     with pytest.raises(ValueError, match="need the openvino package"):
         load_backend(ov_dir, "cpu")
+
+
+def test_latency_script_times_openvino(ov_dir: Path, yolov5n_pt: Path, capsys: pytest.CaptureFixture) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("latency_script", REPO / "benchmarks" / "latency.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    rows = script.main(["--weights", str(yolov5n_pt), str(ov_dir), "--openvino", "--imgsz", "64", "--batch-size", "1",
+                        "--warmup", "1", "--repeats", "2"])
+    assert [(r["model"], r["runtime"]) for r in rows] == [("yolov5n.pt", "pytorch"),
+                                                          ("yolov5n_openvino_model", "openvino"),
+                                                          ("yolov5n_openvino_model", "openvino")]
+    assert all(r["median_ms"] > 0 for r in rows) and "openvino" in capsys.readouterr().out
