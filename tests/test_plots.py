@@ -130,3 +130,6 @@ def test_plot_labels(tmp_path):
     f = plot_labels(labels, names=["a", "b", "c", "d"], save_dir=tmp_path)
     assert f == tmp_path / "labels.jpg"
     _read(f)
+    corr = _read(tmp_path / "labels_correlogram.jpg")  # beside it, as YOLOv5's
+    assert corr.shape == (1600, 1600, 3)
+    assert (corr[:400, -400:] > 250).all()  # a corner grid: nothing above the diagonal
