@@ -81,7 +81,10 @@ def test_mosaic_tiles_draw_as_the_batch_does(tmp_path):
     images = torch.rand(16, 3, 160, 120)
     tiles = mosaic_tiles(images, max_size=320)
     assert tiles.dtype == torch.uint8 and tiles.shape == (16, 3, 80, 60)  # 4 x 4 tiles of at most 80 pixels
-    assert mosaic_tiles(images[:2] * 255).shape == (2, 3, 160, 120)  # small enough already: kept as they are
+    batch = (images * 255).to(torch.uint8)
+    kept = mosaic_tiles(batch[:2])
+    assert kept.shape == (2, 3, 160, 120) and torch.equal(kept, batch[:2])  # small enough already: kept as they are
+    assert kept.untyped_storage().nbytes() == kept.numel()  # a copy of those two, not a view of the whole batch
     boxes = torch.tensor([[0, 1, 0.5, 0.5, 0.4, 0.6], [5, 0, 0.2, 0.3, 0.1, 0.2]])
     a = _read(plot_images(images, boxes, fname=tmp_path / "a.jpg", max_size=320))
     b = _read(plot_images(tiles, boxes, fname=tmp_path / "b.jpg", max_size=320))

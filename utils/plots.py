@@ -230,6 +230,8 @@ def mosaic_tiles(images: torch.Tensor, max_size: int = 1920, max_subplots: int =
     if scale < 1:
         size = (math.ceil(h * scale), math.ceil(w * scale))
         x = torch.nn.functional.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+    elif x.data_ptr() == images.data_ptr():
+        x = x.clone()  # a slice would keep the caller's whole batch alive
     return x
 
 
