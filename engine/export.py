@@ -116,9 +116,10 @@ def run(opt: ExportOptions) -> dict[str, Any]:
     imgsz = _image_size(opt.imgsz, int(model.stride.max()))
     out_dir = output_dir_for(weights, opt.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    prepared = prepare_for_export(model, device, half=opt.half and device.type == "cuda", inplace=opt.inplace)
+    traced_half = opt.half and device.type == "cuda"  # on the CPU --half is OpenVINO's alone (see _check_options)
+    prepared = prepare_for_export(model, device, half=traced_half, inplace=opt.inplace)
     # OpenVINO converts a float32 graph and compresses the weights itself with --half
-    prepared32 = prepared if not opt.half else prepare_for_export(model, device, inplace=opt.inplace)
+    prepared32 = prepare_for_export(model, device, inplace=opt.inplace) if traced_half else prepared
     n_params = sum(p.numel() for p in prepared.parameters())
     print(f"PyTorch: starting from {weights} ({weights.stat().st_size / 2**20:.1f} MB, {n_params:,} parameters after "
           f"Conv+BN fusion), input {opt.batch_size}x3x{imgsz[0]}x{imgsz[1]}")

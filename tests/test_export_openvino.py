@@ -95,6 +95,10 @@ def test_half_compresses_openvino_and_is_refused_for_onnx_on_cpu(yolov5n_pt: Pat
     assert backend(torch.rand(3, 3, 64, 64))[0].shape == (3, 252, 85)  # a static batch of 2: padded and split
     with pytest.raises(ValueError, match="--half exports float16 onnx only on a CUDA device .*--include openvino"):
         export_run(ExportOptions(weights=str(yolov5n_pt), include=["onnx", "openvino"], half=True))
+    from engine.export import _check_options  # no GPU here: the option check alone, as a CUDA device sees it
+
+    opt = ExportOptions(include=["onnx", "openvino"], half=True)
+    assert _check_options(opt, torch.device("cuda")) == ["onnx", "openvino"]
 
 
 def test_yolov5_style_metadata_and_clear_errors(ov_dir: Path, tmp_path: Path, yolov5n_pt: Path,
