@@ -4,15 +4,17 @@ stream or a webcam (``--source 0``): ``python detect.py --weights yolov5n.pt --s
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
-from engine.predictor import DetectOptions, run
-from utils.cli import check_common_flags, run_script
+from engine.predictor import DetectOptions, run as detect
+from utils.cli import Flags, ScriptParser, check_common_flags, run_script, setup_logging
 
 
-def parse_opt(argv: list[str] | None = None) -> DetectOptions:
-    """Parse detect.py's command line (YOLOv5's flags) into DetectOptions."""
+def parse_opt(argv: Flags = None) -> DetectOptions:
+    """Parse detect.py's flags (YOLOv5's) into DetectOptions: a command line (bad flags exit with the usage line) or
+    ``run``'s keyword arguments (bad flags raise FlagError)."""
     d = DetectOptions()
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = ScriptParser(prog="detect.py", description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--weights", type=str, default=d.weights, help="model path: .pt (official, ours or pruned), .torchscript or .onnx")
     p.add_argument("--source", type=str, default=d.source,
                    help="file/dir/glob/video/.txt list, image or video URL, rtsp/rtmp/http stream, or webcam index (0)")
@@ -35,14 +37,28 @@ def parse_opt(argv: list[str] | None = None) -> DetectOptions:
     p.add_argument("--hide-conf", action="store_true", help="hide confidences")
     p.add_argument("--half", action="store_true", help="use FP16 half-precision inference (CUDA only)")
     p.add_argument("--vid-stride", type=int, default=d.vid_stride, help="video frame-rate stride")
-    a = p.parse_args(argv)
+    a = p.parse_flags(argv)
     check_common_flags(p, a)
     return DetectOptions(**vars(a))
 
 
-def main(argv: list[str] | None = None) -> dict:
+def main(argv: Flags = None) -> dict:
     """Entry point: parse flags and run detection."""
-    return run(parse_opt(argv))
+    return detect(parse_opt(argv))
+
+
+def run(**kwargs: Any) -> dict:
+    """Detect from Python with detect.py's flags as keyword arguments, dashes as underscores:
+    ``detect.run(weights="yolov5n.pt", source="../shared/images/bus.jpg")``.
+
+    Logs the command line's INFO lines (see utils.cli.setup_logging) and returns what ``main`` returns.
+
+    Raises:
+        TypeError: a keyword that is no flag of detect.py (the message names it and the closest flag).
+        utils.cli.FlagError: a value the command line refuses (a ValueError, with the command line's message).
+    """
+    setup_logging()
+    return main(kwargs)
 
 
 if __name__ == "__main__":

@@ -4,16 +4,18 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
-from engine.export import EXPORT_FORMATS, ExportOptions, run
+from engine.export import EXPORT_FORMATS, ExportOptions, run as export
 from engine.exporters.onnx_export import DEFAULT_OPSET
-from utils.cli import check_common_flags, run_script
+from utils.cli import Flags, ScriptParser, check_common_flags, run_script, setup_logging
 
 
-def parse_opt(argv: list[str] | None = None) -> ExportOptions:
-    """Parse export.py's command line (YOLOv5's flags) into ExportOptions."""
+def parse_opt(argv: Flags = None) -> ExportOptions:
+    """Parse export.py's flags (YOLOv5's) into ExportOptions: a command line (bad flags exit with the usage line) or
+    ``run``'s keyword arguments (bad flags raise FlagError)."""
     d = ExportOptions()
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = ScriptParser(prog="export.py", description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--weights", type=str, default=d.weights, help="model checkpoint (.pt, pruned .pt)")
     p.add_argument("--imgsz", "--img", "--img-size", nargs="+", type=int, default=d.imgsz, help="image (h, w)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="batch size")
@@ -30,16 +32,30 @@ def parse_opt(argv: list[str] | None = None) -> ExportOptions:
     p.add_argument("--int8-method", default=d.int8_method, choices=("percentile", "minmax", "entropy"),
                    help="INT8 calibration: percentile (most accurate here), minmax (fastest) or entropy")
     p.add_argument("--data", type=str, default=d.data, help="dataset.yaml for INT8 calibration and the INT8 report")
-    a = p.parse_args(argv)
+    a = p.parse_flags(argv)
     check_common_flags(p, a)
     if len(a.imgsz) > 2:
         p.error(f"--imgsz takes one size or two (height width), got {a.imgsz}")
     return ExportOptions(**vars(a))
 
 
-def main(argv: list[str] | None = None) -> dict:
+def main(argv: Flags = None) -> dict:
     """Entry point: parse flags and export."""
-    return run(parse_opt(argv))
+    return export(parse_opt(argv))
+
+
+def run(**kwargs: Any) -> dict:
+    """Export from Python with export.py's flags as keyword arguments, dashes as underscores:
+    ``export.run(weights="yolov5n.pt", include=["onnx"], imgsz=640)``.
+
+    Logs the command line's INFO lines (see utils.cli.setup_logging) and returns what ``main`` returns.
+
+    Raises:
+        TypeError: a keyword that is no flag of export.py (the message names it and the closest flag).
+        utils.cli.FlagError: a value the command line refuses (a ValueError, with the command line's message).
+    """
+    setup_logging()
+    return main(kwargs)
 
 
 if __name__ == "__main__":

@@ -9,11 +9,12 @@ everywhere with no extra flags (val.py, detect.py, export.py, train.py --ft_prun
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from engine.prune_search import LATENCY_BACKENDS
-from engine.pruner import PruneOptions, run
+from engine.pruner import PruneOptions, run as prune
 from pruning.importance import IMPORTANCES
-from utils.cli import check_common_flags, run_script
+from utils.cli import Flags, ScriptParser, check_common_flags, run_script, setup_logging
 
 
 def _round_arg(v: str) -> int | str:
@@ -25,10 +26,11 @@ def _round_arg(v: str) -> int | str:
         raise argparse.ArgumentTypeError(f"expected a whole number or 'auto', got '{v}'") from None
 
 
-def parse_opt(argv: list[str] | None = None) -> PruneOptions:
-    """Parse prune.py's command line into PruneOptions."""
+def parse_opt(argv: Flags = None) -> PruneOptions:
+    """Parse prune.py's flags into PruneOptions: a command line (bad flags exit with the usage line) or
+    ``run``'s keyword arguments (bad flags raise FlagError)."""
     d = PruneOptions()
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ScriptParser(prog="prune.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", type=str, default=d.weights, help="checkpoint to prune (ours or official)")
     p.add_argument("--data", type=str, default=d.data, help="dataset.yaml for validating before/after")
     p.add_argument("--cfg", type=str, default=d.cfg, help="optional model.yaml, cross-checked against the weights")
@@ -76,7 +78,7 @@ def parse_opt(argv: list[str] | None = None) -> PruneOptions:
     p.add_argument("--project", default=d.project, help="save to project/name")
     p.add_argument("--name", default=d.name, help="save to project/name")
     p.add_argument("--exist-ok", action="store_true", help="existing project/name ok, do not increment")
-    a = p.parse_args(argv)
+    a = p.parse_flags(argv)
     check_common_flags(p, a)
     if not 0 <= a.percent < 1:
         p.error(f"--percent must be in [0, 1), got {a.percent}")
@@ -104,9 +106,23 @@ def parse_opt(argv: list[str] | None = None) -> PruneOptions:
     return PruneOptions(**vars(a))
 
 
-def main(argv: list[str] | None = None) -> dict:
+def main(argv: Flags = None) -> dict:
     """Entry point: parse flags and prune."""
-    return run(parse_opt(argv))
+    return prune(parse_opt(argv))
+
+
+def run(**kwargs: Any) -> dict:
+    """Prune from Python with prune.py's flags as keyword arguments, dashes as underscores:
+    ``prune.run(weights="runs/train/sparsity/weights/best.pt", data="data/aquarium.yaml", percent=0.3)``.
+
+    Logs the command line's INFO lines (see utils.cli.setup_logging) and returns what ``main`` returns.
+
+    Raises:
+        TypeError: a keyword that is no flag of prune.py (the message names it and the closest flag).
+        utils.cli.FlagError: a value the command line refuses (a ValueError, with the command line's message).
+    """
+    setup_logging()
+    return main(kwargs)
 
 
 if __name__ == "__main__":

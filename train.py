@@ -8,10 +8,11 @@ training, ``--ft_pruned_model`` to fine-tune a checkpoint written by prune.py.
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from engine.train_options import TrainOptions
 from pruning.sparsity import SPARSITY_IMPORTANCES
-from utils.cli import check_common_flags, run_script
+from utils.cli import Flags, ScriptParser, check_common_flags, run_script, setup_logging
 
 
 def _rate(text: str) -> float | str:
@@ -24,10 +25,11 @@ def _rate(text: str) -> float | str:
         raise argparse.ArgumentTypeError(f"expected a number or 'auto', got '{text}'") from None
 
 
-def parse_opt(argv: list[str] | None = None) -> TrainOptions:
-    """Parse train.py's command line into TrainOptions."""
+def parse_opt(argv: Flags = None) -> TrainOptions:
+    """Parse train.py's flags into TrainOptions: a command line (bad flags exit with the usage line) or
+    ``run``'s keyword arguments (bad flags raise FlagError)."""
     d = TrainOptions()
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ScriptParser(prog="train.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", type=str, default=d.weights, help="initial weights path ('' to train from scratch)")
     p.add_argument("--cfg", type=str, default=d.cfg, help="model.yaml path")
     p.add_argument("--data", type=str, default=d.data, help="dataset.yaml path")
@@ -85,7 +87,7 @@ def parse_opt(argv: list[str] | None = None) -> TrainOptions:
     k = p.add_argument_group("knowledge distillation")
     k.add_argument("--teacher", "--t_weights", type=str, default=d.teacher, help="teacher weights for distillation")
     k.add_argument("--kd-weight", "--kd_weight", type=float, default=d.kd_weight, help="distillation loss weight")
-    a = p.parse_args(argv)
+    a = p.parse_flags(argv)
     check_common_flags(p, a)
     if a.bn_sparsity and a.sparsity_rate != "auto" and a.sparsity_rate <= 0:
         p.error("--bn_sparsity needs --sparsity_rate > 0 (e.g. 0.0005) or --sparsity_rate auto")
@@ -102,11 +104,25 @@ def parse_opt(argv: list[str] | None = None) -> TrainOptions:
     return TrainOptions(**vars(a))
 
 
-def main(argv: list[str] | None = None) -> dict:
+def main(argv: Flags = None) -> dict:
     """Entry point: parse flags and train (the trainer adds the hooks the options ask for)."""
     from engine.trainer import Trainer
 
     return Trainer(parse_opt(argv)).train()
+
+
+def run(**kwargs: Any) -> dict:
+    """Train from Python with train.py's flags as keyword arguments, dashes as underscores:
+    ``train.run(weights="yolov5n.pt", data="data/aquarium.yaml", imgsz=320, epochs=3)``.
+
+    Logs the command line's INFO lines (see utils.cli.setup_logging) and returns what ``main`` returns.
+
+    Raises:
+        TypeError: a keyword that is no flag of train.py (the message names it and the closest flag).
+        utils.cli.FlagError: a value the command line refuses (a ValueError, with the command line's message).
+    """
+    setup_logging()
+    return main(kwargs)
 
 
 if __name__ == "__main__":

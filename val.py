@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
-from engine.validator import ValOptions, run
-from utils.cli import check_common_flags, run_script
+from engine.validator import ValOptions, run as validate
+from utils.cli import Flags, ScriptParser, check_common_flags, run_script, setup_logging
 
 
-def parse_opt(argv: list[str] | None = None) -> ValOptions:
-    """Parse val.py's command line (YOLOv5's flags) into ValOptions."""
+def parse_opt(argv: Flags = None) -> ValOptions:
+    """Parse val.py's flags (YOLOv5's) into ValOptions: a command line (bad flags exit with the usage line) or
+    ``run``'s keyword arguments (bad flags raise FlagError)."""
     d = ValOptions()
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = ScriptParser(prog="val.py", description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data", type=str, default=d.data, help="dataset.yaml path")
     p.add_argument("--weights", type=str, default=d.weights, help="model path: .pt (official, ours or pruned), .torchscript or .onnx")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="batch size")
@@ -33,16 +35,30 @@ def parse_opt(argv: list[str] | None = None) -> ValOptions:
     p.add_argument("--half", action="store_true", help="use FP16 half-precision inference (CUDA only)")
     p.add_argument("--prune", type=float, default=d.prune,
                    help="zero this share of the smallest conv weights before validating (unstructured sparsity check)")
-    a = p.parse_args(argv)
+    a = p.parse_flags(argv)
     check_common_flags(p, a)
     if not 0 <= a.prune < 1:
         p.error(f"--prune must be in [0, 1), got {a.prune}")
     return ValOptions(**vars(a))
 
 
-def main(argv: list[str] | None = None) -> dict:
+def main(argv: Flags = None) -> dict:
     """Entry point: parse flags and run validation."""
-    return run(parse_opt(argv))
+    return validate(parse_opt(argv))
+
+
+def run(**kwargs: Any) -> dict:
+    """Validate from Python with val.py's flags as keyword arguments, dashes as underscores:
+    ``val.run(weights="yolov5n.pt", data="data/coco128.yaml", imgsz=640)``.
+
+    Logs the command line's INFO lines (see utils.cli.setup_logging) and returns what ``main`` returns.
+
+    Raises:
+        TypeError: a keyword that is no flag of val.py (the message names it and the closest flag).
+        utils.cli.FlagError: a value the command line refuses (a ValueError, with the command line's message).
+    """
+    setup_logging()
+    return main(kwargs)
 
 
 if __name__ == "__main__":
