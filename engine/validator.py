@@ -223,7 +223,9 @@ def summarise(vs: ValStats, plots: bool = False, save_dir: Path | None = None) -
     if vs.loss is not None:
         out["loss"] = (vs.loss[0] / max(vs.loss[1], 1)).tolist()
     if plots and save_dir is not None and vs.confusion is not None:
-        vs.confusion.plot(save_dir=save_dir, names=list(vs.names))
+        from utils.plots import plot_confusion_matrix
+
+        plot_confusion_matrix(vs.confusion.matrix, Path(save_dir) / "confusion_matrix.png", list(vs.names))
     if plots and save_dir is not None:
         _plot_batches(vs, save_dir)
     return out
@@ -277,7 +279,11 @@ def _summarise(stats: list[tuple], names: list[str], nc: int, seen: int, image_c
     res = {"precision": 0.0, "recall": 0.0, "mAP50": 0.0, "mAP50_95": 0.0, "images": seen,
            "instances": int(nt.sum()), "per_class": []}
     if cols and cols[0].any():
-        r = ap_per_class(*cols, plot=plots, save_dir=save_dir or Path("."), names=dict(enumerate(names)))
+        r = ap_per_class(*cols)
+        if plots and save_dir is not None:
+            from utils.plots import plot_val_curves  # matplotlib only when plotting
+
+            plot_val_curves(r, save_dir, names)
         ap = r["ap"]
         ap50, apm = ap[:, 0], ap.mean(1)
         res.update(precision=float(r["p"].mean()), recall=float(r["r"].mean()), mAP50=float(ap50.mean()),

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from utils.metrics import ConfusionMatrix, ap_per_class
-from utils.plots import (Annotator, colors, gaussian_smooth, mosaic_tiles, plot_images, plot_labels, plot_results,
-                         save_one_box)
+from utils.plots import (Annotator, colors, gaussian_smooth, mosaic_tiles, plot_confusion_matrix, plot_images,
+                         plot_labels, plot_results, plot_val_curves, save_one_box)
 
 
 def _read(path):
@@ -49,15 +49,17 @@ def test_metric_curves_and_confusion_matrix(tmp_path):
     rng = np.random.default_rng(1)
     n = 60
     tp = rng.random((n, 10)) < 0.6
-    out = ap_per_class(tp, rng.random(n), rng.integers(0, 3, n), rng.integers(0, 3, 40), plot=True,
-                       save_dir=tmp_path, names={0: "cat", 1: "dog", 2: "bird"}, prefix="val_")
-    assert out["ap"].shape == (3, 10)
-    for name in ("PR", "F1", "P", "R"):
-        _read(tmp_path / f"val_{name}_curve.png")
+    out = ap_per_class(tp, rng.random(n), rng.integers(0, 3, n), rng.integers(0, 3, 40))
+    assert out["ap"].shape == (3, 10) and not any(tmp_path.iterdir())  # metrics write no files
+    files = plot_val_curves(out, tmp_path, names={0: "cat", 1: "dog", 2: "bird"}, prefix="val_")
+    assert files == [tmp_path / f"val_{name}_curve.png" for name in ("PR", "F1", "P", "R")]
+    for f in files:
+        _read(f)
 
     cm = ConfusionMatrix(nc=3)
     cm.process_batch(torch.tensor([[0.0, 0, 10, 10, 0.9, 1]]), torch.tensor([[1.0, 0, 0, 10, 10]]))
-    assert cm.plot(tmp_path, names=["cat", "dog", "bird"]) == tmp_path / "confusion_matrix.png"
+    assert plot_confusion_matrix(cm.matrix, tmp_path / "confusion_matrix.png", ["cat", "dog", "bird"]) == \
+        tmp_path / "confusion_matrix.png"
     _read(tmp_path / "confusion_matrix.png")
 
 

@@ -1,14 +1,12 @@
 """Detection metrics with YOLOv5 semantics: matching, AP per class, confusion matrix (fitness, which ranks models,
-is part of the validation protocol in ``engine/validator.py``).
+is part of the validation protocol in ``engine/validator.py``). Nothing here writes files: the validator draws the
+curves and the matrix with ``utils.plots``.
 
 The algorithms follow the YOLOv5 validation procedure step for step (including its tie handling
 and 101-point interpolated AP) so that mAP figures agree with the official ones to 3 decimals.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -91,20 +89,12 @@ def compute_ap(recall: np.ndarray, precision: np.ndarray) -> tuple[float, np.nda
     return ap, mpre, mrec
 
 
-def _names_dict(names: Mapping[int, str] | Sequence[str]) -> dict[int, str]:
-    return dict(names) if isinstance(names, Mapping) else dict(enumerate(names))
-
-
 def ap_per_class(
     tp: np.ndarray,
     conf: np.ndarray,
     pred_cls: np.ndarray,
     target_cls: np.ndarray,
-    plot: bool = False,
-    save_dir: Path | str = Path("."),
-    names: Mapping[int, str] | Sequence[str] = (),
     eps: float = 1e-16,
-    prefix: str = "",
 ) -> dict[str, np.ndarray]:
     """Precision, recall, F1 and AP for every class that has labels.
 
@@ -113,13 +103,11 @@ def ap_per_class(
         conf: ``(n,)`` detection confidences.
         pred_cls: ``(n,)`` detection classes.
         target_cls: ``(m,)`` label classes over the whole dataset.
-        plot: write PR/F1/P/R curves (``{prefix}PR_curve.png`` ...) into ``save_dir``.
-        names: class names (dict index -> name or a list).
 
     Returns:
         Dict with, per present class (``nc`` = number of classes among ``target_cls``):
         ``tp, fp, p, r, f1`` ``(nc,)`` at the confidence maximising the mean smoothed F1,
-        ``ap`` ``(nc, k)``, ``unique_classes`` ``(nc,)`` int, and curves ``px`` ``(1000,)``
+        ``ap`` ``(nc, k)``, ``unique_classes`` ``(nc,)`` int, and curves (drawn by ``utils.plots.plot_val_curves``) ``px`` ``(1000,)``
         (confidence / recall axis), ``p_curve, r_curve, f1_curve`` ``(nc, 1000)`` against
         confidence and ``pr_curve`` ``(nc, 1000)`` precision against recall at IoU column 0.
     """
@@ -154,18 +142,6 @@ def ap_per_class(
                 pr_curve[ci] = np.interp(px, mrec, mpre)
 
     f1_curve = 2 * p_curve * r_curve / (p_curve + r_curve + eps)
-    if plot and nc:
-        # imported here: utils.plots imports this module (smooth), and plotting is optional
-        from utils.plots import plot_mc_curve, plot_pr_curve
-
-        all_names = _names_dict(names)
-        present = {k: all_names.get(int(c), str(int(c))) for k, c in enumerate(unique_classes)}
-        save_dir = Path(save_dir)
-        plot_pr_curve(px, pr_curve, ap, save_dir / f"{prefix}PR_curve.png", present)
-        plot_mc_curve(px, f1_curve, save_dir / f"{prefix}F1_curve.png", present, ylabel="F1")
-        plot_mc_curve(px, p_curve, save_dir / f"{prefix}P_curve.png", present, ylabel="Precision")
-        plot_mc_curve(px, r_curve, save_dir / f"{prefix}R_curve.png", present, ylabel="Recall")
-
     best = int(smooth(f1_curve.mean(0), 0.1).argmax()) if nc else 0
     p, r, f1 = p_curve[:, best], r_curve[:, best], f1_curve[:, best]
     tp_count = (r * nt).round()
@@ -237,12 +213,3 @@ class ConfusionMatrix:
         tp = self.matrix.diagonal()
         fp = self.matrix.sum(1) - tp
         return tp[:-1], fp[:-1]
-
-    def plot(self, save_dir: Path | str = Path("."), names: Mapping[int, str] | Sequence[str] = (),
-             normalize: bool = True) -> Path:
-        """Save ``confusion_matrix.png`` in ``save_dir`` (columns normalised when ``normalize``)."""
-        from utils.plots import plot_confusion_matrix  # see ap_per_class for why it is local
-
-        names_d = _names_dict(names)
-        labels = [names_d.get(i, str(i)) for i in range(self.nc)]
-        return plot_confusion_matrix(self.matrix, Path(save_dir) / "confusion_matrix.png", labels, normalize)

@@ -28,6 +28,7 @@ __all__ = [
     "plot_pr_curve",
     "plot_mc_curve",
     "plot_confusion_matrix",
+    "plot_val_curves",
     "mosaic_tiles",
     "plot_images",
     "plot_results",
@@ -183,6 +184,21 @@ def plot_mc_curve(px: np.ndarray, py: np.ndarray, save_file: Path | str,
     ax.legend(bbox_to_anchor=(1.04, 1), loc="upper left")
     fig.savefig(save_file, dpi=250, bbox_inches="tight")
     return Path(save_file)
+
+
+def plot_val_curves(r: dict[str, np.ndarray], save_dir: Path | str, names: Mapping[int, str] | Sequence[str] = (),
+                    prefix: str = "") -> list[Path]:
+    """``{prefix}PR_curve.png``, ``F1_curve.png``, ``P_curve.png`` and ``R_curve.png`` in ``save_dir`` from the
+    dict :func:`utils.metrics.ap_per_class` returns (its curves have one row per class present in the labels)."""
+    all_names = dict(names) if isinstance(names, Mapping) else dict(enumerate(names))
+    present = {k: all_names.get(int(c), str(int(c))) for k, c in enumerate(r["unique_classes"])}
+    save_dir, px = Path(save_dir), r["px"]
+    if not len(present):
+        return []
+    return [plot_pr_curve(px, r["pr_curve"], r["ap"], save_dir / f"{prefix}PR_curve.png", present),
+            plot_mc_curve(px, r["f1_curve"], save_dir / f"{prefix}F1_curve.png", present, ylabel="F1"),
+            plot_mc_curve(px, r["p_curve"], save_dir / f"{prefix}P_curve.png", present, ylabel="Precision"),
+            plot_mc_curve(px, r["r_curve"], save_dir / f"{prefix}R_curve.png", present, ylabel="Recall")]
 
 
 def plot_confusion_matrix(matrix: np.ndarray, save_file: Path | str, names: Sequence[str] = (),
