@@ -4,10 +4,9 @@ stream or a webcam (``--source 0``): ``python detect.py --weights yolov5n.pt --s
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from engine.predictor import DetectOptions, run as detect
-from utils.cli import Flags, ScriptParser, check_common_flags, run_script, setup_logging
+from utils.cli import Flags, ScriptParser, check_common_flags, python_api, run_script
 
 
 def parse_opt(argv: Flags = None) -> DetectOptions:
@@ -15,7 +14,8 @@ def parse_opt(argv: Flags = None) -> DetectOptions:
     ``run``'s keyword arguments (bad flags raise FlagError)."""
     d = DetectOptions()
     p = ScriptParser(prog="detect.py", description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--weights", type=str, default=d.weights, help="model path: .pt (official, ours or pruned), .torchscript or .onnx")
+    p.add_argument("--weights", type=str, default=d.weights,
+                   help="model path: .pt (official, ours or pruned), .torchscript, .onnx or OpenVINO (.xml / folder)")
     p.add_argument("--source", type=str, default=d.source,
                    help="file/dir/glob/video/.txt list, image or video URL, rtsp/rtmp/http stream, or webcam index (0)")
     p.add_argument("--imgsz", "--img", "--img-size", type=int, default=d.imgsz, help="inference size (pixels)")
@@ -47,18 +47,7 @@ def main(argv: Flags = None) -> dict:
     return detect(parse_opt(argv))
 
 
-def run(**kwargs: Any) -> dict:
-    """Detect from Python with detect.py's flags as keyword arguments, dashes as underscores:
-    ``detect.run(weights="yolov5n.pt", source="../shared/images/bus.jpg")``.
-
-    Logs the command line's INFO lines (see utils.cli.setup_logging) and returns what ``main`` returns.
-
-    Raises:
-        TypeError: a keyword that is no flag of detect.py (the message names it and the closest flag).
-        utils.cli.FlagError: a value the command line refuses (a ValueError, with the command line's message).
-    """
-    setup_logging()
-    return main(kwargs)
+run = python_api(main, "detect.py", 'detect.run(weights="yolov5n.pt", source="../shared/images/bus.jpg")')
 
 
 if __name__ == "__main__":

@@ -4,11 +4,10 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from engine.export import EXPORT_FORMATS, ExportOptions, run as export
 from engine.exporters.onnx_export import DEFAULT_OPSET
-from utils.cli import Flags, ScriptParser, check_common_flags, run_script, setup_logging
+from utils.cli import Flags, ScriptParser, check_common_flags, python_api, run_script
 
 
 def parse_opt(argv: Flags = None) -> ExportOptions:
@@ -44,18 +43,7 @@ def main(argv: Flags = None) -> dict:
     return export(parse_opt(argv))
 
 
-def run(**kwargs: Any) -> dict:
-    """Export from Python with export.py's flags as keyword arguments, dashes as underscores:
-    ``export.run(weights="yolov5n.pt", include=["onnx"], imgsz=640)``.
-
-    Logs the command line's INFO lines (see utils.cli.setup_logging) and returns what ``main`` returns.
-
-    Raises:
-        TypeError: a keyword that is no flag of export.py (the message names it and the closest flag).
-        utils.cli.FlagError: a value the command line refuses (a ValueError, with the command line's message).
-    """
-    setup_logging()
-    return main(kwargs)
+run = python_api(main, "export.py", 'export.run(weights="yolov5n.pt", include=["onnx"], imgsz=640)')
 
 
 if __name__ == "__main__":

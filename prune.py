@@ -9,12 +9,11 @@ everywhere with no extra flags (val.py, detect.py, export.py, train.py --ft_prun
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from engine.prune_search import LATENCY_BACKENDS
 from engine.pruner import PruneOptions, run as prune
 from pruning.importance import IMPORTANCES
-from utils.cli import Flags, ScriptParser, check_common_flags, run_script, setup_logging
+from utils.cli import Flags, ScriptParser, check_common_flags, python_api, run_script
 
 
 def _round_arg(v: str) -> int | str:
@@ -111,18 +110,8 @@ def main(argv: Flags = None) -> dict:
     return prune(parse_opt(argv))
 
 
-def run(**kwargs: Any) -> dict:
-    """Prune from Python with prune.py's flags as keyword arguments, dashes as underscores:
-    ``prune.run(weights="runs/train/sparsity/weights/best.pt", data="data/aquarium.yaml", percent=0.3)``.
-
-    Logs the command line's INFO lines (see utils.cli.setup_logging) and returns what ``main`` returns.
-
-    Raises:
-        TypeError: a keyword that is no flag of prune.py (the message names it and the closest flag).
-        utils.cli.FlagError: a value the command line refuses (a ValueError, with the command line's message).
-    """
-    setup_logging()
-    return main(kwargs)
+run = python_api(main, "prune.py",
+                 'prune.run(weights="runs/train/sparsity/weights/best.pt", data="data/aquarium.yaml", percent=0.3)')
 
 
 if __name__ == "__main__":

@@ -8,11 +8,10 @@ training, ``--ft_pruned_model`` to fine-tune a checkpoint written by prune.py.
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from engine.train_options import TrainOptions
 from pruning.sparsity import SPARSITY_IMPORTANCES
-from utils.cli import Flags, ScriptParser, check_common_flags, run_script, setup_logging
+from utils.cli import Flags, ScriptParser, check_common_flags, python_api, run_script
 
 
 def _rate(text: str) -> float | str:
@@ -111,18 +110,7 @@ def main(argv: Flags = None) -> dict:
     return Trainer(parse_opt(argv)).train()
 
 
-def run(**kwargs: Any) -> dict:
-    """Train from Python with train.py's flags as keyword arguments, dashes as underscores:
-    ``train.run(weights="yolov5n.pt", data="data/aquarium.yaml", imgsz=320, epochs=3)``.
-
-    Logs the command line's INFO lines (see utils.cli.setup_logging) and returns what ``main`` returns.
-
-    Raises:
-        TypeError: a keyword that is no flag of train.py (the message names it and the closest flag).
-        utils.cli.FlagError: a value the command line refuses (a ValueError, with the command line's message).
-    """
-    setup_logging()
-    return main(kwargs)
+run = python_api(main, "train.py", 'train.run(weights="yolov5n.pt", data="data/aquarium.yaml", imgsz=320, epochs=3)')
 
 
 if __name__ == "__main__":

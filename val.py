@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from engine.validator import ValOptions, run as validate
-from utils.cli import Flags, ScriptParser, check_common_flags, run_script, setup_logging
+from utils.cli import Flags, ScriptParser, check_common_flags, python_api, run_script
 
 
 def parse_opt(argv: Flags = None) -> ValOptions:
@@ -15,7 +14,8 @@ def parse_opt(argv: Flags = None) -> ValOptions:
     d = ValOptions()
     p = ScriptParser(prog="val.py", description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data", type=str, default=d.data, help="dataset.yaml path")
-    p.add_argument("--weights", type=str, default=d.weights, help="model path: .pt (official, ours or pruned), .torchscript or .onnx")
+    p.add_argument("--weights", type=str, default=d.weights,
+                   help="model path: .pt (official, ours or pruned), .torchscript, .onnx or OpenVINO (.xml / folder)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="batch size")
     p.add_argument("--imgsz", "--img", "--img-size", type=int, default=d.imgsz, help="inference size (pixels)")
     p.add_argument("--conf-thres", type=float, default=d.conf_thres, help="confidence threshold")
@@ -47,18 +47,7 @@ def main(argv: Flags = None) -> dict:
     return validate(parse_opt(argv))
 
 
-def run(**kwargs: Any) -> dict:
-    """Validate from Python with val.py's flags as keyword arguments, dashes as underscores:
-    ``val.run(weights="yolov5n.pt", data="data/coco128.yaml", imgsz=640)``.
-
-    Logs the command line's INFO lines (see utils.cli.setup_logging) and returns what ``main`` returns.
-
-    Raises:
-        TypeError: a keyword that is no flag of val.py (the message names it and the closest flag).
-        utils.cli.FlagError: a value the command line refuses (a ValueError, with the command line's message).
-    """
-    setup_logging()
-    return main(kwargs)
+run = python_api(main, "val.py", 'val.run(weights="yolov5n.pt", data="data/coco128.yaml", imgsz=640)')
 
 
 if __name__ == "__main__":

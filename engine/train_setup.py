@@ -9,8 +9,8 @@ from engine.train_options import TrainOptions, options_from_dict
 from models.yolo import Model
 from utils.checkpoint import load_checkpoint, load_weights, resolve_weights
 
-__all__ = ["is_pruned_arch", "arch_for_classes", "build_model", "find_resume_checkpoint", "options_for_resume", "freeze_layers",
-           "load_resume_state"]
+__all__ = ["is_pruned_arch", "arch_for_classes", "build_model", "find_resume_checkpoint", "options_for_resume",
+           "freeze_layers", "load_resume_state"]
 
 LOGGER = logging.getLogger(__name__)
 

@@ -23,13 +23,7 @@ from utils.data import is_stream, source_name
 N_FRAMES, SIZE = 6, (320, 240)
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():  # noqa: ANN201 - a generator fixture
-    """One intra-op thread: two spin at every barrier on 2 busy cores (see tests/test_train.py)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see tests/conftest.py
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

@@ -18,13 +18,7 @@ from tests.test_train import make_dataset, read_results
 from utils.checkpoint import atomic_save, load_checkpoint, make_checkpoint
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():  # noqa: ANN201 - a generator fixture
-    """One intra-op thread: two spin at every barrier on 2 busy cores (see tests/test_train.py)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see tests/conftest.py
 
 
 @pytest.mark.parametrize(("recipe", "rate"), [

@@ -41,17 +41,7 @@ N_OUTPUT_TENSORS = 6  # Detect's three 1x1 output convs: weight and bias each
 
 
 # ----------------------------------------------------------------------------------------------------------- helpers
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Train in-process with one intra-op thread, restoring the setting afterwards.
-
-    On 2 cores shared with other jobs, two OpenMP threads spin at every barrier while the other is descheduled:
-    measured here, a training step at 320 pixels took 10.9 s with 2 threads and 1.4 s with one.
-    """
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see tests/conftest.py
 
 
 def _env(datasets_dir: Path, weights_dir: Path | None = None) -> dict[str, str]:

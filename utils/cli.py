@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Mapping, NoReturn, Sequence, TypeVar, Union
 
-__all__ = ["run_script", "setup_logging", "USER_ERRORS", "check_common_flags", "Flags", "FlagError", "ScriptParser"]
+__all__ = ["run_script", "python_api", "setup_logging", "USER_ERRORS", "check_common_flags", "Flags", "FlagError",
+           "ScriptParser"]
 
 T = TypeVar("T")
 
@@ -37,6 +38,23 @@ def run_script(fn: Callable[[], T]) -> T:
             msg = e.strerror if e.strerror and "no space" in e.strerror else f"no space left on device ({e})"
         print(f"ERROR: {msg}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def python_api(main: Callable[[Any], dict], script: str, example: str) -> Callable[..., dict]:
+    """A script's ``run(**kwargs)``: its flags as keyword arguments, dashes as underscores, e.g. ``example``.
+
+    The keywords go through the script's own parser (``main`` takes them in place of a command line), the command
+    line's INFO lines are logged (:func:`setup_logging`), and ``run`` returns what ``main`` returns. It raises
+    ``TypeError`` for a keyword that is no flag of the script (naming the closest flag) and :class:`FlagError` (a
+    ``ValueError``) with the command line's message for a value the command line refuses.
+    """
+    def run(**kwargs: Any) -> dict:
+        setup_logging()
+        return main(kwargs)
+
+    run.__doc__ = f"{script} from Python: ``{example}``.\n\n" + (python_api.__doc__ or "").split("\n\n", 1)[1]
+    run.__module__ = main.__module__
+    return run
 
 
 def setup_logging() -> None:

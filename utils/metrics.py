@@ -107,9 +107,10 @@ def ap_per_class(
     Returns:
         Dict with, per present class (``nc`` = number of classes among ``target_cls``):
         ``tp, fp, p, r, f1`` ``(nc,)`` at the confidence maximising the mean smoothed F1,
-        ``ap`` ``(nc, k)``, ``unique_classes`` ``(nc,)`` int, and curves (drawn by ``utils.plots.plot_val_curves``) ``px`` ``(1000,)``
+        ``ap`` ``(nc, k)``, ``unique_classes`` ``(nc,)`` int, and curves ``px`` ``(1000,)``
         (confidence / recall axis), ``p_curve, r_curve, f1_curve`` ``(nc, 1000)`` against
-        confidence and ``pr_curve`` ``(nc, 1000)`` precision against recall at IoU column 0.
+        confidence and ``pr_curve`` ``(nc, 1000)`` precision against recall at IoU column 0
+        (``utils.plots.plot_val_curves`` draws them).
     """
     tp, conf, pred_cls, target_cls = (
         x.cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x) for x in (tp, conf, pred_cls, target_cls)
