@@ -1,8 +1,9 @@
 """Build an nn.Sequential of layers from a YOLOv5-schema model dict (``backbone`` + ``head`` rows).
 
 Each row is ``[from, number, module, args]``. Widths are scaled by ``width_multiple`` (rounded up to a multiple of 8)
-and repeats by ``depth_multiple``, unless the dict says ``explicit_widths: true`` (pruned architectures), in which case
-every number is used as written.
+and repeats by ``depth_multiple``, unless the dict says ``explicit_widths: true`` (widths that are no uniform multiple,
+architectures written out as built), in which case every number is used as written. Per-leaf ``channels`` overrides
+(pruned architectures) are applied afterwards by the Model (see the ``models`` package docstring).
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ def build_layers(cfg: dict, ch: int = 3, nc: int | None = None) -> tuple[nn.Sequ
         ``np`` parameter count), the indices of outputs that later layers read, and a LayerInfo per layer.
 
     Raises:
-        ModelConfigError: naming the layer, for unknown modules, bad ``from`` indices or malformed rows.
+        ModelConfigError: naming the layer, for unknown modules, bad ``from`` indices or malformed rows (including
+            a trailing dict of keyword arguments, which the schema does not have).
     """
     nc = nc if nc is not None else cfg.get("nc")
     if nc is None:
@@ -85,7 +87,10 @@ def build_layers(cfg: dict, ch: int = 3, nc: int | None = None) -> tuple[nn.Sequ
         except KeyError as e:
             raise ModelConfigError(f"layer {i}: {e.args[0]}") from None
         args = [_resolve_arg(a) for a in (args or [])]
-        kwargs = args.pop() if args and isinstance(args[-1], dict) else {}
+        if any(isinstance(a, dict) for a in args):
+            # Earlier versions passed a trailing dict as keyword arguments (hidden widths nothing ever set).
+            raise ModelConfigError(f"layer {i} ({name}): args {args} hold a dict; rows take positional args only. "
+                                   "Give widths in the row, or narrow a pruned layer through 'channels'")
         froms = f if isinstance(f, list) else [f]
         for j in froms:
             ok = isinstance(j, int) and ((i == 0 and j == -1) or (i > 0 and -i <= j < i))
@@ -116,9 +121,9 @@ def build_layers(cfg: dict, ch: int = 3, nc: int | None = None) -> tuple[nn.Sequ
             c2 = c_in[0]
 
         try:
-            m = nn.Sequential(*(spec.cls(*args, **kwargs) for _ in range(n_))) if n_ > 1 else spec.cls(*args, **kwargs)
+            m = nn.Sequential(*(spec.cls(*args) for _ in range(n_))) if n_ > 1 else spec.cls(*args)
         except (TypeError, ValueError) as e:
-            raise ModelConfigError(f"layer {i} ({name}): cannot build with args {args} {kwargs or ''}: {e}") from e
+            raise ModelConfigError(f"layer {i} ({name}): cannot build with args {args}: {e}") from e
         m.i, m.f, m.type = i, f, name
         m.np = sum(p.numel() for p in m.parameters())
         save.extend(j % i for j in froms if j != -1)

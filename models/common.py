@@ -1,7 +1,8 @@
-"""YOLOv5 building blocks: Conv, DWConv, Focus, Bottleneck, C3, SPP, SPPF, Concat.
+"""YOLOv5 building blocks: Conv, DWConv, Focus, Bottleneck, C3, SPP, SPPF, Concat; the torch layers the schema names.
 
 State-dict key names (``conv``, ``bn``, ``cv1``, ``m`` ...) follow the official checkpoints so that they load as they are.
-Every block takes optional explicit hidden widths as keyword arguments; pruned architectures set them.
+Inner widths follow from the constructor arguments as in YOLOv5; a pruned architecture narrows them through per-leaf
+``channels`` overrides (see the ``models`` package docstring), not through extra arguments.
 """
 
 from __future__ import annotations
@@ -12,6 +13,11 @@ from torch import nn
 from models.registry import register_module
 
 __all__ = ["autopad", "Conv", "DWConv", "Focus", "Bottleneck", "C3", "SPP", "SPPF", "Concat"]
+
+# torch layers that YOLOv5 model YAML files name; their widths pass through unchanged.
+for _cls in (nn.Upsample, nn.MaxPool2d, nn.Identity):
+    register_module(f"nn.{_cls.__name__}", kind="identity")(_cls)
+del _cls
 
 
 def autopad(k: int | list[int], p: int | None = None, d: int = 1) -> int | list[int]:
@@ -79,10 +85,9 @@ class Focus(nn.Module):
 class Bottleneck(nn.Module):
     """1x1 then 3x3 conv, with a residual add when ``shortcut`` and the widths match."""
 
-    def __init__(self, c1: int, c2: int, shortcut: bool = True, g: int = 1, e: float = 0.5, *,
-                 hidden: int | None = None) -> None:
+    def __init__(self, c1: int, c2: int, shortcut: bool = True, g: int = 1, e: float = 0.5) -> None:
         super().__init__()
-        c_ = hidden if hidden is not None else int(c2 * e)
+        c_ = int(c2 * e)
         self.cv1 = Conv(c1, c_, 1, 1)
         self.cv2 = Conv(c_, c2, 3, 1, g=g)
         self.add = shortcut and c1 == c2
@@ -94,24 +99,15 @@ class Bottleneck(nn.Module):
 
 @register_module(kind="csp")
 class C3(nn.Module):
-    """CSP bottleneck with 3 convs: cv1 -> n Bottlenecks, concatenated with cv2, fused by cv3.
+    """CSP bottleneck with 3 convs: cv1 -> n Bottlenecks, concatenated with cv2, fused by cv3 (hidden width c2 * e)."""
 
-    Keyword args (explicit widths for pruned models): ``hidden`` (cv1 out and Bottleneck width), ``hidden2`` (cv2 out),
-    ``m_hidden`` (each Bottleneck's inner width).
-    """
-
-    def __init__(self, c1: int, c2: int, n: int = 1, shortcut: bool = True, g: int = 1, e: float = 0.5, *,
-                 hidden: int | None = None, hidden2: int | None = None, m_hidden: list[int] | None = None) -> None:
+    def __init__(self, c1: int, c2: int, n: int = 1, shortcut: bool = True, g: int = 1, e: float = 0.5) -> None:
         super().__init__()
-        c_ = hidden if hidden is not None else int(c2 * e)
-        c2_ = hidden2 if hidden2 is not None else c_
-        inner = m_hidden if m_hidden is not None else [c_] * n
-        if len(inner) != n:
-            raise ValueError(f"C3: m_hidden has {len(inner)} entries but n={n}")
+        c_ = int(c2 * e)
         self.cv1 = Conv(c1, c_, 1, 1)
-        self.cv2 = Conv(c1, c2_, 1, 1)
-        self.cv3 = Conv(c_ + c2_, c2, 1)
-        self.m = nn.Sequential(*(Bottleneck(c_, c_, shortcut, g, hidden=h) for h in inner))
+        self.cv2 = Conv(c1, c_, 1, 1)
+        self.cv3 = Conv(2 * c_, c2, 1)
+        self.m = nn.Sequential(*(Bottleneck(c_, c_, shortcut, g, e=1.0) for _ in range(n)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.cv3(torch.cat((self.m(self.cv1(x)), self.cv2(x)), 1))
@@ -121,9 +117,9 @@ class C3(nn.Module):
 class SPP(nn.Module):
     """Spatial pyramid pooling with parallel max-pools of kernels ``k`` (YOLOv3-SPP)."""
 
-    def __init__(self, c1: int, c2: int, k: tuple[int, ...] = (5, 9, 13), *, hidden: int | None = None) -> None:
+    def __init__(self, c1: int, c2: int, k: tuple[int, ...] = (5, 9, 13)) -> None:
         super().__init__()
-        c_ = hidden if hidden is not None else c1 // 2
+        c_ = c1 // 2
         self.cv1 = Conv(c1, c_, 1, 1)
         self.cv2 = Conv(c_ * (len(k) + 1), c2, 1, 1)
         self.m = nn.ModuleList(nn.MaxPool2d(kernel_size=x, stride=1, padding=x // 2) for x in k)
@@ -137,9 +133,9 @@ class SPP(nn.Module):
 class SPPF(nn.Module):
     """Fast SPP: three chained max-pools of kernel k, equal to SPP(k=(5, 9, 13)) for k=5."""
 
-    def __init__(self, c1: int, c2: int, k: int = 5, *, hidden: int | None = None) -> None:
+    def __init__(self, c1: int, c2: int, k: int = 5) -> None:
         super().__init__()
-        c_ = hidden if hidden is not None else c1 // 2
+        c_ = c1 // 2
         self.cv1 = Conv(c1, c_, 1, 1)
         self.cv2 = Conv(c_ * 4, c2, 1, 1)
         self.m = nn.MaxPool2d(kernel_size=k, stride=1, padding=k // 2)

@@ -10,7 +10,9 @@ the module's *kind*, recorded at registration:
 - ``identity``: output width equals the input width; ``args`` pass through (``nn.Upsample``, pooling).
 - ``head``: the Detect head; it gets the list of input widths appended.
 
-A trailing dict in ``args`` is passed as keyword arguments. Pruned architectures use it for explicit hidden widths.
+Blocks register themselves where they are defined (``@register_module(...)`` on the class; torch layers that the
+schema names, such as ``nn.Upsample``, are registered in ``models.common``). This module imports none of them: importing
+the ``models`` package imports the block modules once, so every name is registered before a YAML is parsed.
 """
 
 from __future__ import annotations
@@ -61,8 +63,11 @@ def register_module(name: str | None = None, kind: str = "conv") -> Callable[[ty
 
 
 def get_module(name: str) -> ModuleSpec:
-    """Look up a registered module by its YAML name; an unknown name lists the known ones."""
-    _ensure_builtin_modules()
+    """Look up a registered module by its YAML name.
+
+    Raises:
+        KeyError: an unknown name; the message lists the known ones.
+    """
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -71,22 +76,5 @@ def get_module(name: str) -> ModuleSpec:
 
 def list_modules() -> list[str]:
     """Names of all registered modules, sorted."""
-    _ensure_builtin_modules()
     return sorted(_REGISTRY)
 
-
-def _ensure_builtin_modules() -> None:
-    """Import the modules that register themselves (kept lazy so importing the registry has no side effects)."""
-    import models.common  # noqa: F401
-    import models.detect  # noqa: F401
-    import models.backbones  # noqa: F401
-
-
-def _register_torch_modules() -> None:
-    for key, cls, kind in (("nn.Upsample", nn.Upsample, "identity"), ("nn.MaxPool2d", nn.MaxPool2d, "identity"),
-                           ("nn.Identity", nn.Identity, "identity")):
-        if key not in _REGISTRY:
-            _REGISTRY[key] = ModuleSpec(key, cls, kind)
-
-
-_register_torch_modules()

@@ -128,8 +128,6 @@ def prune_layers(model: nn.Module, k: int, ch: int = 3):  # noqa: ANN201 - (Mode
     rows = list(arch.get("backbone", [])) + list(arch.get("head", []))
     for i, kept in plan.items():
         rows[i][1] = len(kept)
-        if rows[i][3] and isinstance(rows[i][3][-1], dict) and rows[i][3][-1].get("m_hidden") is not None:
-            rows[i][3][-1]["m_hidden"] = [rows[i][3][-1]["m_hidden"][j] for j in kept]
     if arch.get("channels"):
         arch["channels"] = {rename(p): v for p, v in arch["channels"].items() if rename(p) is not None}
     new = Model(arch, ch=ch, nc=src.nc, names=list(src.names))

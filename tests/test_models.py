@@ -1,4 +1,4 @@
-"""Every registered model config builds and runs; published parameter counts; registry errors."""
+"""Every model config and every registered block builds and runs; published parameter counts; registry errors."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.builder import ModelConfigError
+from models.builder import ModelConfigError, build_layers
 from models.registry import get_module, list_modules, register_module
 from models.yolo import Model, load_model_config
 from tests.test_pruning import randomize_bn
@@ -73,3 +73,64 @@ def test_registry_refuses_duplicates() -> None:
 def test_missing_config_file() -> None:
     with pytest.raises(FileNotFoundError, match="nope.yaml"):
         Model("nope.yaml")
+
+
+# One small YAML row per registered module, as a model config writes it: (from, number, args), read by a layer whose
+# input is a (2, 8, 16, 16) map. A newly registered block fails test_registered_block_trains until it has a row here.
+BLOCK_ROWS = {
+    "Bottleneck": (-1, 1, [8]),  # c1 == c2: the residual add
+    "C3": (-1, 2, [16]),
+    "C3Ghost": (-1, 2, [16]),
+    "Concat": ([-1, 0], 1, [1]),
+    "Conv": (-1, 1, [16, 3, 2]),
+    "ConvBNAct": (-1, 1, [16, 3, 2, "hswish"]),
+    "DWConv": (-1, 1, [16, 3, 1]),
+    "Detect": ([-1], 1, ["nc", "anchors"]),
+    "Focus": (-1, 1, [16, 3]),
+    "GhostBottleneck": (-1, 1, [16, 3, 2]),  # stride 2: depthwise shortcut
+    "GhostConv": (-1, 1, [16, 3, 2]),
+    "InvertedResidual": (-1, 1, [8, 1, 6]),  # residual
+    "MobileNetV3Block": (-1, 1, [16, 3, 24, True, "hswish", 2]),  # with squeeze-excite
+    "SPP": (-1, 1, [16, [3, 5]]),
+    "SPPF": (-1, 1, [16, 3]),
+    "ShuffleV2Block": (-1, 1, [16, 1]),
+    "nn.Identity": (-1, 1, []),
+    "nn.MaxPool2d": (-1, 1, [3, 2, 1]),
+    "nn.Upsample": (-1, 1, ["None", 2, "nearest"]),
+}
+
+
+@pytest.mark.parametrize("name", list_modules())
+def test_registered_block_trains(name: str) -> None:
+    """Each registered module, built alone through the builder from a YAML row, runs forward and backward."""
+    assert name in BLOCK_ROWS, f"registered module '{name}' has no example row in BLOCK_ROWS"
+    f, n, args = BLOCK_ROWS[name]
+    # Layer 0 (an identity) gives the block an 8-wide input at a normal (not first) position in the layer list.
+    cfg = {"nc": 2, "anchors": [[10, 13, 16, 30]], "backbone": [[-1, 1, "nn.Identity", []], [f, n, name, args]]}
+    layers, _, infos = build_layers(cfg, ch=8)
+    block = layers[1].train()
+    torch.manual_seed(0)
+    x = torch.rand(2, 8, 16, 16, requires_grad=True)
+    out = block(x if f == -1 else [x for _ in f])
+    outs = out if isinstance(out, list) else [out]
+    if get_module(name).kind == "head":
+        assert [tuple(o.shape) for o in outs] == [(2, 2, 16, 16, 7)]  # (bs, anchors, ny, nx, 5 + nc)
+    else:
+        assert outs[0].shape[:2] == (2, infos[1].c2)  # the width the builder declared for the next layer
+        assert outs[0].shape[2:] in ((8, 8), (16, 16), (32, 32))  # stride 2, 1 or an upsample
+    assert all(torch.isfinite(o).all() for o in outs)
+    # A fixed random projection, not a plain sum: a BatchNorm's per-channel sum does not depend on its input.
+    sum((o * torch.randn_like(o)).sum() for o in outs).backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    params = dict(block.named_parameters())
+    assert bool(params) == (get_module(name).kind not in ("concat", "identity"))
+    no_grad = [k for k, p in params.items() if p.grad is None or not torch.isfinite(p.grad).all() or not p.grad.any()]
+    assert not no_grad, f"{name}: no (finite, non-zero) gradient reached {no_grad}"
+
+
+def test_keyword_args_in_a_row_are_refused() -> None:
+    """Rows take positional args; the old hidden-width keywords are gone (pruned widths go in ``channels``)."""
+    cfg = load_model_config("yolov5n.yaml")
+    cfg["backbone"][2][3] = [128, {"hidden": 16}]
+    with pytest.raises(ModelConfigError, match=r"layer 2 \(C3\): args .* hold a dict.*'channels'"):
+        Model(cfg)

@@ -52,16 +52,17 @@ class GhostBottleneck(nn.Module):
         c2: output width.
         k: depthwise kernel.
         s: stride (1 or 2).
-        hidden: width between the two GhostConvs (default ``c2 // 2``; even).
+
+    The width between the two GhostConvs is ``c2 // 2``.
     """
 
-    def __init__(self, c1: int, c2: int, k: int = 3, s: int = 1, *, hidden: int | None = None) -> None:
+    def __init__(self, c1: int, c2: int, k: int = 3, s: int = 1) -> None:
         super().__init__()
         if s not in (1, 2):
             raise ValueError(f"GhostBottleneck: stride must be 1 or 2, got {s}")
         if s == 1 and c1 != c2:
             raise ValueError(f"GhostBottleneck: stride 1 adds the input back, so c1 ({c1}) must equal c2 ({c2})")
-        c_ = hidden if hidden is not None else c2 // 2
+        c_ = c2 // 2
         self.conv = nn.Sequential(
             GhostConv(c1, c_, 1, 1),
             DWConv(c_, c_, k, s, act=False) if s == 2 else nn.Identity(),
@@ -87,23 +88,16 @@ class C3Ghost(nn.Module):
         n: number of GhostBottlenecks.
         shortcut: unused (see above).
         g: unused.
-        e: hidden width ratio.
-        hidden: explicit cv1 width (and GhostBottleneck width), ``hidden2``: cv2 width, ``m_hidden``: each
-            GhostBottleneck's inner width (pruned architectures).
+        e: hidden width ratio (cv1 and cv2 are ``c2 * e`` wide).
     """
 
-    def __init__(self, c1: int, c2: int, n: int = 1, shortcut: bool = True, g: int = 1, e: float = 0.5, *,
-                 hidden: int | None = None, hidden2: int | None = None, m_hidden: list[int] | None = None) -> None:
+    def __init__(self, c1: int, c2: int, n: int = 1, shortcut: bool = True, g: int = 1, e: float = 0.5) -> None:
         super().__init__()
-        c_ = hidden if hidden is not None else int(c2 * e)
-        c2_ = hidden2 if hidden2 is not None else c_
-        inner = m_hidden if m_hidden is not None else [c_ // 2] * n
-        if len(inner) != n:
-            raise ValueError(f"C3Ghost: m_hidden has {len(inner)} entries but n={n}")
+        c_ = int(c2 * e)
         self.cv1 = Conv(c1, c_, 1, 1)
-        self.cv2 = Conv(c1, c2_, 1, 1)
-        self.cv3 = Conv(c_ + c2_, c2, 1)
-        self.m = nn.Sequential(*(GhostBottleneck(c_, c_, hidden=h) for h in inner))
+        self.cv2 = Conv(c1, c_, 1, 1)
+        self.cv3 = Conv(2 * c_, c2, 1)
+        self.m = nn.Sequential(*(GhostBottleneck(c_, c_) for _ in range(n)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.cv3(torch.cat((self.m(self.cv1(x)), self.cv2(x)), 1))

@@ -28,17 +28,14 @@ class InvertedResidual(nn.Module):
         c2: output width.
         s: depthwise stride (1 or 2).
         t: expansion factor; the hidden width is ``round(c1 * t)``.
-        hidden: explicit hidden width (pruned architectures); must equal ``c1`` when ``t == 1``.
     """
 
-    def __init__(self, c1: int, c2: int, s: int = 1, t: float = 6, *, hidden: int | None = None) -> None:
+    def __init__(self, c1: int, c2: int, s: int = 1, t: float = 6) -> None:
         super().__init__()
         if s not in (1, 2):
             raise ValueError(f"InvertedResidual: stride must be 1 or 2, got {s}")
         expand = t != 1
-        c_ = hidden if hidden is not None else int(round(c1 * t))
-        if not expand and c_ != c1:
-            raise ValueError(f"InvertedResidual: t=1 has no expansion, so hidden ({c_}) must equal c1 ({c1})")
+        c_ = int(round(c1 * t)) if expand else c1
         self.expand = Conv(c1, c_, 1, 1, act=nn.ReLU6()) if expand else nn.Identity()
         self.dw = Conv(c_, c_, 3, s, g=c_, act=nn.ReLU6())
         self.project = Conv(c_, c2, 1, 1, act=False)
@@ -64,11 +61,10 @@ class MobileNetV3Block(nn.Module):
         se: whether the block has squeeze-excite (inner width ``make_divisible(exp / 4, 8)``).
         act: non-linearity of the expansion and depthwise convs: ``relu`` (RE) or ``hswish`` (HS).
         s: depthwise stride (1 or 2).
-        se_hidden: explicit squeeze-excite inner width (pruned architectures).
     """
 
     def __init__(self, c1: int, c2: int, k: int = 3, exp: int | None = None, se: bool = False, act: str = "relu",
-                 s: int = 1, *, se_hidden: int | None = None) -> None:
+                 s: int = 1) -> None:
         super().__init__()
         if s not in (1, 2):
             raise ValueError(f"MobileNetV3Block: stride must be 1 or 2, got {s}")
@@ -77,7 +73,7 @@ class MobileNetV3Block(nn.Module):
         c_ = exp if exp is not None else c1
         self.expand = Conv(c1, c_, 1, 1, act=make_activation(act)) if c_ != c1 else nn.Identity()
         self.dw = Conv(c_, c_, k, s, g=c_, act=make_activation(act))
-        self.se = SqueezeExcite(c_, se_hidden) if se else nn.Identity()
+        self.se = SqueezeExcite(c_) if se else nn.Identity()
         self.project = Conv(c_, c2, 1, 1, act=False)
         self.add = s == 1 and c1 == c2
 

@@ -25,32 +25,30 @@ class ShuffleV2Block(nn.Module):
         c1: input width.
         c2: output width (even: the output is shuffled in 2 groups).
         s: stride (1 or 2).
-        split: width of the first part of the output before the shuffle: the pass-through part (``s == 1``; it is also
-            how many input channels pass through) or the left branch (``s == 2``). Default ``c2 // 2``
-            (``c1 // 2`` passed through at stride 1).
-        hidden: width inside the right branch (default: the right branch's output width, ``c2 - split``).
+
+    Before the shuffle the output is two parts: the pass-through part (``s == 1``: ``c1 // 2`` input channels) or the
+    left branch (``s == 2``: ``c2 // 2``), then the right branch (the rest of ``c2``, also its inner width). A pruned
+    unit narrows its branch convs through ``channels`` overrides; ``forward`` then splits where the branch expects.
     """
 
-    def __init__(self, c1: int, c2: int, s: int = 1, *, split: int | None = None, hidden: int | None = None) -> None:
+    def __init__(self, c1: int, c2: int, s: int = 1) -> None:
         super().__init__()
         if s not in (1, 2):
             raise ValueError(f"ShuffleV2Block: stride must be 1 or 2, got {s}")
         if c2 % 2:
             raise ValueError(f"ShuffleV2Block: output width {c2} must be even for the 2-group channel shuffle")
         self.downsample = s == 2
-        if split is None:
-            split = c1 // 2 if not self.downsample else c2 // 2
+        split = c2 // 2 if self.downsample else c1 // 2
         c_right = c2 - split
         c_in_right = c1 if self.downsample else c1 - split
         if min(split, c_right, c_in_right) < 1:
-            raise ValueError(f"ShuffleV2Block: split {split} leaves an empty branch (c1={c1}, c2={c2})")
-        c_ = hidden if hidden is not None else c_right
+            raise ValueError(f"ShuffleV2Block: c1={c1}, c2={c2} leave an empty branch (split at {split})")
         if self.downsample:
             self.branch1 = nn.Sequential(Conv(c1, c1, 3, s, g=c1, act=False), Conv(c1, split, 1, 1, act=nn.ReLU()))
         self.branch2 = nn.Sequential(
-            Conv(c_in_right, c_, 1, 1, act=nn.ReLU()),
-            Conv(c_, c_, 3, s, g=c_, act=False),
-            Conv(c_, c_right, 1, 1, act=nn.ReLU()),
+            Conv(c_in_right, c_right, 1, 1, act=nn.ReLU()),
+            Conv(c_right, c_right, 3, s, g=c_right, act=False),
+            Conv(c_right, c_right, 1, 1, act=nn.ReLU()),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
