@@ -68,12 +68,12 @@ def test_yaml_missing_val_names_path_setting_and_url(tmp_path, monkeypatch):
     yml.write_text("path: gone\ntrain: images/train\nval: images/val\nnames: [a]\n"
                    "download: https://example.com/gone.zip\n")
     with pytest.raises(FileNotFoundError) as e:
-        load_dataset_config(yml)
+        load_dataset_config(yml, autodownload=False)  # downloads: tests/test_dataset_download.py (local server)
     msg = str(e.value)
     assert str(yml) in msg
     assert str(tmp_path / "nowhere" / "gone" / "images" / "val") in msg
     assert "YOLO_DATASETS_DIR=" + str(tmp_path / "nowhere") in msg
-    assert "https://example.com/gone.zip" in msg and "offline" in msg
+    assert "not downloading https://example.com/gone.zip (autodownload is off)" in msg
 
 
 def test_yaml_errors_name_file_and_key(tmp_path, monkeypatch):

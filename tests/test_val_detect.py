@@ -419,6 +419,7 @@ def test_missing_dataset_names_path_and_setting(tmp_path: Path, yolov5n_pt: Path
     monkeypatch.setenv("YOLO_DATASETS_DIR", str(root))
     cfg = yaml.safe_load(COCO128_YAML.read_text())
     cfg["path"] = "no_such_dataset"
+    cfg.pop("download")  # no outside network in tests (downloads: tests/test_dataset_download.py)
     data = tmp_path / "gone.yaml"
     data.write_text(yaml.safe_dump(cfg))
     with pytest.raises(FileNotFoundError) as e:

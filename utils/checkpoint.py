@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from utils.download import describe_failure
 from utils.official import ModuleStub, UnsafeCheckpointError, load_official, stub_to_state
 from utils.paths import weights_dir
 from utils.torch_utils import unwrap
@@ -126,7 +127,8 @@ def resolve_weights(weights: str | Path) -> Path:
         except OSError as e:
             raise FileNotFoundError(
                 f"weights '{weights}' not found (searched {', '.join(map(str, searched))}) and downloading {url} "
-                f"failed ({e}); download it by hand or set YOLO_WEIGHTS_DIR to the folder that holds it") from None
+                f"failed ({describe_failure(e, url, 10.0)}); download it by hand or set YOLO_WEIGHTS_DIR to the "
+                "folder that holds it") from None
     raise FileNotFoundError(f"weights '{weights}' not found (searched {', '.join(map(str, searched))}); "
                             "pass an existing file or set YOLO_WEIGHTS_DIR")
 

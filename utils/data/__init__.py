@@ -12,7 +12,7 @@ from .augment import (
     xywhn2xyxy,
     xyxy2xywhn,
 )
-from .config import datasets_dir, download_dataset, load_dataset_config, user_cache_dir
+from .config import dataset_urls, datasets_dir, download_dataset, load_dataset_config, user_cache_dir
 from .dataset import LoadImagesAndLabels, rect_batch_shapes
 from .files import IMG_FORMATS, VID_FORMATS, img2label_paths, list_image_files, list_media_files
 from .labels import LabelScan, scan_labels, verify_image_label
@@ -31,6 +31,7 @@ __all__ = [
     "augment_hsv",
     "box_candidates",
     "create_dataloader",
+    "dataset_urls",
     "datasets_dir",
     "download_dataset",
     "fetch_url",

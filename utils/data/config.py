@@ -2,6 +2,8 @@
 
 A dataset YAML (YOLOv5 format) names a dataset root ``path`` plus ``train``/``val``/``test`` image sources relative to
 it, and the class ``names``. A relative ``path`` is resolved under the datasets directory (env ``YOLO_DATASETS_DIR``).
+When the val images are missing, the YAML's ``download:`` URL(s) are fetched and unpacked there, as YOLOv5 does; a
+``download:`` that is a shell or Python snippet is refused, never run.
 """
 
 from __future__ import annotations
@@ -9,15 +11,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import shutil
-import tempfile
-import urllib.error
-import urllib.parse
-import urllib.request
-import zipfile
 from pathlib import Path
 from typing import Any
 
+from utils.download import DownloadError, download_archives
 from utils.paths import datasets_dir
 from utils.yaml_io import read_yaml
 
@@ -25,8 +22,8 @@ __all__ = [
     "datasets_dir",
     "user_cache_dir",
     "load_dataset_config",
+    "dataset_urls",
     "download_dataset",
-    "download_file",
     "path_hash",
 ]
 
@@ -97,20 +94,21 @@ def _as_list(value: str | list[str] | None) -> list[str]:
     return [] if value is None else [value] if isinstance(value, str) else list(value)
 
 
-def load_dataset_config(data: str | Path | dict, autodownload: bool = False) -> dict:
+def load_dataset_config(data: str | Path | dict, autodownload: bool = True) -> dict:
     """Read and check a YOLOv5-style dataset YAML.
 
     Args:
         data: path to the YAML (also looked up under ``<repo>/data/``), or an already loaded dict.
-        autodownload: if the val images are missing and the YAML has a ``download`` URL, try to fetch it with
-            :func:`download_dataset` into the datasets directory. Off by default (this project runs offline).
+        autodownload: if the val images are missing and the YAML has a ``download:`` URL (or a list of them), fetch
+            and unpack it into the datasets directory (:func:`download_dataset`), then go on, as YOLOv5 does.
 
     Returns:
         dict with the YAML's keys plus normalised ``path`` (str, absolute), ``train``/``val``/``test`` (absolute str
         or list of str, ``test`` may be None), ``names`` (list[str]), ``nc`` (int) and ``yaml_file`` (str or None).
 
     Raises:
-        FileNotFoundError: the YAML or the val images are missing.
+        FileNotFoundError: the YAML or the val images are missing (and were not, or could not be, downloaded: the
+            message says what failed, naming the URL and the folder; a ``download:`` that is code is refused).
         ValueError: ``names`` missing/invalid or ``nc`` disagrees with ``names``.
     """
     if isinstance(data, dict):
@@ -150,63 +148,71 @@ def load_dataset_config(data: str | Path | dict, autodownload: bool = False) -> 
 
     missing = [p for p in _as_list(out["val"]) if not Path(p).exists()]
     if missing:
-        url = cfg.get("download")
-        if autodownload and isinstance(url, str) and url.startswith(("http://", "https://")):
-            download_dataset(url, datasets_dir())
-            missing = [p for p in _as_list(out["val"]) if not Path(p).exists()]
-        if missing:
-            msg = (
-                f"{where}: val images not found at {', '.join(missing)} "
-                f"(dataset path {root}; YOLO_DATASETS_DIR={os.environ.get('YOLO_DATASETS_DIR', '<unset>')}, "
-                f"datasets dir {datasets_dir()})."
-            )
-            if isinstance(url, str) and url.startswith(("http://", "https://")):
-                msg += f" It would be downloaded from {url}, but downloads are unavailable offline."
-            raise FileNotFoundError(msg)
+        _fetch_missing(cfg.get("download"), missing, root, where, autodownload)
     return out
 
 
-def _safe_extract(zf: zipfile.ZipFile, dest: Path) -> None:
-    """Extract a zip, refusing members that would land outside ``dest`` (path traversal)."""
-    dest = dest.resolve()
-    for member in zf.namelist():
-        target = (dest / member).resolve()
-        if target != dest and dest not in target.parents:
-            raise RuntimeError(f"Refusing to extract {member!r}: it points outside {dest}")
-    zf.extractall(dest)
+_URL_SCHEMES = ("http://", "https://")
 
 
-def download_file(url: str, file: str | Path, timeout: float = 30.0) -> Path:
-    """Download ``url`` to ``file`` (its folder must exist) and return the path.
+def dataset_urls(entry: Any) -> list[str]:
+    """The URLs of a dataset YAML's ``download:`` entry: one URL, or a list of them.
 
     Raises:
-        urllib.error.URLError, OSError, ValueError: unreachable, refused, HTTP error, or not a URL urllib can open;
-            callers say what the download was for.
+        ValueError: the entry is anything else, e.g. YOLOv5's ``bash data/scripts/get_coco.sh`` or a Python snippet;
+            the message says what it is. Such entries are never run: a dataset YAML is a data file from anywhere.
     """
-    with urllib.request.urlopen(url, timeout=timeout) as r, open(file, "wb") as f:
-        shutil.copyfileobj(r, f)
-    return Path(file)
+    items = entry if isinstance(entry, (list, tuple)) else [entry]
+    urls = [u.strip() for u in items if isinstance(u, str)]
+    if items and len(urls) == len(items) and all(u.startswith(_URL_SCHEMES) and not any(c.isspace() for c in u)
+                                                 for u in urls):
+        return urls
+    text = str(entry).strip()
+    first = text.splitlines()[0] if text else ""
+    if not isinstance(entry, str):
+        raise ValueError(f"its download: entry is not a URL or a list of URLs ({text[:80]!r})")
+    if text.startswith("bash "):
+        what = f"a shell command ({first!r})"
+    else:  # YOLOv5 would exec() it
+        lines = len(text.splitlines())
+        what = f"a Python snippet ({lines} line{'s' * (lines != 1)}, starting {first[:60]!r})"
+    raise ValueError(f"its download: entry is {what}, which is never run (a dataset YAML is not trusted to run code)")
 
 
-def download_dataset(url: str, dest: str | Path, timeout: float = 30.0) -> Path:
-    """Download ``url`` into directory ``dest``; zip files are extracted there. Returns ``dest``.
+def download_dataset(entry: str | list[str], dest: str | Path | None = None, timeout: float = 30.0) -> Path:
+    """Fetch a dataset YAML's ``download:`` URL(s) into ``dest`` (default: the datasets directory) and unpack the
+    archives there, with a progress bar. Returns ``dest``.
 
-    Network errors become a RuntimeError that names the URL, so offline use fails clearly.
+    Raises:
+        ValueError: the entry is code or no URL (see :func:`dataset_urls`); nothing is run.
+        utils.download.DownloadError: a download or unpack failed; the message names the URL, the folder and what
+            failed (HTTP status, DNS failure, refused connection, timeout, bad archive).
     """
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    name = Path(urllib.parse.urlparse(url).path).name or "download"
-    LOGGER.info("Downloading %s to %s ...", url, dest)
-    with tempfile.TemporaryDirectory(dir=dest) as tmp:
-        file = Path(tmp) / name
-        try:
-            download_file(url, file, timeout)
-        except (urllib.error.URLError, OSError, ValueError) as e:
-            raise RuntimeError(f"Download of {url} failed ({e}); downloads are unavailable offline, "
-                               f"place the dataset under {dest} yourself") from e
-        if zipfile.is_zipfile(file):
-            with zipfile.ZipFile(file) as zf:
-                _safe_extract(zf, dest)
-        else:
-            shutil.move(str(file), dest / name)
-    return dest
+    return download_archives(dataset_urls(entry), datasets_dir() if dest is None else Path(dest), timeout)
+
+
+def _fetch_missing(entry: Any, missing: list[str], root: Path, where: str, autodownload: bool) -> None:
+    """Download the dataset when its val images are missing and the YAML says where from, as YOLOv5 does; else, or
+    when that fails, raise FileNotFoundError saying what is missing, where it was looked for and what failed."""
+    dest = datasets_dir()
+    found = (f"{where}: val images not found at {', '.join(missing)} (dataset path {root}; "
+             f"YOLO_DATASETS_DIR={os.environ.get('YOLO_DATASETS_DIR', '<unset>')}, datasets dir {dest})")
+    by_hand = f"download the dataset by hand and unpack it into {dest}, or set YOLO_DATASETS_DIR to where it is"
+    if entry is None or entry == "" or entry == []:
+        raise FileNotFoundError(f"{found}.")
+    try:
+        urls = dataset_urls(entry)
+    except ValueError as e:
+        raise FileNotFoundError(f"{found}; {e}: {by_hand}") from None
+    if not autodownload:
+        raise FileNotFoundError(f"{found}; not downloading {', '.join(urls)} (autodownload is off): {by_hand}.")
+    LOGGER.warning("%s: dataset not found (missing %s); downloading it into %s", where, ", ".join(missing), dest)
+    try:
+        download_archives(urls, dest)
+    except DownloadError as e:
+        raise FileNotFoundError(f"{found}; {e}. Check the URL and your connection, or {by_hand}.") from None
+    still = [p for p in missing if not Path(p).exists()]
+    if still:
+        raise FileNotFoundError(f"{where}: downloaded {', '.join(urls)} into {dest}, but the val images are still "
+                                f"missing at {', '.join(still)}: the archive does not unpack to the YAML's dataset "
+                                f"path {root}; fix 'path' in the YAML or move the unpacked folder there.")

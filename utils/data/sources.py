@@ -3,18 +3,19 @@ a live stream (RTSP, RTMP, or an HTTP URL that names no media file) and a webcam
 
 from __future__ import annotations
 
+import http.client
 import logging
 import re
 import threading
 import urllib.error
-import urllib.parse
 from pathlib import Path
 from typing import Optional, Union
 
 import cv2
 import numpy as np
 
-from .config import download_file
+from utils.download import describe_failure, download_file, url_file_name
+
 from .files import is_image, is_video
 from .letterbox import letterbox
 
@@ -31,11 +32,6 @@ def is_url(source: Union[str, Path]) -> bool:
     return str(source).lower().startswith(URL_SCHEMES)
 
 
-def _url_file_name(url: str) -> str:
-    """The last component of a URL's path, without query or fragment ('' when the path ends in '/')."""
-    return urllib.parse.unquote(Path(urllib.parse.urlparse(url).path).name)
-
-
 def is_stream(source: Union[str, Path]) -> bool:
     """True for a webcam index ('0') or a live stream: any RTSP/RTMP URL, and an http(s) URL whose path does not
     name an image or video file (an IP camera's feed); an http(s) media file is downloaded instead."""
@@ -44,7 +40,7 @@ def is_stream(source: Union[str, Path]) -> bool:
         return True
     if not is_url(s):
         return False
-    name = _url_file_name(s)
+    name = url_file_name(s)
     return not s.lower().startswith(("http://", "https://")) or not (is_image(name) or is_video(name))
 
 
@@ -54,7 +50,7 @@ def source_name(path: Union[str, Path]) -> str:
     s = str(path)
     if not (s.isnumeric() or is_url(s)):
         return Path(s).name
-    name = f"webcam{s}" if s.isnumeric() else _url_file_name(s)
+    name = f"webcam{s}" if s.isnumeric() else url_file_name(s)
     return re.sub(r"[^\w.-]", "_", name).strip("._") or "stream"
 
 
@@ -68,10 +64,8 @@ def fetch_url(url: str, dest: Path, timeout: float = 30.0) -> Path:
     LOGGER.info("Downloading %s to %s ...", url, file)
     try:
         return download_file(url, file, timeout)
-    except urllib.error.HTTPError as e:
-        raise FileNotFoundError(f"--source {url}: download failed (HTTP {e.code} {e.reason})") from None
-    except (urllib.error.URLError, OSError, ValueError) as e:  # refused, unreachable, timed out, offline
-        raise FileNotFoundError(f"--source {url}: download failed ({getattr(e, 'reason', None) or e})") from None
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as e:  # HTTP error, refused, ...
+        raise FileNotFoundError(f"--source {url}: download failed ({describe_failure(e, url, timeout)})") from None
 
 
 class LoadStreams:
