@@ -1,6 +1,7 @@
 """Train a detector: ``python train.py --weights yolov5n.pt --data data/coco128.yaml --imgsz 320 --epochs 3``.
 
-Multi-process: ``torchrun --nproc_per_node 2 train.py --device cpu ...`` (gloo on CPU, NCCL on CUDA).
+Several GPUs, one process each (DDP): ``torchrun --nproc_per_node 2 train.py --device 0,1 ...`` (NCCL; gloo with
+``--device cpu``). ``--device 0,1`` without torchrun is refused with the command to use, not run on one GPU.
 Network slimming: ``--bn_sparsity --sparsity_rate 0.0005`` (or the forks' ``--st --sr 0.0005``) for sparsity
 training, ``--ft_pruned_model`` to fine-tune a checkpoint written by prune.py.
 """
@@ -8,6 +9,8 @@ training, ``--ft_pruned_model`` to fine-tune a checkpoint written by prune.py.
 from __future__ import annotations
 
 import argparse
+import sys
+from typing import Mapping
 
 from engine.train_options import TrainOptions
 from pruning.sparsity import SPARSITY_IMPORTANCES
@@ -24,9 +27,7 @@ def _rate(text: str) -> float | str:
         raise argparse.ArgumentTypeError(f"expected a number or 'auto', got '{text}'") from None
 
 
-def parse_opt(argv: Flags = None) -> TrainOptions:
-    """Parse train.py's flags into TrainOptions: a command line (bad flags exit with the usage line) or
-    ``run``'s keyword arguments (bad flags raise FlagError)."""
+def _parser() -> ScriptParser:
     d = TrainOptions()
     p = ScriptParser(prog="train.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", type=str, default=d.weights, help="initial weights path ('' to train from scratch)")
@@ -86,6 +87,13 @@ def parse_opt(argv: Flags = None) -> TrainOptions:
     k = p.add_argument_group("knowledge distillation")
     k.add_argument("--teacher", "--t_weights", type=str, default=d.teacher, help="teacher weights for distillation")
     k.add_argument("--kd-weight", "--kd_weight", type=float, default=d.kd_weight, help="distillation loss weight")
+    return p
+
+
+def parse_opt(argv: Flags = None) -> TrainOptions:
+    """Parse train.py's flags into TrainOptions: a command line (bad flags exit with the usage line) or
+    ``run``'s keyword arguments (bad flags raise FlagError)."""
+    p = _parser()
     a = p.parse_flags(argv)
     check_common_flags(p, a)
     if a.bn_sparsity and a.sparsity_rate != "auto" and a.sparsity_rate <= 0:
@@ -106,8 +114,17 @@ def parse_opt(argv: Flags = None) -> TrainOptions:
 def main(argv: Flags = None) -> dict:
     """Entry point: parse flags and train (the trainer adds the hooks the options ask for)."""
     from engine.trainer import Trainer
+    from utils.dist import torchrun_command
+    from utils.torch_utils import NeedsTorchrun
 
-    return Trainer(parse_opt(argv)).train()
+    opt = parse_opt(argv)
+    try:
+        trainer = Trainer(opt)
+    except NeedsTorchrun as e:  # --device 0,1 outside torchrun: name the command that trains on all of them
+        script, args = (sys.argv[0], sys.argv[1:]) if argv is None else \
+            ("train.py", _parser().to_argv(argv) if isinstance(argv, Mapping) else list(argv))
+        raise e.with_command(torchrun_command(e.nproc, script, args)) from None
+    return trainer.train()
 
 
 run = python_api(main, "train.py", 'train.run(weights="yolov5n.pt", data="data/aquarium.yaml", imgsz=320, epochs=3)')

@@ -53,7 +53,7 @@ class Trainer:
         self.opt = opt
         # From the resolved options, so a resumed sparsity or distillation run keeps its hooks.
         self.hooks = list(hooks) if hooks is not None else hooks_for(opt)
-        self.device = select_device(opt.device, opt.batch_size)
+        self.device = select_device(opt.device, opt.batch_size, ddp=True)  # several GPUs: torchrun, one per GPU
         self.rank, self.world = dist.rank(), dist.world_size()
         self.main = dist.is_main()
         if self.world > 1 and opt.batch_size % self.world:

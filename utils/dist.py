@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
+import shlex
+import shutil
+import sys
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import torch
 import torch.distributed as dist
 
 __all__ = ["rank", "local_rank", "world_size", "is_main", "is_distributed", "init_distributed", "barrier",
-           "main_first", "cleanup"]
+           "main_first", "cleanup", "torchrun_command"]
 
 
 def rank() -> int:
@@ -76,3 +79,15 @@ def cleanup() -> None:
     """Destroy the process group if one exists."""
     if is_distributed():
         dist.destroy_process_group()
+
+
+def torchrun_command(nproc: int, script: str, args: Sequence[str], python: str | None = None) -> str:
+    """The shell command that runs ``script args`` as ``nproc`` DDP processes on this machine, one per GPU
+    (``python -m torch.distributed.run`` is the ``torchrun`` command). ``python`` defaults to ``python`` when that is
+    the interpreter running now, else to its full path, so the command can be pasted as it is."""
+    if python is None:
+        found = shutil.which("python")
+        # Paths compared unresolved: a venv's python links to the system one, which lacks the venv's packages.
+        same = found is not None and os.path.abspath(found) == os.path.abspath(sys.executable)
+        python = "python" if same else sys.executable
+    return shlex.join([python, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), script, *args])
