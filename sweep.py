@@ -5,6 +5,10 @@ Base training once (or the weights as they are), sparsity training per rate, pru
 per pruned model; each a normal run of train.py / prune.py / val.py in ``<project>/<name>/<kind>/<stage>``. Finished
 stages are skipped, so running the same command again resumes a sweep that stopped. Results: results.csv,
 results.md, map_vs_latency.png, map_vs_params.png and gamma_hist_s<rate>.png beside sweep.yaml (the settings used).
+
+Independent stages can run at the same time, each after the stages it needs: ``--devices 0,1,2,3`` runs one stage
+per GPU (``--devices cpu,cpu``: two on the CPU), and ``--backend ray`` runs them as Ray tasks across a cluster
+(``pip install -r requirements-extra.txt``). The tables are the same whichever way the stages ran.
 """
 
 from __future__ import annotations
@@ -36,10 +40,18 @@ def parse_opt(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict]:
     g.add_argument("--mode", choices=("normal", "shortcut"), help="which BNs are penalised and pruned")
     g.add_argument("--round", type=int, help="round kept channels up to a multiple of this")
     g.add_argument("--workers", type=int, help="max dataloader workers per stage")
-    g.add_argument("--jobs", type=int, help="stages run at the same time")
+    g.add_argument("--jobs", type=int, help="stages run at the same time on --device")
+    g.add_argument("--devices", type=str, help="one stage at a time per listed device, e.g. 0,1,2,3 or cpu,cpu "
+                                               "(list one twice for two stages on it)")
+    g.add_argument("--backend", choices=("local", "ray"), help="local: subprocesses here; ray: Ray tasks on a "
+                                                                "cluster (needs requirements-extra.txt)")
+    g.add_argument("--ray-address", type=str, help="backend ray: the cluster to join (default: $RAY_ADDRESS, else "
+                                                   "a Ray instance started here)")
+    g.add_argument("--ray-cpus", type=float, help="backend ray: CPUs each stage asks for (default 1)")
     g.add_argument("--project", type=str, help="sweeps go to project/name")
     g.add_argument("--name", type=str, help="sweeps go to project/name (the same name resumes)")
-    g.add_argument("--device", type=str, help="cuda device, i.e. 0, or cpu (latency is always measured on CPU)")
+    g.add_argument("--device", type=str, help="every stage's device, i.e. 0, or cpu (latency is always measured on "
+                                              "CPU); with --backend ray, how many GPUs each stage asks for")
     g.add_argument("--latency-repeats", type=int, help="timed forward passes per model")
     g.add_argument("--latency-warmup", type=int, help="untimed forward passes first")
     g.add_argument("--latency-threads", type=int, help="CPU threads while timing (0: PyTorch's default)")

@@ -1,5 +1,6 @@
 """sweep.py: config errors before anything runs, the stage graph, resuming, failures kept in the table, the Pareto
-front, tables and plots; most with a fake stage launcher, and one tiny real sweep end to end."""
+front, tables and plots, stages side by side on device slots; with a fake stage launcher (the real stages run in
+test_sweep_backends.py)."""
 
 from __future__ import annotations
 
@@ -18,10 +19,12 @@ import yaml
 import sweep
 from engine.sweep import load_config, measure, pareto_front, plan_stages, run_sweep
 from engine.sweep.plots import plot_tradeoff
-from engine.sweep.runner import SubprocessLauncher, SweepState, error_from_log
+from engine.sweep.executors import LocalExecutor, SubprocessLauncher
+from engine.sweep.runner import SweepState, error_from_log
 from engine.sweep.table import build_rows, format_markdown
 from engine.sweep.stages import Stage
 from models.yolo import Model
+from utils.cli import run_script
 from utils.checkpoint import atomic_save, make_checkpoint
 
 
@@ -50,7 +53,7 @@ def no_subprocess(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*a, **k):  # noqa: ANN002, ANN003, ANN202
         raise AssertionError(f"a stage was started: {a}")
 
-    monkeypatch.setattr("engine.sweep.runner.subprocess.Popen", refuse)
+    monkeypatch.setattr("engine.sweep.command.subprocess.Popen", refuse)
 
 
 def test_unknown_key_is_an_error_before_anything_runs(tmp_path: Path, no_subprocess: None) -> None:
@@ -181,12 +184,15 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 class FakeLauncher:
     """Writes the outputs each script would write, with made-up metrics; optionally fails or interrupts a stage."""
 
-    def __init__(self, ckpts: dict[str, Path], fail: str = "", interrupt_at: int = 0, delay: float = 0.0) -> None:
-        self.ckpts, self.fail, self.interrupt_at, self.delay = ckpts, fail, interrupt_at, delay
+    def __init__(self, ckpts: dict[str, Path], fail: str = "", interrupt_at: int = 0, delay: float = 0.0,
+                 torn: str = "") -> None:
+        self.ckpts, self.fail, self.interrupt_at, self.delay, self.torn = ckpts, fail, interrupt_at, delay, torn
         self.calls: list[str] = []
         self.seen_rows: dict[str, list[dict]] = {}
         self.lock = threading.Lock()
         self.active = self.max_active = 0
+        self.placed: dict[str, tuple[str | None, dict, list[str]]] = {}  # device, env and command of each stage
+        self.busy: set[str] = set()  # GPUs with a stage on them now
 
     def __call__(self, stage: Stage, log: Path) -> int:
         with self.lock:
@@ -194,6 +200,10 @@ class FakeLauncher:
             self.active += 1
             self.max_active = max(self.max_active, self.active)
             n = len(self.calls)
+            self.placed[stage.name] = (stage.device, dict(stage.env), stage.argv())
+            if stage.device is not None and stage.device.isdigit():  # a GPU slot (cpu slots share one name)
+                assert stage.device not in self.busy, f"two stages at once on device {stage.device}"
+                self.busy.add(stage.device)
         try:
             table = stage.run_dir.parents[1] / "results.csv"
             self.seen_rows[stage.name] = list(csv.DictReader(table.open())) if table.is_file() else []
@@ -212,6 +222,9 @@ class FakeLauncher:
                 _json(d / "results.json", metrics)
             elif stage.script == "prune.py":
                 _copy(self.ckpts["pruned"], d / "pruned_model.pt")
+                if stage.name == self.torn:  # as prune.py writes results.json: in place, readable half-written
+                    _mk(d / "results.json").write_text("")
+                    time.sleep(1.0)
                 _json(d / "results.json", {"threshold": 0.1 + stage.ratio / 10, "pruned": metrics})
             else:
                 _copy(self.ckpts["pruned" if stage.kind == "finetune" else "full"], d / "weights" / "best.pt")
@@ -220,6 +233,7 @@ class FakeLauncher:
         finally:
             with self.lock:
                 self.active -= 1
+                self.busy.discard(stage.device)
 
 
 def _json(path: Path, obj: dict) -> None:
@@ -360,6 +374,112 @@ def test_jobs_run_stages_at_the_same_time_after_their_inputs(tmp_path: Path, che
     assert all(r["status"] == "done" for r in res["rows"])
 
 
+def _started_after_inputs(stages: list[Stage], state: dict) -> None:
+    """Every stage that ran started after each stage it depends on had ended (state.json's times)."""
+    for s in stages:
+        if "started" not in state[s.name]:
+            continue
+        for d in s.deps:
+            assert state[s.name]["started"] >= state[d]["ended"], f"{s.name} started before {d} ended"
+
+
+def test_device_slots_place_each_stage_on_a_free_device(tmp_path: Path, checkpoints: dict[str, Path]) -> None:
+    """--devices 0,1: each stage on one slot's GPU (--device and CUDA_VISIBLE_DEVICES, counted among the GPUs this
+    process sees), never two on a slot at once, always after its inputs; the table as with one slot."""
+    fake = FakeLauncher(checkpoints, delay=0.2)
+    cfg = _cfg(tmp_path, checkpoints, prune_ratios=[0.2, 0.3])
+    res = run_sweep(cfg, executor=LocalExecutor(fake, ["0", "1"], environ={"CUDA_VISIBLE_DEVICES": "4,5"}))
+    assert fake.max_active == 2 and sorted(fake.calls) == sorted(s.name for s in res["stages"])
+    used = set()
+    for name, (device, env, argv) in fake.placed.items():
+        assert env == {"CUDA_VISIBLE_DEVICES": {"0": "4", "1": "5"}[device]}, name
+        assert argv.count("--device") == 1 and _flag(argv, "--device") == device, argv
+        used.add(device)
+    assert used == {"0", "1"}
+    state = json.loads((res["dir"] / "state.json").read_text())
+    _started_after_inputs(res["stages"], state)
+    assert {state[n]["where"] for n in fake.calls} == {"device 0", "device 1"}
+
+    one = FakeLauncher(checkpoints)
+    ref = run_sweep(_cfg(tmp_path, checkpoints, prune_ratios=[0.2, 0.3], name="one"), launcher=one)
+    assert one.placed["base"][0] is None and "--device" not in one.placed["base"][2]  # one slot: stages as planned
+    same = ("exp_name", "status", "mAP50_95", "params", "gamma_threshold", "epochs")
+    assert [[r.get(k) for k in same] for r in ref["rows"]] == [[r.get(k) for k in same] for r in res["rows"]]
+
+
+def test_a_failed_stage_on_one_slot_leaves_the_others_running(tmp_path: Path, checkpoints: dict[str, Path]) -> None:
+    fake = FakeLauncher(checkpoints, fail="prune_s0.01_p0.2", delay=0.2)
+    res = run_sweep(_cfg(tmp_path, checkpoints, prune_ratios=[0.2, 0.3]), executor=LocalExecutor(fake, ["cpu"] * 2))
+    assert res["failed"] == ["prune_s0.01_p0.2", "finetune_s0.01_p0.2"]
+    rows = _rows(res["dir"])
+    assert rows["prune_s0.01_p0.3"]["status"] == rows["finetune_s0.01_p0.3"]["status"] == "done"
+    assert "finetune_s0.01_p0.2" not in fake.calls and rows["finetune_s0.01_p0.2"]["status"] == "skipped"
+    assert fake.placed["base"][1] == {} and _flag(fake.placed["base"][2], "--device") == "cpu"
+
+
+def test_tables_never_read_the_files_of_a_running_stage(tmp_path: Path, checkpoints: dict[str, Path]) -> None:
+    """The tables are rewritten whenever a stage starts or ends; a stage beside it may be writing its files then."""
+    fake = FakeLauncher(checkpoints, torn="prune_s0.01_p0.2")
+    res = run_sweep(_cfg(tmp_path, checkpoints, prune_ratios=[0.2, 0.3]), executor=LocalExecutor(fake, ["cpu"] * 2))
+    assert not res["failed"]
+    seen = {r["exp_name"]: r["status"] for r in fake.seen_rows["finetune_s0.01_p0.3"]}
+    assert seen["prune_s0.01_p0.2"] == "running" and seen["prune_s0.01_p0.3"] == "done"
+
+
+def test_gpu_slots_this_machine_lacks_are_refused_before_anything_runs(tmp_path: Path, no_subprocess: None,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    with pytest.raises(ValueError, match=re.escape("--devices 0,1: CUDA sees no GPU here; use --devices cpu,cpu")):
+        sweep.main(["--devices", "0,1", "--project", str(tmp_path / "runs")])
+    assert not (tmp_path / "runs").exists()
+    with pytest.raises(ValueError, match=re.escape("GPU 2 is not among the 2 that CUDA_VISIBLE_DEVICES=4,5 shows")):
+        LocalExecutor(FakeLauncher({}), ["0", "2"], environ={"CUDA_VISIBLE_DEVICES": "4,5"})
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--devices", "0,1", "--jobs", "2"], "--jobs: 'jobs' is 2 but 'devices' already makes one slot per listed device"),
+    (["--devices", "0,1", "--device", "cpu"], "--devices: 'devices' and 'device' ('cpu') are both set"),
+    (["--devices", "gpu0"], "--devices: 'devices' lists 'gpu0'; each entry is one device"),
+    (["--backend", "ray", "--devices", "0,1"], "--devices: 'devices' is for the local backend"),
+    (["--backend", "ray", "--jobs", "4"], "--jobs: 'jobs' is for the local backend"),
+    (["--ray-address", "auto"], "--ray-address: 'ray_address' is set but backend is 'local'"),
+])
+def test_placement_flags_that_contradict_are_refused(flags: list[str], message: str) -> None:
+    a, overrides = sweep.parse_opt(flags)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        load_config(a.config, overrides)
+
+
+def test_backend_ray_without_ray_is_one_error_line(tmp_path: Path, no_subprocess: None, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` fails as when the extra is not installed
+    monkeypatch.delenv("YOLO_TRACEBACK", raising=False)
+    with pytest.raises(SystemExit) as exit_:
+        run_script(lambda: sweep.main(["--backend", "ray", "--project", str(tmp_path / "runs")]))
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("ERROR: --backend ray needs Ray, an optional extra: pip install -r "
+                              "requirements-extra.txt")
+    assert not (tmp_path / "runs").exists()
+    assert sweep.main(["--backend", "ray", "--project", str(tmp_path / "runs"), "--dry-run"])["stages"]  # no Ray
+
+
+def test_stopping_a_launcher_ends_its_running_stage(tmp_path: Path) -> None:
+    launcher = SubprocessLauncher(echo=False)
+    code = "import time; print('run' + 'ning', flush=True); time.sleep(60)"  # the log's header holds the code
+    stage = _ScriptStage("slow", "prune", "prune.py", [code], tmp_path / "run")
+    log = tmp_path / "slow.log"
+    with LocalExecutor(launcher, [None]) as ex:
+        fut, _ = ex.submit(stage, log)
+        deadline = time.time() + 30
+        while "running" not in (log.read_text() if log.is_file() else "") and time.time() < deadline:
+            time.sleep(0.05)
+        t0 = time.time()
+        ex.stop()
+        assert fut.result(timeout=30) != 0 and time.time() - t0 < 10  # terminated, not waited for
+    assert launcher(stage, log) == -2  # a stopped launcher starts nothing more
+
+
 # -- pieces -----------------------------------------------------------------------------------------------------------
 
 
@@ -404,36 +524,3 @@ def test_subprocess_launcher_tees_output_and_reports_the_exit_code(tmp_path: Pat
     crash = tmp_path / "crash.log"
     crash.write_text("Traceback (most recent call last):\n  File x\nIndexError: list index out of range\n")
     assert error_from_log(crash, 1) == "exit code 1: IndexError: list index out of range"
-
-
-# -- one real sweep, tiny -----------------------------------------------------------------------------------------
-
-
-def test_tiny_real_sweep_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, coco128_dir: Path,
-                                    yolov5n_pt: Path) -> None:
-    """val.py, train.py (sparsity, fine-tune) and prune.py for real: 1 rate x 1 ratio, 1 epoch, 64 px, 16 images."""
-    monkeypatch.setenv("YOLO_CACHE_DIR", str(tmp_path / "cache"))
-    images = sorted((coco128_dir / "images" / "train2017").glob("*.jpg"))[:16]
-    (tmp_path / "list.txt").write_text("\n".join(map(str, images)) + "\n")
-    names = yaml.safe_load(Path("data/coco128.yaml").read_text())["names"]
-    data = _write(tmp_path / "tiny.yaml", {"path": str(tmp_path), "train": "list.txt", "val": "list.txt",
-                                           "names": names})
-    res = sweep.main(["--weights", str(yolov5n_pt), "--data", str(data), "--imgsz", "64", "--batch-size", "8",
-                      "--sparsity-rates", "0.01", "--prune-ratios", "0.1", "--sparsity-epochs", "1",
-                      "--finetune-epochs", "1", "--workers", "0", "--project", str(tmp_path / "runs"),
-                      "--name", "tiny", "--latency-repeats", "2", "--latency-warmup", "1",
-                      "--extra", "sparsity=--noplots", "--extra", "finetune=--noplots"])
-    assert res["failed"] == [], (res["dir"] / "results.md").read_text()
-    rows = {r["exp_name"]: r for r in res["rows"]}
-    assert list(rows) == ["base", "sparsity_s0.01", "prune_s0.01_p0.1", "finetune_s0.01_p0.1"]
-    assert rows["base"]["params"] == 1872157 and rows["base"]["mAP50_95"] > 0  # official yolov5n
-    assert rows["prune_s0.01_p0.1"]["params"] < rows["base"]["params"]
-    assert rows["finetune_s0.01_p0.1"]["params"] == rows["prune_s0.01_p0.1"]["params"]
-    assert rows["finetune_s0.01_p0.1"]["epochs"] == 1 and rows["finetune_s0.01_p0.1"]["train_seconds"] > 0
-    assert 0 < rows["prune_s0.01_p0.1"]["gamma_threshold"] < 2
-    assert all(r["latency_ms"] > 0 for r in rows.values())
-    out = res["dir"]
-    for f in ("results.csv", "results.md", "map_vs_latency.png", "map_vs_params.png", "gamma_hist_s0.01.png",
-              "logs/sparsity_s0.01.log"):
-        assert (out / f).is_file(), f
-    assert "Starting training for 1 epochs" in (out / "logs" / "sparsity_s0.01.log").read_text()

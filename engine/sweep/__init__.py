@@ -1,8 +1,9 @@
 """Experiment sweeps over sparsity rates and prune ratios: ``sweep.py --config sweeps/example.yaml``.
 
-One concern per module: ``config`` (settings), ``stages`` (the stage graph), ``runner`` (running it, resumably),
-``measure`` (parameters, GFLOPs, size, latency), ``table`` (results.csv / results.md), ``pareto`` and ``plots``
-(figures), ``pipeline`` (``run_sweep``, tying them together).
+One concern per module: ``config`` (settings), ``stages`` (the stage graph), ``runner`` (the scheduler: running it,
+resumably), ``executors`` and ``ray_executor`` (where stages run: one at a time, side by side on device slots, or as
+Ray tasks), ``command`` (one stage's command and its log), ``measure`` (parameters, GFLOPs, size, latency), ``table``
+(results.csv / results.md), ``pareto`` and ``plots`` (figures), ``pipeline`` (``run_sweep``, tying them together).
 """
 
 from engine.sweep.config import SweepConfig, load_config

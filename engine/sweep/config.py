@@ -15,10 +15,11 @@ from typing import Any
 from utils.yaml_io import read_yaml
 
 
-__all__ = ["SweepConfig", "STAGE_KINDS", "load_config", "config_to_dict", "check_resumable"]
+__all__ = ["SweepConfig", "STAGE_KINDS", "BACKENDS", "load_config", "config_to_dict", "check_resumable"]
 
 STAGE_KINDS = ("base", "sparsity", "prune", "finetune")
 _MODES = ("normal", "shortcut")
+BACKENDS = ("local", "ray")
 # Flags the sweep sets itself; extra args may not repeat them (the stage graph would no longer match the runs).
 _RESERVED_FLAGS = ("--project", "--name", "--exist-ok", "--weights", "--resume", "--percent", "--epochs",
                    "--sparsity_rate", "--sparsity-rate", "--sr", "-s", "--bn_sparsity", "--bn-sparsity", "--st", "-sr",
@@ -49,7 +50,11 @@ class SweepConfig:
     mode: str = "normal"  # BNs penalised and pruned: 'normal' leaves residual-coupled channels, 'shortcut' includes
     round: int = 1  # prune.py --round: kept channels rounded up to a multiple of this
     workers: int = 8
-    jobs: int = 1  # stages run at the same time
+    jobs: int = 1  # stages run at the same time on `device` (local backend)
+    devices: list[str] = field(default_factory=list)  # one parallel slot per entry, e.g. ['0', '1'] or ['cpu', 'cpu']
+    backend: str = "local"  # 'local' (subprocesses here) or 'ray' (Ray tasks on a cluster; the optional extra)
+    ray_address: str = ""  # backend ray: the cluster to join ('' : $RAY_ADDRESS, else a Ray instance started here)
+    ray_cpus: float = 1.0  # backend ray: CPUs each stage asks for
     project: str = "runs/sweep"
     name: str = "exp"
     extra: dict[str, list[str]] = field(default_factory=dict)  # more flags per stage kind (base/sparsity/...)
@@ -92,6 +97,13 @@ def _coerce(key: str, value: Any, typ: str, where: str) -> Any:
             noun = "rate" if "rate" in key else "ratio"
             raise ValueError(f"{where}: '{key}' is empty; the grid needs at least one {noun}")
         return [float(v) for v in items]
+    if typ == "list[str]":  # devices: `0,1,2,3`, `[0, 1]`, `cpu,cpu` or one id
+        value = [] if value is None else value  # `devices:` with nothing after it
+        items = value.replace(" ", ",").split(",") if isinstance(value, str) else value
+        items = items if isinstance(items, (list, tuple)) else [items]
+        if any(isinstance(v, bool) or not isinstance(v, (str, int)) for v in items):
+            raise bad("a list of devices such as 0,1,2,3 or cpu,cpu")
+        return [str(v).strip().lower() for v in items if str(v).strip()]
     if typ == "dict[str, list[str]]":
         value = {} if value is None else value  # `extra:` with nothing under it
         if not isinstance(value, dict):
@@ -138,11 +150,40 @@ def _check_values(cfg: SweepConfig, origin: dict[str, str]) -> None:
             fail(key, f"lists a value twice: {values}")
     if cfg.mode not in _MODES:
         fail("mode", f"must be one of {', '.join(_MODES)}, got {cfg.mode!r}")
+    _check_placement(cfg, fail)
     if not cfg.weights and cfg.base_epochs == 0:
         fail("weights", "is empty: with base_epochs 0 the weights are the base model")
     for key in ("data", "finetune_hyp", "project", "name"):
         if not getattr(cfg, key):
             fail(key, "must not be empty")
+
+
+def _check_placement(cfg: SweepConfig, fail: Any) -> None:
+    """backend, devices, jobs and device: each says one thing, so combinations that would contradict are refused."""
+    if cfg.backend not in BACKENDS:
+        fail("backend", f"must be one of {', '.join(BACKENDS)}, got {cfg.backend!r}")
+    bad = [d for d in cfg.devices if not (d.isdigit() or d in ("cpu", "mps"))]
+    if bad:
+        fail("devices", f"lists {', '.join(map(repr, bad))}; each entry is one device: a CUDA id (0, 1, ...), cpu "
+                        "or mps")
+    if not cfg.ray_cpus > 0:
+        fail("ray_cpus", f"must be > 0, got {cfg.ray_cpus}")
+    if cfg.backend == "ray":
+        if cfg.devices:
+            fail("devices", "is for the local backend; with backend ray, Ray places each stage: set 'device' (cpu, "
+                            "or GPU ids: that many GPUs per stage) instead")
+        if cfg.jobs > 1:
+            fail("jobs", "is for the local backend; with backend ray the cluster's resources decide how many stages "
+                         "run at once (each asks for 'ray_cpus' CPUs and the GPUs of 'device')")
+        return
+    if cfg.ray_address:
+        fail("ray_address", "is set but backend is 'local'; add --backend ray")
+    if cfg.devices and cfg.device:
+        fail("devices", f"and 'device' ({cfg.device!r}) are both set: 'devices' gives each parallel slot its own "
+                        "device; leave 'device' empty")
+    if cfg.devices and cfg.jobs > 1:
+        fail("jobs", f"is {cfg.jobs} but 'devices' already makes one slot per listed device; list a device twice "
+                     "to run two stages on it (e.g. 0,0,1,1)")
 
 
 def _read_yaml(path: Path) -> dict:
@@ -202,8 +243,8 @@ def config_to_dict(cfg: SweepConfig) -> dict[str, Any]:
 def check_resumable(saved_file: str | Path, cfg: SweepConfig) -> None:
     """Refuse to continue a sweep whose finished stages were made with other settings.
 
-    The grid itself may change (new rates or ratios add stages; finished ones are reused), and so may jobs, workers,
-    device and latency settings.
+    The grid itself may change (new rates or ratios add stages; finished ones are reused), and so may jobs, devices,
+    backend, workers, device and latency settings.
 
     Raises:
         ValueError: listing the settings that differ from ``saved_file``.

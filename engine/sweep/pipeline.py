@@ -14,7 +14,8 @@ from engine.sweep.config import SweepConfig, check_resumable, config_to_dict
 from engine.sweep.files import atomic_write_text
 from engine.sweep.measure import Measurements, prunable_gammas
 from engine.sweep.plots import plot_gamma_histogram, plot_tradeoff, save_figure
-from engine.sweep.runner import Launcher, SubprocessLauncher, SweepState, run_stages
+from engine.sweep.executors import Executor, Launcher, make_executor
+from engine.sweep.runner import SweepState, run_stages
 from engine.sweep.stages import Stage, plan_stages
 from engine.sweep.table import build_rows, format_markdown, write_tables
 
@@ -44,11 +45,11 @@ def _notes(cfg: SweepConfig, rows: list[dict]) -> list[str]:
         if any(r.get("resumed") for r in rows) else [])
 
 
-def _measure(stages: list[Stage], meas: Measurements, latency: bool) -> dict[str, str]:
+def _measure(stages: list[Stage], state: SweepState, meas: Measurements, latency: bool) -> dict[str, str]:
     """Measure each finished stage's model; returns per stage the reason a measurement failed."""
     problems = {}
     for s in stages:
-        if not s.is_done():
+        if not state.finished(s):
             continue
         try:
             meas.facts(s.name, s.model, gammas=s.kind in ("base", "sparsity"))
@@ -56,7 +57,7 @@ def _measure(stages: list[Stage], meas: Measurements, latency: bool) -> dict[str
             LOGGER.warning(f"sweep: could not measure {s.name} ({s.model}): {e}")
             problems[s.name] = f"measurement failed: {e}"
     if latency:
-        meas.latency({s.name: s.model for s in stages if s.is_done() and s.name not in problems})
+        meas.latency({s.name: s.model for s in stages if state.finished(s) and s.name not in problems})
     return problems
 
 
@@ -80,13 +81,42 @@ def write_plots(rows: list[dict], stages: list[Stage], cfg: SweepConfig, out: Pa
     return files
 
 
-def run_sweep(cfg: SweepConfig, launcher: Launcher | None = None, dry_run: bool = False) -> dict:
+class _Tables:
+    """The sweep's state, measurements and tables; :meth:`refresh` measures what is new and rewrites the tables."""
+
+    def __init__(self, cfg: SweepConfig, stages: list[Stage], out: Path) -> None:
+        self.cfg, self.stages, self.out = cfg, stages, out
+        self.log_dir = out / "logs"
+        self.state = SweepState(out / "state.json")
+        self.meas = Measurements(out / "measurements.json", cfg.imgsz, cfg.latency_warmup, cfg.latency_repeats,
+                                 cfg.latency_threads, cfg.mode)
+        self.title = f"Sweep {cfg.name}"
+
+    def refresh(self, latency: bool = False) -> list[dict]:
+        """Measure the finished stages (and time them all with ``latency``), write the tables, return the rows."""
+        problems = _measure(self.stages, self.state, self.meas, latency)
+        rows = build_rows(self.stages, self.state, self.meas.data, self.log_dir)
+        for r in rows:
+            r["latency_threads"] = self.meas.get(r["exp_name"]).get("latency_threads")
+            if r["exp_name"] in problems:
+                r["error"] = problems[r["exp_name"]]
+        write_tables(rows, self.out, self.title, _notes(self.cfg, rows))
+        return rows
+
+
+def run_sweep(cfg: SweepConfig, launcher: Launcher | None = None, dry_run: bool = False,
+              executor: Executor | None = None) -> dict:
     """Run (or resume) the sweep ``cfg`` describes.
+
+    The stages run on the executor that ``cfg.backend``, ``cfg.devices`` and ``cfg.jobs`` ask for (see
+    :func:`engine.sweep.executors.make_executor`); whichever it is, the tables come out the same.
 
     Args:
         cfg: the settings (see :func:`engine.sweep.config.load_config`).
-        launcher: runs one stage (default: a subprocess of our script, output teed to ``logs/<stage>.log``).
+        launcher: local backend: runs one stage (default: a subprocess of our script, output teed to
+            ``logs/<stage>.log``).
         dry_run: print the stages' commands and return without running anything.
+        executor: runs the stages instead of the one ``cfg`` asks for (closed when the sweep ends).
 
     Returns:
         dict: ``dir`` (the sweep dir), ``stages``, ``rows`` (one per stage, see :mod:`engine.sweep.table`),
@@ -94,7 +124,8 @@ def run_sweep(cfg: SweepConfig, launcher: Launcher | None = None, dry_run: bool 
 
     Raises:
         ValueError: the sweep dir holds a sweep made with other settings (see
-            :func:`engine.sweep.config.check_resumable`).
+            :func:`engine.sweep.config.check_resumable`), or the executor cannot be had (Ray not installed, GPU
+            slots this machine lacks); both before anything is written.
         KeyboardInterrupt: after the running stages were stopped and the tables written.
     """
     out = sweep_dir(cfg)
@@ -105,30 +136,21 @@ def run_sweep(cfg: SweepConfig, launcher: Launcher | None = None, dry_run: bool 
             print(f"[{state}] {s.name}: {' '.join(s.argv())}")
         return {"dir": out, "stages": stages, "rows": [], "files": [], "failed": []}
     check_resumable(out / "sweep.yaml", cfg)
-    atomic_write_text(out / "sweep.yaml", yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
-    log_dir = out / "logs"
-    state = SweepState(out / "state.json")
-    meas = Measurements(out / "measurements.json", cfg.imgsz, cfg.latency_warmup, cfg.latency_repeats,
-                        cfg.latency_threads, cfg.mode)
-    title = f"Sweep {cfg.name}"
-
-    def refresh(latency: bool = False) -> list[dict]:
-        problems = _measure(stages, meas, latency)
-        rows = build_rows(stages, state, meas.data, log_dir)
-        for r in rows:
-            r["latency_threads"] = meas.get(r["exp_name"]).get("latency_threads")
-            if r["exp_name"] in problems:
-                r["error"] = problems[r["exp_name"]]
-        write_tables(rows, out, title, _notes(cfg, rows))
-        return rows
-
-    launch = launcher or SubprocessLauncher(echo=cfg.jobs == 1)
+    if executor is not None and launcher is not None:
+        raise ValueError("run_sweep: pass a launcher or an executor, not both")
+    executor = executor or make_executor(cfg, launcher)
     try:
-        run_stages(stages, launch, state, log_dir, cfg.jobs, on_change=refresh)
-    except KeyboardInterrupt:
-        refresh()  # the interrupted stages' status
-        raise
-    rows = refresh(latency=True)  # timed now, one model after another, with no stage of ours running
+        atomic_write_text(out / "sweep.yaml", yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+        tables = _Tables(cfg, stages, out)
+        try:
+            run_stages(stages, executor, tables.state, tables.log_dir, on_change=tables.refresh)
+        except KeyboardInterrupt:
+            tables.refresh()  # the interrupted stages' status
+            raise
+    finally:  # threads joined, and a Ray instance started for the sweep shut down, before the timing
+        executor.close()
+    rows = tables.refresh(latency=True)  # timed now, one model after another, with no stage of ours running
+    title = tables.title
     files = [out / "results.csv", out / "results.md"] + write_plots(rows, stages, cfg, out)
     print("\n" + format_markdown(rows, title, _notes(cfg, rows)))
     failed = [r["exp_name"] for r in rows if r["status"] in ("failed", "skipped")]

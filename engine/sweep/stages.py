@@ -39,6 +39,9 @@ class Stage:
         ratio: prune ratio of its branch (None above pruning).
         model: the model file this stage yields (for the base with ``base_epochs: 0``, the weights themselves).
         resume_args: flags that must accompany ``--resume`` (train.py builds hooks from its command line).
+        device: set by an executor that places the stage on one device: ``--device`` for the command (replacing the
+            sweep's own); None keeps the args as planned.
+        env: environment variables an executor sets for the command (``CUDA_VISIBLE_DEVICES`` of its device slot).
     """
 
     name: str
@@ -51,6 +54,8 @@ class Stage:
     ratio: float | None = None
     model: str = ""
     resume_args: list[str] = field(default_factory=list)
+    device: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def outputs(self) -> list[Path]:
@@ -62,13 +67,32 @@ class Stage:
         return all(p.is_file() for p in self.outputs)
 
     def argv(self, python: str = sys.executable) -> list[str]:
-        """The command line; a training run interrupted after saving ``last.pt`` is resumed instead of restarted."""
+        """The command line; a training run interrupted after saving ``last.pt`` is resumed instead of restarted.
+
+        A resumed run takes its options, ``--device`` included, from its checkpoint; on another device slot it still
+        lands on that slot's GPU, because ``env`` narrows ``CUDA_VISIBLE_DEVICES`` to it."""
         script = str(REPO_ROOT / self.script)
         if self.script == "train.py":
             last = resumable_checkpoint(self.run_dir)
             if last is not None:
                 return [python, script, "--resume", str(last), *self.resume_args]
-        return [python, script, *self.args]
+        args = self.args
+        if self.device is not None:
+            args = [*_without_flag(args, "--device"), "--device", self.device]
+        return [python, script, *args]
+
+
+def _without_flag(args: list[str], flag: str) -> list[str]:
+    """``args`` less every ``flag VALUE`` and ``flag=VALUE``."""
+    out, skip = [], False
+    for a in args:
+        if skip:
+            skip = False
+        elif a == flag:
+            skip = True
+        elif not a.startswith(flag + "="):
+            out.append(a)
+    return out
 
 
 def resumable_checkpoint(run_dir: Path) -> Path | None:

@@ -83,14 +83,15 @@ def build_rows(stages: list[Stage], state: SweepState, measured: dict[str, dict]
 
     Args:
         stages: the sweep's stages.
-        state: their statuses (a stage with outputs on disk counts as done whatever the state says).
+        state: their statuses (a stage with outputs on disk counts as done whatever the state says, unless it is
+            running).
         measured: per stage name, the sweep's own figures (params, gflops, size_mb, latency_ms, ...).
         log_dir: where the stage logs are.
     """
     by_name = {s.name: s for s in stages}
     rows = []
     for s in stages:
-        done = s.is_done()
+        done = state.finished(s)
         entry = state.stages.get(s.name, {})
         row: dict[str, Any] = {"exp_name": s.name, "stage": s.kind, "status": "done" if done else state.status(s.name),
                                "sparsity_rate": s.rate, "prune_ratio": s.ratio, "run_dir": str(s.run_dir),
@@ -101,7 +102,7 @@ def build_rows(stages: list[Stage], state: SweepState, measured: dict[str, dict]
             row.update({k: m.get(k) for k in ("params", "gflops", "size_mb", "latency_ms", "latency_iqr_ms",
                                                "gamma_lt_0_01")})
         source = by_name.get(s.deps[0]) if s.kind == "finetune" and s.deps else None
-        if source is not None and source.is_done():  # the threshold its model was cut at
+        if source is not None and state.finished(source):  # the threshold its model was cut at
             row["gamma_threshold"] = _metrics_of(source).get("gamma_threshold")
         rows.append(row)
     base = next((r for r in rows if r["stage"] == "base"), None)
