@@ -29,6 +29,11 @@ OPENVINO_CHILD = "YOLO_OPENVINO_CHILD"
 collect_ignore = [] if os.environ.get(OPENVINO_CHILD) else ["test_export_openvino.py"]
 
 READ_ONLY_SETTINGS = ("YOLO_DATASETS_DIR", "YOLO_WEIGHTS_DIR")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "slow: an end-to-end run (training, a sweep, a notebook, real-weight pruning or "
+                                       "export) of 8 s or more here; `pytest -m 'not slow'` is the quick loop, CI runs all")
 _WRITE = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
 
 

@@ -269,6 +269,7 @@ def config_with_typo(path, old: str, new: str):  # noqa: ANN001, ANN201
     return path
 
 
+@pytest.mark.slow
 def test_backbone_run_records_a_failed_stage_and_refuses_unknown_configs(tmp_path, coco128_dir, capsys) -> None:
     """benchmarks/backbones.py: a stage that fails becomes the config's table row (naming its log), not a crash."""
     from benchmarks.backbones import BackboneOptions, format_table, main, run_config

@@ -174,6 +174,7 @@ def test_download_code_is_refused_and_never_run(tmp_path: Path, datasets: Path, 
     assert load_dataset_config(data)["nc"] == 80 and not marker.exists()
 
 
+@pytest.mark.slow
 def test_cli_download_failure_is_one_error_line(tmp_path: Path, yolov5n_pt: Path) -> None:
     url = f"http://127.0.0.1:{free_port()}/mini.zip"
     data = _yaml(tmp_path, url)

@@ -124,6 +124,7 @@ def test_detect_webcam_index(tmp_path: Path, server: str, yolov5n_pt: Path, monk
     assert not (tmp_path / "none").exists()
 
 
+@pytest.mark.slow
 def test_unreachable_sources_are_one_error_line(tmp_path: Path, server: str, yolov5n_pt: Path) -> None:
     """Offline, refused or missing: one ``ERROR:`` line naming the source, exit code 2, and no run folder."""
     closed = f"http://127.0.0.1:{free_port()}"

@@ -98,6 +98,7 @@ def test_train_on_two_gpus_without_torchrun_names_the_command(tmp_path: Path, mo
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
 def test_train_cli_with_two_gpus_on_a_machine_without_cuda(tmp_path: Path) -> None:
     """Here (no CUDA), --device 0,1 is one ERROR line that names the real problem, exit code 2."""
     env = dict(os.environ, PYTHONPATH=str(REPO), YOLO_TRACEBACK="", OMP_NUM_THREADS="1")

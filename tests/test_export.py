@@ -137,6 +137,7 @@ def test_static_onnx_fixed_shape_pads_batches(tmp_path: Path, model: torch.nn.Mo
         backend(torch.rand(1, 3, 192, 160))
 
 
+@pytest.mark.slow
 def test_val_onnx_matches_pt(exported: dict, yolov5n_pt: Path, tmp_path: Path) -> None:
     common = dict(data=DATA, imgsz=320, batch_size=32, workers=2, project=str(tmp_path), device="cpu")
     pt = val_run(ValOptions(weights=str(yolov5n_pt), **common))
@@ -190,6 +191,7 @@ def test_int8_quantization_keeps_detections(yolov5n_pt: Path, tmp_path: Path, im
     assert {backend.names[int(c)] for c in det[:, 5]} >= {"bus", "person"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cfg", CONFIGS)
 def test_every_config_exports_to_onnx(cfg: str, tmp_path: Path) -> None:
     torch.manual_seed(0)

@@ -64,6 +64,7 @@ def bad_checkpoints(tmp_path_factory: pytest.TempPathFactory, yolov5n_pt: Path) 
     return {"evil": d / "evil.pt", "damaged": d / "damaged.pt"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", list(SCRIPTS))
 @pytest.mark.parametrize("kind,fragment", [("evil", "system"), ("damaged", "CRC-32")])
 def test_refused_and_damaged_checkpoints_are_user_errors(script: str, kind: str, fragment: str, tmp_path: Path,
@@ -99,6 +100,7 @@ def test_checkpoint_entries_are_checked(tmp_path: Path, entry: str, value: objec
     assert str(tmp_path / "ckpt.pt") in str(e.value)
 
 
+@pytest.mark.slow
 def test_weights_that_do_not_fit_the_architecture(tmp_path: Path) -> None:
     wide = make_checkpoint(Model("yolov5s.yaml", nc=2, names=["a", "b"]))["model"]
     f = _ours(tmp_path, model=wide)
@@ -121,6 +123,7 @@ def test_malformed_yaml_names_file_line_and_column(tmp_path: Path, kind: str, te
     assert 1 < line <= text.count("\n") + 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script,flag,args", [
     ("train.py", "--data", ["--weights", "yolov5n.pt", "--epochs", "1"]),
     ("train.py", "--hyp", ["--weights", "yolov5n.pt", "--data", "data/coco128.yaml", "--epochs", "1"]),
@@ -260,6 +263,7 @@ def test_run_lock_refuses_a_live_holder_and_takes_over_a_dead_ones(tmp_path: Pat
     assert not (tmp_path / ".lock").exists()
 
 
+@pytest.mark.slow
 def test_two_trainings_started_together_get_two_folders_and_exist_ok_is_refused_while_one_runs(
         tmp_path: Path, coco128_dir: Path) -> None:
     from tests.test_train import make_dataset

@@ -57,6 +57,7 @@ def executed(tmp_path_factory: pytest.TempPathFactory, datasets_dir: Path, yolov
     return nb, project
 
 
+@pytest.mark.slow
 def test_notebook_runs_with_log_lines_once_per_call(executed: tuple[nbformat.NotebookNode, Path]) -> None:
     nb, _ = executed
     assert not [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o["output_type"] == "error"]
@@ -68,6 +69,7 @@ def test_notebook_runs_with_log_lines_once_per_call(executed: tuple[nbformat.Not
     assert _stream(_cell(nb, "photo = ")).count("Loaded ONNXBackend(best.onnx") == 1
 
 
+@pytest.mark.slow
 def test_notebook_table_matches_direct_val_runs_and_shows_the_detection(
         executed: tuple[nbformat.NotebookNode, Path], tmp_path: Path) -> None:
     import val

@@ -9,11 +9,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import OPENVINO_CHILD
 
 TESTS = Path(__file__).resolve().parent
 
 
+@pytest.mark.slow
 def test_openvino_export_and_backend_in_their_own_process(datasets_dir: Path, weights_dir: Path) -> None:
     env = dict(os.environ, **{OPENVINO_CHILD: "1"})
     res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x",

@@ -18,6 +18,7 @@ def _run(tmp_path: Path, weights: Path, *args: str) -> dict:
                        "--batch-size", "64", "--project", str(tmp_path), "--no-latency", *args])
 
 
+@pytest.mark.slow
 def test_percent_zero_is_lossless(tmp_path: Path, yolov5n_pt: Path, coco128_dir: Path) -> None:
     res = _run(tmp_path, yolov5n_pt, "--percent", "0", "--no-bn-recal")
     assert "recalibrated" not in res and res["bn_recal_images"] == 0
@@ -31,6 +32,7 @@ def test_percent_zero_is_lossless(tmp_path: Path, yolov5n_pt: Path, coco128_dir:
     assert saved["pruned"]["images"] == 128
 
 
+@pytest.mark.slow
 def test_pruned_matches_masked_on_real_weights(tmp_path: Path, yolov5n_pt: Path, coco128_dir: Path) -> None:
     res = _run(tmp_path, yolov5n_pt, "--percent", "0.2", "--no-fold-beta")
     assert abs(res["pruned"]["mAP50_95"] - res["masked"]["mAP50_95"]) <= 0.002  # surgery checked before recalibration
@@ -94,6 +96,7 @@ def test_target_gflops_prunes_to_the_budget(tmp_path: Path, yolov5n_pt: Path) ->
         _run(tmp_path, yolov5n_pt, "--target-gflops", "0.001", "--imgsz", "320", "--noval", "--no-bn-recal")
 
 
+@pytest.mark.slow
 def test_max_map_drop_keeps_the_accuracy_within_the_drop(tmp_path: Path, yolov5n_pt: Path, coco128_dir: Path) -> None:
     """--max-map-drop on yolov5n.pt (not sparsity-trained: every prune costs) and coco128 val2017 at 128 px: the saved prune validates within the drop of the original,
     a probe one bisection step above it (logged in results.json) fell below, and the percent is what was searched."""
@@ -109,6 +112,7 @@ def test_max_map_drop_keeps_the_accuracy_within_the_drop(tmp_path: Path, yolov5n
     assert json.loads((Path(res["save_dir"]) / "results.json").read_text())["map_guard"]["percent"] == g["percent"]
 
 
+@pytest.mark.slow
 def test_target_latency_measures_and_meets_the_budget(tmp_path: Path, yolov5n_pt: Path) -> None:
     """--target-latency on yolov5n.pt at 128 px in ONNX Runtime (one thread): the search measures every probe
     interleaved with the unpruned model, picks a prune predicted at or under the target, and prune.py measures the
@@ -137,6 +141,7 @@ def test_target_latency_measures_and_meets_the_budget(tmp_path: Path, yolov5n_pt
         _run(tmp_path, yolov5n_pt, "--target-latency", "0.001", "--imgsz", "128", "--noval", "--no-bn-recal")
 
 
+@pytest.mark.slow
 def test_round_auto_picks_the_fastest_multiple_at_equal_gflops(tmp_path: Path, yolov5n_pt: Path) -> None:
     res = _run(tmp_path, yolov5n_pt, "--percent", "0.2", "--round", "auto", "--imgsz", "128", "--noval",
                "--no-bn-recal", "--importance", "relative")

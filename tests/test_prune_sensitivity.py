@@ -56,6 +56,7 @@ def test_percent_out_of_range_is_a_usage_error(capsys):
     assert "--percent values must be in [0, 1)" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_importance_comparison_on_real_weights(tmp_path, yolov5n_pt, coco128_dir):  # noqa: ANN001
     """--importance gamma relative taylor on yolov5n.pt and coco128: plain |gamma| is refused at 0.3 (it would empty a
     layer), the others give a pruned GFLOPs below the unpruned and a masked mAP below the unmasked one; the table,

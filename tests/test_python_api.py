@@ -17,6 +17,7 @@ from utils.cli import FlagError, setup_logging
 SCRIPTS = ("train", "val", "detect", "export", "prune")
 
 
+@pytest.mark.slow
 def test_val_run_gives_the_cli_mains_results(yolov5n_pt: Path, coco128_dir: Path, tmp_path: Path) -> None:
     flags = dict(weights=str(yolov5n_pt), data="data/coco128.yaml", imgsz=160, batch_size=32, workers=0, device="cpu")
     argv = [f"--{k.replace('_', '-')}={v}" for k, v in flags.items()]

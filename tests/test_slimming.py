@@ -57,6 +57,7 @@ def test_recalibration_changes_only_bn_statistics(v5n: nn.Module, images: list[t
     assert all(m.momentum == 0.03 for m in out.modules() if isinstance(m, nn.BatchNorm2d))  # YOLOv5's, restored
 
 
+@pytest.mark.slow
 def test_recalibration_restores_reset_statistics(v5n: nn.Module, coco128_dir: Path) -> None:
     """BN statistics wiped (mAP 0) come back from 64 unaugmented train images: most of the mAP on val2017 returns."""
     from engine.validator import evaluate
@@ -184,6 +185,7 @@ def test_train_with_auto_rate_stores_the_chosen_number(tmp_path: Path, tiny_data
     assert ckpt["train_args"]["sparsity_rate"] == s > 0  # a resumed run goes on with the number, not 'auto'
 
 
+@pytest.mark.slow
 def test_study_end_to_end_tables_plot_and_resume(tmp_path: Path, tiny_data: Path, yolov5n_pt: Path,
                                                  capsys: pytest.CaptureFixture) -> None:
     from benchmarks.slimming import main
@@ -241,6 +243,7 @@ def _slim_args(tmp_path: Path, data: Path, weights: Path, target: float, *extra:
             "--batch-size", "8", "--workers", "0", "--bn-recal-images", "16", "--project", str(tmp_path), *extra]
 
 
+@pytest.mark.slow
 def test_slim_steps_towards_the_budget_and_resumes(tmp_path: Path, tiny_data: Path, yolov5n_pt: Path,
                                                    capsys: pytest.CaptureFixture) -> None:
     """Two steps, one fine-tuning epoch after the first and two after the last: a geometric ramp of budgets, each
@@ -274,6 +277,7 @@ def test_slim_steps_towards_the_budget_and_resumes(tmp_path: Path, tiny_data: Pa
         slim.main([*argv, "--steps", "3"])
 
 
+@pytest.mark.slow
 def test_slim_accuracy_guard_stops_before_the_step_that_breaks_it(tmp_path: Path, tiny_data: Path,
                                                                   yolov5n_pt: Path) -> None:
     """yolov5n.pt is not sparsity-trained: taking 40% of its GFLOPs costs far more than 0.001 of mAP50-95, so the first

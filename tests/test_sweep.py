@@ -254,6 +254,7 @@ def _rows(out: Path) -> dict[str, dict]:
     return {r["exp_name"]: r for r in csv.DictReader((out / "results.csv").open())}
 
 
+@pytest.mark.slow
 def test_resume_skips_finished_stages(tmp_path: Path, checkpoints: dict[str, Path]) -> None:
     cfg = _cfg(tmp_path, checkpoints)
     fake = FakeLauncher(checkpoints, interrupt_at=3)
@@ -324,6 +325,7 @@ def test_tables_and_plots(tmp_path: Path, checkpoints: dict[str, Path]) -> None:
     assert sum(ln.startswith("| ") and not ln.startswith("| ---") for ln in header) == 1 + 6  # header + a row each
 
 
+@pytest.mark.slow
 def test_changed_settings_refuse_to_resume_but_the_grid_may_grow(tmp_path: Path, checkpoints: dict[str, Path],
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     timed: list[int] = []

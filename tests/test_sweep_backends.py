@@ -21,6 +21,8 @@ import sweep
 from engine.sweep.ray_executor import RayExecutor
 from engine.sweep.stages import Stage
 
+pytestmark = pytest.mark.slow  # every test here runs a real sweep
+
 STAGES = ["base", "sparsity_s0.01", "prune_s0.01_p0.1", "finetune_s0.01_p0.1", "prune_s0.01_p0.95",
           "finetune_s0.01_p0.95"]
 FAILED = ["prune_s0.01_p0.95", "finetune_s0.01_p0.95"]  # 0.95 is above the safe maximum: prune.py refuses it

@@ -110,6 +110,7 @@ class OutputReader:
 
 
 # ------------------------------------------------------------------------------------------- 1. learning from scratch
+@pytest.mark.slow
 def test_scratch_training_learns(tmp_path, coco128_dir):
     """yolov5n from scratch, 5 epochs on coco128 at 128 pixels: the losses are lower after training than before.
 
@@ -139,6 +140,7 @@ def test_scratch_training_learns(tmp_path, coco128_dir):
 
 
 # --------------------------------------------------------------------------------------------- 2. kill -9 and resume
+@pytest.mark.slow
 def test_kill_mid_epoch_then_resume_finishes_the_planned_epochs(tmp_path, datasets_dir, coco128_dir, weights_dir,
                                                                  yolov5n_pt):
     """SIGKILL inside epoch 1 of 3 (32 images, 4 iterations of 8 per epoch), then ``--resume`` the run dir."""
@@ -257,6 +259,7 @@ def test_results_rows_of_redone_epochs_are_dropped(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ 3. torchrun on CPU
+@pytest.mark.slow
 def test_torchrun_two_processes_gloo_one_set_of_outputs(tmp_path, datasets_dir, weights_dir, yolov5n_pt):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
            "--master_port", str(free_port()), "train.py", "--device", "cpu", "--weights", str(yolov5n_pt),
@@ -442,6 +445,7 @@ def yolov5_schedule(iterations: int, nb: int, bs: int, epochs: int) -> list[tupl
     return out
 
 
+@pytest.mark.slow
 def test_optimizer_steps_lrs_and_momentum_follow_yolov5(tmp_path, coco128_dir, yolov5n_pt):
     """14 epochs of 8 batches of 4 images: the ramp of accumulate (1 to 16), the steps it allows, the warmup's end at
     iteration 100 (inside epoch 12) and the lrs and momenta of every step are YOLOv5's; the EMA counts the steps."""

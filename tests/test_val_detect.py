@@ -107,6 +107,7 @@ def bus_jpg(images_dir: Path) -> Path:
 
 
 # ------------------------------------------------------------------------------------------------ 1. reference mAP
+@pytest.mark.slow
 def test_val_yolov5n_reproduces_reference_map(tmp_path: Path, coco128_dir: Path, yolov5n_pt: Path) -> None:
     """yolov5n.pt on coco128 val2017 at 640 with the default thresholds: the reference 0.343 mAP50-95 / 0.526 mAP50."""
     res = val_run(ValOptions(data=str(COCO128_YAML), weights=str(yolov5n_pt), imgsz=640, batch_size=16,
@@ -473,6 +474,7 @@ def test_detect_skips_unreadable_image(tmp_path: Path, bus_jpg: Path, yolov5n_pt
     assert any("broken.jpg" in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.slow
 def test_cli_missing_weights_one_line_error(tmp_path: Path, coco128_dir: Path) -> None:
     """``python val.py --weights missing.pt``: exit status 2 and one 'ERROR:' line naming the file, no traceback."""
     env = {**os.environ, "YOLO_TRACEBACK": ""}
