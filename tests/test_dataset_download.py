@@ -5,15 +5,12 @@ refused without being run."""
 
 from __future__ import annotations
 
-import functools
-import http.server
 import io
 import logging
 import os
 import socket
 import subprocess
 import sys
-import threading
 import urllib.error
 import zipfile
 from pathlib import Path
@@ -25,6 +22,7 @@ import yaml
 from engine.validator import ValOptions
 from engine.validator import run as val_run
 from tests.test_hardening import REPO, _assert_user_error
+from tests.conftest import serve_folder
 from tests.test_train import free_port
 from utils.data import load_dataset_config
 from utils.download import DownloadError, describe_failure, download_archives
@@ -32,11 +30,6 @@ from utils.download import DownloadError, describe_failure, download_archives
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see tests/conftest.py
 
 N_IMAGES = 2
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
-        pass
 
 
 def _zip(path: Path, files: dict[str, bytes]) -> None:
@@ -60,12 +53,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, coco128_dir: Path) -> Itera
     _zip(root / "mini-labels.zip", lbs)
     _zip(root / "flat.zip", {Path(k).name: v for k, v in ims.items()})
     (root / "page.zip").write_text("<html><body>Sign in to the network</body></html>")
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(root)))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    thread.join()
+    with serve_folder(root) as url:
+        yield url
 
 
 def _yaml(tmp_path: Path, download: object, path: str = "mini") -> Path:
@@ -195,16 +184,8 @@ def test_zip_members_outside_the_folder_are_refused(tmp_path: Path) -> None:
     www = tmp_path / "www"
     www.mkdir()
     (www / "evil.zip").write_bytes(buf.getvalue())
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(www)))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        with pytest.raises(DownloadError, match="member '../escaped.txt' points outside"):
-            download_archives([f"http://127.0.0.1:{httpd.server_address[1]}/evil.zip"], tmp_path / "d",
-                              progress=False)
-    finally:
-        httpd.shutdown()
-        thread.join()
+    with serve_folder(www) as url, pytest.raises(DownloadError, match="member '../escaped.txt' points outside"):
+        download_archives([f"{url}/evil.zip"], tmp_path / "d", progress=False)
     assert not (tmp_path / "escaped.txt").exists() and list((tmp_path / "d").iterdir()) == []
 
 

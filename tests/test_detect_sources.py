@@ -3,8 +3,6 @@ a local HTTP server in a thread (no outside network); unreachable sources are on
 
 from __future__ import annotations
 
-import functools
-import http.server
 import shutil
 import tempfile
 import threading
@@ -13,10 +11,10 @@ from typing import Iterator
 
 import cv2
 import pytest
-import torch
 
 from engine.predictor import DetectOptions, run as detect_run
 from tests.test_hardening import _assert_user_error, _run
+from tests.conftest import serve_folder
 from tests.test_train import free_port
 from utils.data import is_stream, source_name
 
@@ -24,11 +22,6 @@ N_FRAMES, SIZE = 6, (320, 240)
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see tests/conftest.py
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
-        pass
 
 
 @pytest.fixture(scope="module")
@@ -43,12 +36,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, images_dir: Path) -> Iterat
         writer.write(frame)
     writer.release()
     shutil.copy(root / "clip.avi", root / "live")
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(root)))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    thread.join()
+    with serve_folder(root) as url:
+        yield url
 
 
 def _frames(video: Path) -> int:
