@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:
-    from engine.pruner import PruneOptions
+    from engine.prune_options import PruneOptions
 
 __all__ = ["LATENCY_BACKENDS", "ROUND_CHOICES", "has_target", "search_budget", "search_map_guard", "choose_round"]
 

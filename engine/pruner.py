@@ -6,7 +6,7 @@ import copy
 import csv
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,7 +14,9 @@ import torch
 import yaml
 from torch import nn
 
+from engine.prune_options import PruneOptions
 from utils.checkpoint import atomic_save, load_model, make_checkpoint, resolve_weights
+from utils.options import check_options
 
 if TYPE_CHECKING:
     from pruning.masks import ChannelMasks
@@ -22,40 +24,6 @@ if TYPE_CHECKING:
 __all__ = ["PruneOptions", "run", "check_cfg_matches", "channel_scores"]
 
 LOGGER = logging.getLogger(__name__)
-
-
-@dataclass
-class PruneOptions:
-    """prune.py's options."""
-
-    weights: str = "runs/train/exp/weights/best.pt"
-    data: str = "data/coco128.yaml"
-    cfg: str = ""
-    percent: float = 0.0
-    imgsz: int = 640
-    batch_size: int = 16
-    device: str = ""
-    workers: int = 8
-    mode: str = "normal"
-    round: int | str = 1  # a multiple, or "auto": the one that measures fastest at equal GFLOPs (engine.prune_search)
-    importance: str = "gamma"
-    taylor_batches: int = 28  # --importance taylor: training batches the gradients are summed over
-    target_gflops: float = 0.0  # > 0: choose the percent so that the pruned model has at most this many GFLOPs
-    target_params: int = 0  # > 0: the same for parameters
-    target_latency: float = 0.0  # > 0: the same for the batch-1 latency in ms, measured with the two settings below
-    latency_backend: str = "onnxruntime"  # or "torch": the runtime --target-latency and --round auto measure
-    threads: int = 1  # intra-op threads for every latency prune.py measures
-    max_map_drop: float = 0.0  # > 0: the largest prune whose recalibrated val mAP50-95 stays within this of the source
-    min_channels: int = 1
-    layers: int = 0
-    fold_beta: bool = True
-    bn_recal: bool = True
-    bn_recal_images: int = 256
-    noval: bool = False
-    project: str = "runs/prune"
-    name: str = "exp"
-    exist_ok: bool = False
-    latency: bool = True
 
 
 def check_cfg_matches(cfg: str, model: nn.Module) -> None:
@@ -89,8 +57,7 @@ def run(opt: PruneOptions) -> dict:
     from utils.paths import increment_path
     from utils.torch_utils import select_device
 
-    if not 0 <= opt.percent < 1:
-        raise ValueError(f"--percent must be in [0, 1), got {opt.percent}")
+    check_options(opt)  # the flags' own checks, for options built in Python rather than parsed
     device = select_device(opt.device)
     src_path = resolve_weights(opt.weights)
     model, ckpt = load_model(src_path, device="cpu")

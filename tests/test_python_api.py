@@ -59,8 +59,10 @@ def test_keywords_become_the_flags_they_name() -> None:
                                name="-x", batch_size=4, cos_lr=False))
     assert (opt.bn_sparsity, opt.sparsity_rate, opt.freeze, opt.cache, opt.resume, opt.name, opt.batch_size,
             opt.cos_lr) == (True, "auto", [0, 1], "ram", "", "-x", 4, False)
-    assert train.parse_opt(dict(cache="disk", resume=True, weights=Path("a.pt"))).__dict__ == \
-           train.parse_opt(["--cache", "disk", "--resume", "--weights", "a.pt"]).__dict__
+    assert train.parse_opt(dict(cache="disk", resume=False, weights=Path("a.pt"))).__dict__ == \
+           train.parse_opt(["--cache", "disk", "--weights", "a.pt"]).__dict__
+    assert train.parse_opt(dict(resume=True, project=Path("runs/x"))).__dict__ == \
+           train.parse_opt(["--resume", "--project", "runs/x"]).__dict__
     opt = prune.parse_opt(dict(fold_beta=False, latency=True, round="auto", percent=0.3))
     assert (opt.fold_beta, opt.latency, opt.round, opt.percent) == (False, True, "auto", 0.3)
     assert importlib.import_module("export").parse_opt(dict(imgsz=320, include="onnx")).include == ["onnx"]

@@ -38,7 +38,6 @@ class Stage:
         rate: sparsity rate of its branch (None for the base).
         ratio: prune ratio of its branch (None above pruning).
         model: the model file this stage yields (for the base with ``base_epochs: 0``, the weights themselves).
-        resume_args: flags that must accompany ``--resume`` (train.py builds hooks from its command line).
         device: set by an executor that places the stage on one device: ``--device`` for the command (replacing the
             sweep's own); None keeps the args as planned.
         env: environment variables an executor sets for the command (``CUDA_VISIBLE_DEVICES`` of its device slot).
@@ -53,7 +52,6 @@ class Stage:
     rate: float | None = None
     ratio: float | None = None
     model: str = ""
-    resume_args: list[str] = field(default_factory=list)
     device: str | None = None
     env: dict[str, str] = field(default_factory=dict)
 
@@ -69,13 +67,15 @@ class Stage:
     def argv(self, python: str = sys.executable) -> list[str]:
         """The command line; a training run interrupted after saving ``last.pt`` is resumed instead of restarted.
 
-        A resumed run takes its options, ``--device`` included, from its checkpoint; on another device slot it still
-        lands on that slot's GPU, because ``env`` narrows ``CUDA_VISIBLE_DEVICES`` to it."""
+        ``--resume`` comes alone: the run continues with the options saved in its checkpoint (its sparsity and
+        fine-tuning settings included, from which train.py builds its hooks), and train.py refuses other flags beside
+        it. ``--device`` too comes from the checkpoint; on another device slot the run still lands on that slot's GPU,
+        because ``env`` narrows ``CUDA_VISIBLE_DEVICES`` to it."""
         script = str(REPO_ROOT / self.script)
         if self.script == "train.py":
             last = resumable_checkpoint(self.run_dir)
             if last is not None:
-                return [python, script, "--resume", str(last), *self.resume_args]
+                return [python, script, "--resume", str(last)]
         args = self.args
         if self.device is not None:
             args = [*_without_flag(args, "--device"), "--device", self.device]
@@ -143,12 +143,12 @@ def plan_stages(cfg: SweepConfig, sweep_dir: str | Path) -> list[Stage]:
     val_bs = ["--batch-size", str(2 * cfg.batch_size)]  # train.py validates at twice the training batch: same padding
 
     def make(kind: str, script: str, args: list[str], rate: float | None = None, ratio: float | None = None,
-             deps: tuple[str, ...] = (), model: str = "", resume_args: tuple[str, ...] = ()) -> Stage:
+             deps: tuple[str, ...] = (), model: str = "") -> Stage:
         name = stage_name(kind, rate, ratio)
         run_dir = sweep_dir / kind / name
         args = [*args, *cfg.extra.get(kind, []), "--project", str(sweep_dir / kind), "--name", name, "--exist-ok"]
         model = model or str(run_dir / ("pruned_model.pt" if script == "prune.py" else "weights/best.pt"))
-        return Stage(name, kind, script, args, run_dir, list(deps), rate, ratio, model, list(resume_args))
+        return Stage(name, kind, script, args, run_dir, list(deps), rate, ratio, model)
 
     if cfg.base_epochs > 0:
         base = make("base", "train.py", ["--weights", weights, *train, "--epochs", str(cfg.base_epochs)])
@@ -158,7 +158,7 @@ def plan_stages(cfg: SweepConfig, sweep_dir: str | Path) -> list[Stage]:
     for rate in cfg.sparsity_rates:
         flags = ["--bn_sparsity", "--sparsity_rate", f"{rate:g}", "--sparsity_mode", cfg.mode]
         sparse = make("sparsity", "train.py", ["--weights", base.model, *train, "--epochs", str(cfg.sparsity_epochs),
-                                               *flags], rate, deps=(base.name,), resume_args=tuple(flags))
+                                               *flags], rate, deps=(base.name,))
         stages.append(sparse)
         for ratio in cfg.prune_ratios:
             pruned = make("prune", "prune.py", ["--weights", sparse.model, *common, *val_bs, "--percent", f"{ratio:g}",

@@ -1,0 +1,115 @@
+"""Options declared once (utils/options.py): parsers generated from the options dataclasses keep every spelling,
+their range checks fire alike on the command line (exit 2, the flag named) and in ``run(**kwargs)`` (FlagError), and
+options objects render into command lines that parse back to equal objects."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, fields
+
+import pytest
+
+import prune
+import train
+from engine.prune_options import PruneOptions
+from engine.train_options import TrainOptions
+from pruning.masks import MODES
+from utils.cli import FlagError
+from utils.options import at_least, build_parser, check_options, opt, to_argv
+
+
+def _spellings(parser: argparse.ArgumentParser) -> dict[str, set[str]]:
+    return {a.dest: set(a.option_strings) for a in parser._actions if a.dest != "help"}
+
+
+def test_train_parser_has_every_spelling_of_the_forks_and_yolov5() -> None:
+    s = _spellings(train._parser())
+    assert s["bn_sparsity"] == {"--bn_sparsity", "--bn-sparsity", "--st", "-sr"}
+    assert s["sparsity_rate"] == {"--sparsity_rate", "--sparsity-rate", "--sr", "-s"}
+    assert s["imgsz"] == {"--imgsz", "--img", "--img-size"}
+    assert s["teacher"] == {"--teacher", "--t_weights"} and s["kd_weight"] == {"--kd-weight", "--kd_weight"}
+    assert s["ft_pruned_model"] == {"--ft_pruned_model", "--ft-pruned-model"}
+    # every flag field, and nothing else (save_dir is filled in by the trainer)
+    assert set(s) == {f.name for f in fields(TrainOptions)} - {"save_dir"}
+    assert train.parse_opt(["--st", "-s", "0.01", "--img", "320"]) == \
+        TrainOptions(bn_sparsity=True, sparsity_rate=0.01, imgsz=320)
+    assert train.parse_opt([]) == TrainOptions()  # the parser's defaults are the dataclass's
+
+
+def test_prune_parser_switches_and_modes() -> None:
+    s = _spellings(build_parser(PruneOptions, "prune.py"))
+    assert s["fold_beta"] == {"--no-fold-beta"} and s["latency"] == {"--no-latency"}
+    assert prune.parse_opt(["--no-fold-beta", "--round", "auto"]) == PruneOptions(fold_beta=False, round="auto")
+    assert prune.parse_opt([]) == PruneOptions()
+    choices = [a.choices for a in build_parser(PruneOptions, "p")._actions if a.dest == "mode"]
+    assert tuple(choices[0]) == MODES  # one tuple, pruning.masks.MODES
+    assert [a.choices for a in train._parser()._actions if a.dest == "sparsity_mode"][0] == MODES
+
+
+@pytest.mark.parametrize(("module", "argv", "kwargs", "message"), [
+    (prune, ["--percent", "1.5"], dict(percent=1.5), "--percent must be in [0, 1), got 1.5"),
+    (prune, ["--round", "0"], dict(round=0), "--round must be >= 1, got 0"),
+    (prune, ["--target-params", "-5"], dict(target_params=-5), "--target-params must be >= 0 (0: off), got -5"),
+    (train, ["--sparsity_target", "1"], dict(sparsity_target=1.0), "--sparsity_target must be in [0, 1), got 1.0"),
+    (train, ["--workers", "-1"], dict(workers=-1), "--workers must be >= 0, got -1"),
+    (train, ["--sr", "0.01"], dict(sparsity_rate=0.01), "--sparsity_rate 0.01 does nothing without --bn_sparsity"),
+])
+def test_a_check_fires_on_the_command_line_and_in_the_api(module, argv: list[str], kwargs: dict, message: str,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as e:
+        module.parse_opt(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith("usage:") and message in err.splitlines()[-1]
+    with pytest.raises(FlagError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
+        module.parse_opt(kwargs)
+    with pytest.raises(FlagError, match="must|does nothing"):  # and on an object built in Python
+        check_options(type(module.parse_opt([]))(**kwargs))
+
+
+def test_resume_refuses_the_flags_it_would_ignore(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as e:
+        train.parse_opt(["--resume", "runs/train/exp", "--epochs", "5", "--st", "--sr", "0.01"])
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert e.value.code == 2 and "--epochs, --bn_sparsity, --sparsity_rate would be ignored" in err
+    with pytest.raises(FlagError, match=r"--device would be ignored"):
+        train.parse_opt(dict(resume="runs/train/exp/weights/last.pt", device="cpu"))
+    assert train.parse_opt(["--resume", "runs/train/exp"]).resume == "runs/train/exp"
+    # a bare --resume looks for the latest run under --project: that flag may come with it
+    assert train.parse_opt(["--resume", "--project", "runs/x"]).project == "runs/x"
+    with pytest.raises(FlagError, match=r"--project would be ignored"):
+        train.parse_opt(dict(resume="runs/x/exp", project="runs/x"))
+
+
+@pytest.mark.parametrize("options", [
+    TrainOptions(bn_sparsity=True, sparsity_rate=1e-5, freeze=[1, 2], cache="disk", name="-odd", imgsz=320),
+    TrainOptions(resume="True"),
+    TrainOptions(bn_sparsity=True, sparsity_rate="auto", sparsity_mode="shortcut", cache="ram"),
+    PruneOptions(percent=0.3, round="auto", fold_beta=False, latency=False, mode="shortcut", target_params=0),
+])
+def test_to_argv_parses_back_to_equal_options(options) -> None:
+    argv = to_argv(options)
+    parse = train.parse_opt if isinstance(options, TrainOptions) else prune.parse_opt
+    assert parse(argv) == options
+    assert len(to_argv(options, only_changed=False)) > len(argv)
+
+
+def test_to_argv_writes_only_changed_flags_in_their_first_spelling() -> None:
+    assert to_argv(TrainOptions(bn_sparsity=True, sparsity_rate=0.03, imgsz=320, workers=8)) == \
+        ["--imgsz", "320", "--bn_sparsity", "--sparsity_rate", "0.03"]
+    assert to_argv(PruneOptions(latency=False, percent=0.25)) == ["--percent", "0.25", "--no-latency"]
+    assert to_argv(TrainOptions(resume="True")) == ["--resume"]
+
+
+def test_a_new_options_class_needs_only_its_fields() -> None:
+    @dataclass
+    class Tiny:
+        size: int = opt(3, "--size", "-n", help="how many", check=at_least(1))
+        fast: bool = opt(False, "--fast", help="go fast")
+        tags: list[str] = opt(["a"], "--tags", nargs="+", type=str, help="labels", group="extra")
+
+    p = build_parser(Tiny, "tiny.py")
+    assert Tiny(**vars(p.parse_args(["-n", "5", "--fast", "--tags", "x", "y"]))) == Tiny(5, True, ["x", "y"])
+    assert "extra" in p.format_help() and "how many" in p.format_help()
+    assert Tiny().tags is not Tiny().tags  # list defaults are copied
+    with pytest.raises(FlagError, match=r"--size must be >= 1, got 0"):
+        check_options(Tiny(size=0))
