@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
 from torch import nn
 
-from engine.train_hooks import TrainHook
-
-if TYPE_CHECKING:
-    from engine.trainer import Trainer
+from engine.train_hooks import StepInfo, TrainHook
 
 __all__ = ["DistillHook", "distillation_loss"]
 
@@ -53,13 +50,14 @@ class DistillHook(TrainHook):
         self.teacher: nn.Module | None = None
         self.box = True
 
-    def before_train(self, trainer: Trainer) -> None:
+    def before_train(self, step: StepInfo) -> dict[str, Any]:
+        """Load the teacher on the student's device and check that it fits the student."""
         from utils.checkpoint import load_model
         from utils.torch_utils import unwrap
 
-        self.teacher, _ = load_model(self.path, device=trainer.device)
+        self.teacher, _ = load_model(self.path, device=step.device)
         self.teacher.eval().requires_grad_(False)
-        student = unwrap(trainer.model)
+        student = unwrap(step.model)
         check_teacher(self.teacher, student, self.path)
         self.box = torch.allclose(self.teacher.detect.anchors.cpu(), student.detect.anchors.cpu(), atol=1e-3)
         if not self.box:
@@ -67,8 +65,9 @@ class DistillHook(TrainHook):
                            "classes only")
         LOGGER.info(f"Distillation: teacher {self.path} ({sum(p.numel() for p in self.teacher.parameters()):,} "
                     f"parameters), weight {self.weight}")
+        return {}
 
-    def extra_loss(self, trainer: Trainer, imgs: torch.Tensor, preds: list[torch.Tensor],
+    def extra_loss(self, step: StepInfo, imgs: torch.Tensor, preds: list[torch.Tensor],
                    targets: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             _, t_raw = self.teacher(imgs)

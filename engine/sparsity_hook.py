@@ -6,14 +6,11 @@ import json
 import logging
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 
-from engine.train_hooks import TrainHook
-
-if TYPE_CHECKING:
-    from engine.trainer import Trainer
+from engine.train_hooks import StepInfo, TrainHook
 
 __all__ = ["SparsityHook", "SparsityPlan", "choose_rate", "choose_target_rate"]
 
@@ -154,18 +151,18 @@ class SparsityHook(TrainHook):
         self.history: dict[int, dict] = {}
         self._last_step_ni = -1
 
-    def before_train(self, trainer: Trainer) -> None:
+    def before_train(self, step: StepInfo) -> dict[str, Any]:
+        """Set up the regulariser, choose S for ``auto`` (returned as the run's ``sparsity_rate``), log the start."""
         from pruning.sparsity import BNSparsity
 
-        self.reg = BNSparsity(trainer.model, self.rate, trainer.opt.epochs, constant=self.constant, mode=self.mode,
+        self.reg = BNSparsity(step.model, self.rate, step.epochs, constant=self.constant, mode=self.mode,
                               target=self.target, round_to=self.round_to, importance=self.importance,
-                              imgsz=trainer.imgsz)
+                              imgsz=step.imgsz)
         if self.auto:  # every rank computes the same S: same weights, same schedule
-            plan = self._plan(trainer)
-            self.rate = self.reg.rate = (choose_target_rate(plan, self.reg.target_max(), trainer.main) if self.target
-                                         else choose_rate(plan, self.reg.stats()["median"], trainer.main))
-            trainer.opt.sparsity_rate = self.rate
-        if trainer.main:
+            plan = self._plan(step)
+            self.rate = self.reg.rate = (choose_target_rate(plan, self.reg.target_max(), step.main) if self.target
+                                         else choose_rate(plan, self.reg.stats()["median"], step.main))
+        if step.main:
             s = self.reg.stats()
             self.history[-1] = s
             aim = (f"; targeted: the lowest {self.target:g} (round {self.round_to}, {self.importance}), largest |gamma| "
@@ -174,44 +171,45 @@ class SparsityHook(TrainHook):
                         f"{len(self.reg.paths)} BatchNorms, {s['n']} prunable channels, mode {self.mode}; "
                         f"|gamma| < 0.01: {s['share_below_0.01']:.1%}, median {s['median']:.3f}{aim}")
             if not self.target:
-                self._check_strength(trainer, s["median"])
+                self._check_strength(step, s["median"])
+        return {"sparsity_rate": self.rate} if self.auto else {}  # checkpoints (and --resume) carry the number
 
-    def _plan(self, trainer: Trainer) -> SparsityPlan:
-        h = trainer.hyp_scaled
-        return SparsityPlan(optimizer=trainer.opt.optimizer, batches_per_epoch=trainer.nb,
-                            start_epoch=trainer.start_epoch, epochs=trainer.opt.epochs, warmup_iters=trainer.nw,
-                            lr0=h["lr0"], lrf=h["lrf"], cos_lr=trainer.opt.cos_lr, momentum=h["momentum"],
-                            warmup_momentum=h["warmup_momentum"], constant=self.constant)
+    def _plan(self, step: StepInfo) -> SparsityPlan:
+        h = step.hyp
+        return SparsityPlan(optimizer=step.opt.optimizer, batches_per_epoch=step.nb, start_epoch=step.start_epoch,
+                            epochs=step.epochs, warmup_iters=step.nw, lr0=h["lr0"], lrf=h["lrf"],
+                            cos_lr=step.opt.cos_lr, momentum=h["momentum"], warmup_momentum=h["warmup_momentum"],
+                            constant=self.constant)
 
-    def _check_strength(self, trainer: Trainer, median: float) -> None:
+    def _check_strength(self, step: StepInfo, median: float) -> None:
         """Warn when S cannot move gammas far in this run (see :meth:`SparsityPlan.shrink_per_rate`)."""
-        plan = self._plan(trainer)
+        plan = self._plan(step)
         if plan.optimizer != "SGD":
             return  # Adam-style updates do not scale with S; see SparsityPlan
         shrink = self.rate * plan.shrink_per_rate()
         LOGGER.info(f"Sparsity: an unimportant |gamma| can shrink by about {shrink:.3g} over this run "
-                    f"({trainer.nb} batches/epoch, {trainer.opt.epochs} epochs)")
+                    f"({step.nb} batches/epoch, {step.epochs} epochs)")
         if shrink < 0.5 * median and not self.auto:
-            LOGGER.warning(f"Sparsity: S={self.rate} is too weak for a run of {trainer.nb * trainer.opt.epochs} "
+            LOGGER.warning(f"Sparsity: S={self.rate} is too weak for a run of {step.nb * step.epochs} "
                            f"batches to push gammas (median {median:.2f}) towards 0; that takes about --sparsity_rate "
                            f"{self.rate * median / max(shrink, 1e-12):.2g} for this run (--sparsity_rate auto picks it), "
                            f"but on a small dataset a rate that strong can cost most of the mAP before the gammas "
                            f"separate (more epochs or more images help); check the result with "
                            f"benchmarks/prune_sensitivity.py before pruning")
 
-    def before_step(self, trainer: Trainer) -> None:
-        ni = trainer.current_ni
-        batches = max(ni - self._last_step_ni, 1) if self._last_step_ni >= 0 else trainer.accumulate
-        self._last_step_ni = ni
-        self.reg(trainer.epoch, grad_scale=float(batches))
+    def before_step(self, step: StepInfo) -> None:
+        """Add the L1 subgradient, scaled by the batches accumulated since the previous step."""
+        batches = max(step.ni - self._last_step_ni, 1) if self._last_step_ni >= 0 else step.accumulate
+        self._last_step_ni = step.ni
+        self.reg(step.epoch, grad_scale=float(batches))
 
-    def after_epoch(self, trainer: Trainer, epoch: int) -> dict[str, float]:
+    def after_epoch(self, step: StepInfo) -> dict[str, float]:
+        """Record and print the share of small gammas; returns the sparsity columns of results.csv."""
+        epoch = step.epoch
         s = self.reg.stats()
         self.history[epoch] = s
-        if trainer.logger is not None:
-            import numpy as np
-
-            trainer.logger.histogram("sparsity/gamma", np.array(self._gammas()), epoch)
+        if step.logger is not None:
+            step.logger.histogram("sparsity/gamma", np.array(self._gammas()), epoch)
         extra = {"sparsity/target_max": self.reg.target_max()} if self.target else {}
         aim = f", largest targeted {extra['sparsity/target_max']:.4f}" if self.target else ""
         print(f"Sparsity: S={self.reg.strength(epoch):.3g}, prunable |gamma| < 0.01: {s['share_below_0.01']:.1%}, "
@@ -219,13 +217,14 @@ class SparsityHook(TrainHook):
         return {"sparsity/s": self.reg.strength(epoch), "sparsity/gamma_lt_0.01": s["share_below_0.01"],
                 "sparsity/gamma_median": s["median"], **extra}
 
-    def after_train(self, trainer: Trainer) -> None:
+    def after_train(self, step: StepInfo) -> None:
+        """Save ``gamma_hist.png`` and ``gamma_stats.json`` (unless ``--noplots``)."""
         from pruning.sparsity import plot_gamma_hist
 
-        if trainer.opt.noplots:
+        if step.opt.noplots:
             return
-        f = plot_gamma_hist(self.history, trainer.save_dir / "gamma_hist.png")
-        (trainer.save_dir / "gamma_stats.json").write_text(json.dumps(
+        f = plot_gamma_hist(self.history, step.save_dir / "gamma_hist.png")
+        (step.save_dir / "gamma_stats.json").write_text(json.dumps(
             {str(k): {kk: vv for kk, vv in v.items() if kk != "hist"} for k, v in self.history.items()}, indent=1))
         print(f"Gamma distribution per epoch saved to {f}")
 

@@ -1,32 +1,37 @@
-"""Pieces the trainer assembles: the model (fresh, pretrained, pruned or resumed), and resume bookkeeping."""
+"""Pieces the trainer assembles: the model (fresh, pretrained or pruned), frozen layers, and the run to resume."""
 
 from __future__ import annotations
 
+import json
 import logging
+from dataclasses import asdict, dataclass
 from pathlib import Path
+
+import torch
 
 from engine.train_options import TrainOptions, options_from_dict
 from models.yolo import Model
-from utils.checkpoint import load_checkpoint, load_weights, resolve_weights
+from utils.checkpoint import (CheckpointError, is_pruned_arch, load_checkpoint, load_weights, model_from_checkpoint,
+                              resolve_weights)
+from utils import dist
+from utils.ema import ModelEMA
+from utils.hyp import Hyp
+from utils.paths import RunLock, increment_path
 
-__all__ = ["is_pruned_arch", "arch_for_classes", "build_model", "find_resume_checkpoint", "options_for_resume",
-           "freeze_layers", "load_resume_state"]
+__all__ = ["build_model", "freeze_layers", "claim_run_dir", "find_resume_checkpoint", "ResumeState", "resolve_resume",
+           "restore_training_state"]
 
 LOGGER = logging.getLogger(__name__)
-
-
-def is_pruned_arch(arch: dict) -> bool:
-    """True when an architecture dict carries explicit (pruned) channel counts."""
-    return bool(arch.get("channels"))
 
 
 def build_model(opt: TrainOptions, nc: int, names: list[str]) -> tuple[Model, dict | None]:
     """Build the model to train.
 
     - no ``--weights``: from ``--cfg``;
-    - a pruned checkpoint (or ``--ft_pruned_model``): its own architecture, all weights (``--cfg`` is ignored);
-    - any other checkpoint: ``--cfg`` if given, else the checkpoint's architecture, with weights transferred by name and
-      shape (a different ``nc`` keeps everything but the output convs).
+    - a pruned checkpoint (or ``--ft_pruned_model``), or no ``--cfg``: the checkpoint's own architecture and all its
+      weights (:func:`utils.checkpoint.model_from_checkpoint`; a different ``nc`` re-heads it: only the output convs
+      start afresh); ``--cfg`` is ignored for pruned checkpoints;
+    - ``--cfg`` with an unpruned checkpoint: that architecture, with weights transferred by name and shape.
 
     Returns (model, checkpoint or None).
     """
@@ -42,33 +47,17 @@ def build_model(opt: TrainOptions, nc: int, names: list[str]) -> tuple[Model, di
             LOGGER.warning(f"--cfg {opt.cfg} ignored: fine-tuning keeps the architecture stored in {path}")
         if not opt.ft_pruned_model:
             LOGGER.info(f"{path} is a pruned model: keeping its architecture (add --ft_pruned_model to say so)")
-        arch = ckpt["arch"]
-        entry = "ema" if ckpt.get("ema") else "model"
-        state = ckpt[entry]
-        if ckpt.get("nc", nc) == nc:
-            model = Model(arch, nc=nc, names=names)
-            load_weights(model, state, path, entry)
-            LOGGER.info(f"Transferred {len(state)}/{len(model.state_dict())} items from {path} (pruned architecture)")
-            return model, ckpt
+    if pruned or opt.ft_pruned_model or not opt.cfg:
         # Pruned for other classes (e.g. a COCO model pruned before training on the user's data): every pruned layer
         # keeps its weights, the output convs start afresh for the new classes, as for an unpruned checkpoint.
-        model = Model(arch_for_classes(arch, nc), nc=nc, names=names)
-        _transfer(model, state, path, f"pruned architecture, {ckpt.get('nc')} -> {nc} classes")
+        model = model_from_checkpoint(ckpt, path, "ema", names=names, nc=nc, rehead=True)
+        if ckpt.get("nc", nc) == nc:
+            n = len(model.state_dict())
+            LOGGER.info(f"Transferred {n}/{n} items from {path}" + (" (pruned architecture)" if pruned else ""))
         return model, ckpt
-    model = Model(opt.cfg or ckpt["arch"], nc=nc, names=names)
-    _transfer(model, ckpt.get("ema") or ckpt["model"], path, exclude=("anchors",) if opt.cfg else ())
+    model = Model(opt.cfg, nc=nc, names=names)
+    _transfer(model, ckpt.get("ema") or ckpt["model"], path, exclude=("anchors",))
     return model, ckpt
-
-
-def arch_for_classes(arch: dict, nc: int) -> dict:
-    """A pruned architecture dict re-headed for ``nc`` classes: the Detect output convs get ``na * (nc + 5)`` outputs."""
-    old_nc = arch["nc"]
-    detect = len(arch["backbone"]) + len(arch["head"]) - 1
-    channels = dict(arch["channels"])
-    for name, shape in channels.items():
-        if name.startswith(f"model.{detect}.m."):
-            channels[name] = [shape[0], shape[1] // (old_nc + 5) * (nc + 5), *shape[2:]]
-    return {**arch, "nc": nc, "channels": channels}
 
 
 def _transfer(model: Model, state: dict, path: Path, what: str = "", exclude: tuple[str, ...] = ()) -> None:
@@ -99,6 +88,33 @@ def freeze_layers(model: Model, freeze: list[int]) -> list[str]:
     return frozen
 
 
+def claim_run_dir(opt: TrainOptions, save_dir: Path | None, hyp: Hyp, main: bool, resumed: bool) \
+        -> tuple[Path, RunLock | None]:
+    """The run folder and (rank 0) its lock; rank 0 also records the options and hyperparameters there.
+
+    A new run's folder (``save_dir`` None) is claimed by rank 0 as ``project/name``, ``name2``, ... atomically and
+    broadcast to the other ranks; ``opt.save_dir`` is set to it. A new run in an ``--exist-ok`` folder starts a new
+    results table; half-written checkpoints a killed run left are removed.
+    """
+    if save_dir is None:  # rank 0 claims exp, exp2, ... atomically; the other ranks take its choice
+        chosen = increment_path(Path(opt.project) / opt.name, exist_ok=opt.exist_ok, mkdir=True) if main else ""
+        save_dir = Path(dist.broadcast_str(str(chosen)))
+        opt.save_dir = str(save_dir)
+    if not main:
+        return save_dir, None
+    wdir = save_dir / "weights"
+    wdir.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(save_dir).acquire()  # two runs never write into one folder
+    for tmp in wdir.glob(".*.pt.*.tmp"):  # half-written by atomic_save when a run was killed
+        tmp.unlink(missing_ok=True)
+        LOGGER.info(f"Removed {tmp}, a checkpoint a stopped run left half-written")
+    if not resumed:
+        (save_dir / "results.csv").unlink(missing_ok=True)
+    (save_dir / "opt.yaml").write_text(json.dumps(asdict(opt), indent=1))
+    (save_dir / "hyp.yaml").write_text(json.dumps(hyp.to_dict(), indent=1))
+    return save_dir, lock
+
+
 def find_resume_checkpoint(resume: str, project: str = "runs/train") -> Path:
     """``--resume`` given a run dir, a ``last.pt``, or nothing (the most recent ``last.pt`` under ``project``)."""
     if resume and resume != "True":
@@ -114,10 +130,25 @@ def find_resume_checkpoint(resume: str, project: str = "runs/train") -> Path:
     return runs[-1]
 
 
-def options_for_resume(resume: str, project: str = "runs/train") -> tuple[TrainOptions, dict, Path]:
-    """Options, checkpoint and path of the run to resume; a finished run (all epochs and ``results.json``) is an
-    error, one stopped while finalising is resumed to finish it."""
-    path = find_resume_checkpoint(resume, project)
+@dataclass(frozen=True)
+class ResumeState:
+    """A run to resume, resolved before the trainer starts: its ``last.pt`` and what that holds."""
+
+    path: Path
+    ckpt: dict
+
+
+def resolve_resume(opt: TrainOptions) -> tuple[TrainOptions, ResumeState | None]:
+    """The options to train with and the run to resume: ``(opt, None)`` for a new run; with ``--resume``, the resumed
+    run's own options (other flags given with ``--resume`` are not used) and its checkpoint.
+
+    Raises:
+        FileNotFoundError: no checkpoint where ``--resume`` points.
+        ValueError: not a training checkpoint, or a run that already finished.
+    """
+    if not opt.resume:
+        return opt, None
+    path = find_resume_checkpoint(opt.resume, opt.project)
     ckpt = load_checkpoint(path)
     if "train_args" not in ckpt or "optimizer" not in ckpt:
         raise ValueError(f"--resume {path}: not a training checkpoint (no options or optimizer state)")
@@ -130,15 +161,31 @@ def options_for_resume(resume: str, project: str = "runs/train") -> tuple[TrainO
     if not finalising and (ckpt.get("optimizer") is None or start >= opt.epochs):
         raise ValueError(f"--resume {path}: this run already finished its {opt.epochs} epochs; nothing to resume. "
                          f"Start a new run with --weights {path}")
-    opt.resume, opt.weights, opt.save_dir = str(path), str(path), str(path.parent.parent)
-    return opt, ckpt, path
+    opt.resume, opt.weights, opt.save_dir = str(path), str(path), str(run_dir)
+    return opt, ResumeState(path, ckpt)
 
 
-def load_resume_state(model: Model, ckpt: dict, path: str | Path = "checkpoint") -> None:
-    """Load the raw (non-EMA) weights of a training checkpoint into ``model``.
+def restore_training_state(resume: ResumeState, optimizer: torch.optim.Optimizer, ema: ModelEMA | None,
+                           epochs: int) -> tuple[int, float]:
+    """Load the optimizer and EMA state of the run being resumed; returns (first epoch to run, best fitness so far).
+
+    A run stopped while finalising (every epoch ran) has nothing to load: only its finalisation is left to do.
 
     Raises:
-        CheckpointError: they do not fit the model (see :func:`utils.checkpoint.load_weights`).
+        CheckpointError: the optimizer or EMA state does not fit this model, naming the file and the entry.
     """
-    load_weights(model, ckpt["model"], path, "model")
-
+    ckpt, path = resume.ckpt, resume.path
+    start, best = int(ckpt["epoch"]) + 1, float(ckpt.get("best_fitness") or 0.0)
+    if start >= epochs:
+        LOGGER.info(f"{path}: all {epochs} epochs ran; finishing the interrupted finalisation")
+        return start, best
+    try:
+        optimizer.load_state_dict(ckpt["optimizer"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{path}: checkpoint entry 'optimizer' does not fit this model's optimizer ({e})") \
+            from None
+    if ema is not None and ckpt.get("ema"):
+        load_weights(ema.ema, ckpt["ema"], path, "ema")
+        ema.updates = int(ckpt.get("updates") or 0)
+    LOGGER.info(f"Resuming training from {path} at epoch {start} of {epochs}")
+    return start, best

@@ -7,52 +7,65 @@ import logging
 import math
 import random
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from engine.train_hooks import TrainHook
+from engine.train_hooks import StepInfo, TrainHook, settle_options
 from engine.train_log import TrainLogger
 from engine.train_options import TrainOptions
 from engine.train_recipes import hooks_for
-from engine.train_setup import build_model, freeze_layers, load_resume_state, options_for_resume
+from engine.train_setup import (ResumeState, build_model, claim_run_dir, freeze_layers, resolve_resume,
+                                restore_training_state)
 from engine.validator import ValStats, collect, evaluate, fitness, print_results, summarise, val_loader
 from utils import dist
-from utils.checkpoint import atomic_save, make_checkpoint
+from utils.checkpoint import atomic_save, make_checkpoint, model_from_checkpoint
 from utils.ema import ModelEMA
 from utils.hyp import load_hyp
 from utils.loss import ComputeLoss
 from utils.optim import EarlyStopping, build_lr_lambda, build_optimizer, warmup_step
-from utils.paths import RunLock, increment_path
+from utils.paths import RunLock
 from utils.torch_utils import init_seeds, select_device, unwrap
 
-__all__ = ["Trainer"]
+__all__ = ["Trainer", "build_trainer"]
 
 LOGGER = logging.getLogger(__name__)
 NBS = 64  # nominal batch size: gradients accumulate up to it
 
 
-class Trainer:
-    """One training run. ``Trainer(opt).train()`` returns the final metrics dict.
+def build_trainer(opt: TrainOptions, hooks: Sequence[TrainHook] | None = None) -> Trainer:
+    """The trainer for ``opt``: ``--resume`` resolved first (the resumed run's own options and checkpoint), then the
+    hooks those options ask for (``--bn_sparsity``, ``--teacher``; see :func:`engine.train_recipes.hooks_for`) unless
+    ``hooks`` replaces them.
 
-    ``hooks`` default to those the options ask for (``--bn_sparsity``, ``--teacher``); pass a list to replace them.
+    Raises:
+        FileNotFoundError, ValueError: as :func:`engine.train_setup.resolve_resume` and :class:`Trainer`.
+    """
+    opt, resume = resolve_resume(opt)
+    # From the resolved options, so a resumed sparsity or distillation run keeps its hooks.
+    return Trainer(opt, hooks_for(opt) if hooks is None else hooks, resume=resume)
+
+
+class Trainer:
+    """One training run. ``Trainer(opt, hooks).train()`` returns the final metrics dict.
+
+    Args:
+        opt: the run's options (for a resumed run, the stored ones: see :func:`build_trainer`).
+        hooks: what extends the loop (sparsity training, distillation, ...); the trainer adds none itself.
+        resume: the run to continue, resolved beforehand (:func:`engine.train_setup.resolve_resume`).
     """
 
-    def __init__(self, opt: TrainOptions, hooks: list[TrainHook] | tuple | None = None) -> None:
-        self.resume_ckpt = None
-        if opt.resume:
-            opt, self.resume_ckpt, _ = options_for_resume(opt.resume, opt.project)
+    def __init__(self, opt: TrainOptions, hooks: Sequence[TrainHook] = (), resume: ResumeState | None = None) -> None:
         if opt.batch_size < 1:
             raise ValueError(f"--batch-size must be >= 1, got {opt.batch_size}")
         if opt.epochs < 1:
             raise ValueError(f"--epochs must be >= 1, got {opt.epochs}")
-        self.opt = opt
-        # From the resolved options, so a resumed sparsity or distillation run keeps its hooks.
-        self.hooks = list(hooks) if hooks is not None else hooks_for(opt)
+        self.opt, self.hooks, self.resume = opt, list(hooks), resume
         self.device = select_device(opt.device, opt.batch_size, ddp=True)  # several GPUs: torchrun, one per GPU
         self.rank, self.world = dist.rank(), dist.world_size()
         self.main = dist.is_main()
@@ -68,36 +81,26 @@ class Trainer:
 
     # -- set-up ------------------------------------------------------------------------------------------------------
     def _setup(self) -> None:
-        from utils.data import create_dataloader, load_dataset_config
+        """Everything the epochs need, in order: run folder, model, data, optimizer, then the distributed wrapper."""
+        from utils.data import load_dataset_config
 
-        opt = self.opt
         dist.init_distributed(self.device)
-        init_seeds(opt.seed + 1 + max(self.rank, 0))
-        if self.save_dir is None:  # rank 0 claims exp, exp2, ... atomically; the other ranks take its choice
-            chosen = increment_path(Path(opt.project) / opt.name, exist_ok=opt.exist_ok, mkdir=True) if self.main \
-                else ""
-            self.save_dir = Path(dist.broadcast_str(str(chosen)))
-            opt.save_dir = str(self.save_dir)
+        init_seeds(self.opt.seed + 1 + max(self.rank, 0))
+        self.save_dir, self.lock = claim_run_dir(self.opt, self.save_dir, self.hyp, self.main, self.resume is not None)
         self.wdir = self.save_dir / "weights"
-        if self.main:
-            self.wdir.mkdir(parents=True, exist_ok=True)
-            self.lock = RunLock(self.save_dir).acquire()  # two runs never write into one folder
-            for tmp in self.wdir.glob(".*.pt.*.tmp"):  # half-written by atomic_save when a run was killed
-                tmp.unlink(missing_ok=True)
-                LOGGER.info(f"Removed {tmp}, a checkpoint a stopped run left half-written")
-            if self.resume_ckpt is None:  # a new run in an --exist-ok dir starts a new table
-                (self.save_dir / "results.csv").unlink(missing_ok=True)
-            (self.save_dir / "opt.yaml").write_text(json.dumps(asdict(opt), indent=1))
-            (self.save_dir / "hyp.yaml").write_text(json.dumps(self.hyp.to_dict(), indent=1))
         with dist.main_first():
-            self.data = load_dataset_config(opt.data)
-        self.names = ["item"] if opt.single_cls else self.data["names"]
-        nc = len(self.names)
-        if self.resume_ckpt is not None:
-            from models.yolo import Model
+            self.data = load_dataset_config(self.opt.data)
+        self.names = ["item"] if self.opt.single_cls else self.data["names"]
+        model = self._build_model()
+        self._build_loaders(model)
+        self._build_optimizer(model)
+        self._wrap(model)
 
-            model = Model(self.resume_ckpt["arch"], nc=nc, names=self.names)
-            load_resume_state(model, self.resume_ckpt, opt.resume)
+    def _build_model(self) -> nn.Module:
+        """The model on the device (resumed, or built from the options), frozen layers, image size, scaled hyp."""
+        opt, nc = self.opt, len(self.names)
+        if self.resume is not None:  # the raw weights: the EMA's are restored into the EMA with the optimizer
+            model = model_from_checkpoint(self.resume.ckpt, self.resume.path, "model", names=self.names, nc=nc)
         else:
             model, _ = build_model(opt, nc, self.names)
         model = model.to(self.device)
@@ -108,14 +111,18 @@ class Trainer:
         self.imgsz = math.ceil(opt.imgsz / self.gs) * self.gs
         if self.imgsz != opt.imgsz:
             LOGGER.warning(f"--imgsz {opt.imgsz} must be a multiple of stride {self.gs}, using {self.imgsz}")
+        self.hyp_scaled = self.hyp.scaled(model.detect.nl, nc, self.imgsz)
+        return model
 
-        self.hyp_scaled = hyp = self.hyp.scaled(model.detect.nl, nc, self.imgsz)
+    def _build_loaders(self, model: nn.Module) -> None:
+        """Train loader (labels checked), val loader (rank 0), and for a new run the label plots and AutoAnchor."""
+        from utils.data import create_dataloader
 
-        bs = opt.batch_size // self.world
+        opt, nc, hyp = self.opt, len(self.names), self.hyp_scaled
         self.train_loader, self.dataset = create_dataloader(
-            self.data["train"], self.imgsz, bs, self.gs, single_cls=opt.single_cls, hyp=hyp, augment=True,
-            cache=opt.cache, rect=opt.rect, rank=self.rank if self.world > 1 else -1, workers=opt.workers,
-            prefix="train: ", shuffle=not opt.rect, seed=opt.seed, nc=nc)
+            self.data["train"], self.imgsz, opt.batch_size // self.world, self.gs, single_cls=opt.single_cls, hyp=hyp,
+            augment=True, cache=opt.cache, rect=opt.rect, rank=self.rank if self.world > 1 else -1,
+            workers=opt.workers, prefix="train: ", shuffle=not opt.rect, seed=opt.seed, nc=nc)
         if len(self.dataset) == 0:
             raise ValueError(f"{opt.data}: the training set {self.data['train']} has no images")
         labels = np.concatenate([lb for lb in self.dataset.labels if len(lb)], 0) if any(
@@ -123,7 +130,7 @@ class Trainer:
         if len(labels) and labels[:, 0].max() >= nc:
             raise ValueError(f"{opt.data}: label class {int(labels[:, 0].max())} exceeds nc={nc}")
         self.val_loader = self._val_loader() if self.main and not opt.noval else None
-        if self.main and self.resume_ckpt is None:
+        if self.main and self.resume is None:
             if not opt.noplots and len(labels):
                 from utils.plots import plot_labels
 
@@ -134,54 +141,51 @@ class Trainer:
                 # As YOLOv5 does, also for a pretrained head: its runs re-fit yolov5n's anchors on coco128 at 320 px
                 # (BPR 0.963), and matching its first epochs needs the same start (--noautoanchor keeps them).
                 check_anchors(self.dataset, model.detect, thr=hyp["anchor_t"], imgsz=self.imgsz)
-
         self.nb = len(self.train_loader)
+
+    def _build_optimizer(self, model: nn.Module) -> None:
+        """Gradient accumulation, optimizer, schedule, warmup length and EMA; a resumed run's state restored."""
+        opt, hyp = self.opt, self.hyp_scaled
         self.accumulate = max(round(NBS / opt.batch_size), 1)
         hyp["weight_decay"] *= opt.batch_size * self.accumulate / NBS
         self.optimizer = build_optimizer(model, opt.optimizer, hyp["lr0"], hyp["momentum"], hyp["weight_decay"])
         self.lf = build_lr_lambda(opt.epochs, hyp["lrf"], cos=opt.cos_lr)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda=self.lf)
+        # YOLOv5's floor of 100 iterations (not the older forks' 1000, which kept a 20-40 epoch coco128 run in warmup
+        # throughout): without it, fine-tuning yolov5n for 3 epochs at 320 lost 0.03 mAP50-95 to the faster ramp.
+        self.nw = max(round(hyp["warmup_epochs"] * self.nb), 100) if hyp["warmup_epochs"] > 0 else -1
         self.ema = ModelEMA(model) if self.main else None
         self.start_epoch = 0
-        if self.resume_ckpt is not None:
-            self._restore(self.resume_ckpt)
+        if self.resume is not None:
+            self.start_epoch, self.best_fitness = restore_training_state(self.resume, self.optimizer, self.ema,
+                                                                         opt.epochs)
+            if self.start_epoch >= opt.epochs:  # stopped while finalising: only that is left to do
+                self.epoch = self.start_epoch - 1
         self.scheduler.last_epoch = self.start_epoch - 1
+
+    def _wrap(self, model: nn.Module) -> None:
+        """DDP (and SyncBatchNorm) for several processes; the loss, AMP scaler, early stopping and logger."""
         if self.world > 1:
-            if opt.sync_bn and self.device.type == "cuda":
+            if self.opt.sync_bn and self.device.type == "cuda":
                 model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
             ids = [self.device.index] if self.device.type == "cuda" else None
             model = nn.parallel.DistributedDataParallel(model, device_ids=ids, output_device=ids[0] if ids else None)
         self.model = model
-        self.compute_loss = ComputeLoss(unwrap(model).detect, hyp)
+        self.compute_loss = ComputeLoss(unwrap(model).detect, self.hyp_scaled)
         self.amp = self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
-        self.stopper = EarlyStopping(patience=opt.patience)
+        self.stopper = EarlyStopping(patience=self.opt.patience)
         self.logger = TrainLogger(self.save_dir, tensorboard=True) if self.main else None
-        if self.logger is not None and self.resume_ckpt is not None:
+        if self.logger is not None and self.resume is not None:
             self.logger.drop_epochs_from(self.start_epoch)
 
-    def _restore(self, ckpt: dict) -> None:
-        from utils.checkpoint import CheckpointError
-
-        self.start_epoch = int(ckpt["epoch"]) + 1
-        if self.start_epoch >= self.opt.epochs:  # stopped while finalising: only that is left to do
-            self.best_fitness = float(ckpt.get("best_fitness") or 0.0)
-            self.epoch = self.start_epoch - 1
-            LOGGER.info(f"{self.opt.resume}: all {self.opt.epochs} epochs ran; finishing the interrupted finalisation")
-            return
-        try:
-            self.optimizer.load_state_dict(ckpt["optimizer"])
-        except (ValueError, KeyError, TypeError) as e:
-            raise CheckpointError(f"{self.opt.resume}: checkpoint entry 'optimizer' does not fit this model's "
-                                  f"optimizer ({e})") from None
-        if self.ema is not None and ckpt.get("ema"):
-            try:
-                self.ema.load_state_dict({"ema": ckpt["ema"], "updates": ckpt.get("updates", 0)})
-            except RuntimeError as e:
-                raise CheckpointError(f"{self.opt.resume}: checkpoint entry 'ema' does not fit the model's "
-                                      f"architecture ({str(e).splitlines()[0]})") from None
-        self.best_fitness = float(ckpt.get("best_fitness") or 0.0)
-        LOGGER.info(f"Resuming training from {self.opt.resume} at epoch {self.start_epoch} of {self.opt.epochs}")
+    def _step_info(self, ni: int = -1, epoch: int | None = None) -> StepInfo:
+        """What hooks see of the run now (see :class:`engine.train_hooks.StepInfo`)."""
+        return StepInfo(model=self.model, optimizer=self.optimizer, device=self.device, main=self.main,
+                        opt=replace(self.opt), hyp=self.hyp_scaled, imgsz=self.imgsz,
+                        epoch=self.epoch if epoch is None else epoch,
+                        epochs=self.opt.epochs, start_epoch=self.start_epoch, nb=self.nb, nw=self.nw, ni=ni,
+                        accumulate=self.accumulate, save_dir=self.save_dir, logger=self.logger)
 
     def _val_loader(self) -> torch.utils.data.DataLoader:
         """The protocol's val loader at the training size, twice the per-process batch and twice the workers."""
@@ -205,13 +209,8 @@ class Trainer:
     def _run_epochs(self) -> dict:
         """The epochs after set-up, then (rank 0) the final validation; returns its summary."""
         opt = self.opt
-        # YOLOv5's floor of 100 iterations (not the older forks' 1000, which kept a 20-40 epoch coco128 run in warmup
-        # throughout): without it, fine-tuning yolov5n for 3 epochs at 320 lost 0.03 mAP50-95 to the faster ramp.
-        # Set before the hooks start: --sparsity_rate auto plans S over the warmup too.
-        we = self.hyp_scaled["warmup_epochs"]
-        self.nw = max(round(we * self.nb), 100) if we > 0 else -1
-        for h in self.hooks:
-            h.before_train(self)
+        for h in self.hooks:  # --sparsity_rate auto plans S over the warmup too: nw is known by now
+            settle_options(opt, h.before_train(self._step_info(epoch=self.start_epoch)) or {}, h)
         self.last_opt_step = -1
         self.train_time, self.train_images = 0.0, 0
         if self.main:
@@ -268,7 +267,6 @@ class Trainer:
 
     def train_one_iter(self, ni: int, imgs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Forward, loss, backward and (every ``accumulate`` iterations) an optimizer step; returns loss items."""
-        self.current_ni = ni
         imgs = imgs.to(self.device, non_blocking=True).float() / 255
         if ni <= self.nw:
             self.accumulate = max(1, int(np.interp(ni, [0, self.nw], [1, NBS / self.opt.batch_size]).round()))
@@ -283,25 +281,25 @@ class Trainer:
             preds = self.model(imgs)
             loss, loss_items = self.compute_loss(preds, targets.to(self.device))
             for h in self.hooks:
-                extra = h.extra_loss(self, imgs, preds, targets)
+                extra = h.extra_loss(self._step_info(ni), imgs, preds, targets)
                 if extra is not None:
                     loss = loss + extra
         if self.world > 1:
             loss = loss * self.world  # DDP averages gradients across processes
         self.scaler.scale(loss).backward()
         if ni - self.last_opt_step >= self.accumulate:
-            self.optimizer_step()
+            self.optimizer_step(ni)
             self.last_opt_step = ni
         return loss_items.detach()
 
-    def optimizer_step(self) -> None:
-        """Unscale, clip, run ``before_step`` hooks (e.g. BN sparsity), step, update the EMA."""
+    def optimizer_step(self, ni: int) -> None:
+        """Unscale, clip, run ``before_step`` hooks (e.g. BN sparsity), step, update the EMA (at iteration ``ni``)."""
         self.scaler.unscale_(self.optimizer)
         # Hooks run after clipping: a regulariser's term must neither be clipped away nor, by raising the total norm,
         # shrink the detection loss's gradient.
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm=10.0)
         for h in self.hooks:
-            h.before_step(self)
+            h.before_step(self._step_info(ni))
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad()
@@ -339,7 +337,7 @@ class Trainer:
                   "metrics/mAP_0.5:0.95": m["mAP50_95"], "val/box_loss": vl[0], "val/obj_loss": vl[1],
                   "val/cls_loss": vl[2], **{f"x/lr{j}": lr for j, lr in enumerate(self.lr)}}
         for h in self.hooks:
-            values.update(h.after_epoch(self, epoch))
+            values.update(h.after_epoch(self._step_info()))
         self.logger.log_epoch(epoch, {k: float(v) for k, v in values.items()})
         if not opt.nosave or final:
             self.save(epoch, improved)
@@ -391,7 +389,7 @@ class Trainer:
 
             plot_results(self.save_dir / "results.csv")
         for h in self.hooks:
-            h.after_train(self)
+            h.after_train(self._step_info())
         summary = dict(results, epochs=epochs_done, train_seconds=self.train_time, train_images_per_second=ips,
                        best_fitness=self.best_fitness, save_dir=str(self.save_dir))
         (self.save_dir / "results.json").write_text(json.dumps(summary, indent=1, default=float))

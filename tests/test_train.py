@@ -29,7 +29,7 @@ import torch
 import yaml
 
 import train
-from engine.train_hooks import TrainHook
+from engine.train_hooks import StepInfo, TrainHook
 from engine.train_log import TrainLogger
 from engine.train_options import TrainOptions
 from engine.train_setup import build_model
@@ -413,10 +413,9 @@ class StepRecorder(TrainHook):
     def __init__(self) -> None:
         self.steps: list[tuple[int, int, list[float], list[float]]] = []
 
-    def before_step(self, trainer) -> None:  # noqa: ANN001 - the Trainer
-        groups = trainer.optimizer.param_groups
-        self.steps.append((trainer.current_ni, trainer.epoch, [g["lr"] for g in groups],
-                           [g["momentum"] for g in groups]))
+    def before_step(self, step: StepInfo) -> None:
+        groups = step.optimizer.param_groups
+        self.steps.append((step.ni, step.epoch, [g["lr"] for g in groups], [g["momentum"] for g in groups]))
 
 
 def yolov5_schedule(iterations: int, nb: int, bs: int, epochs: int) -> list[tuple[int, int, list[float], list[float]]]:
