@@ -70,7 +70,6 @@ class Model(nn.Module):
             apply_channel_overrides(self, self.yaml["channels"])
         nc = self.yaml["nc"]
         self.names = list(names) if names else [f"class{i}" for i in range(nc)]
-        self.hyp: dict = {}
         if not isinstance(self.model[-1], Detect):
             raise ModelConfigError(f"the last layer must be Detect, got {self.model[-1].type}")
         self._init_strides(ch)

@@ -10,7 +10,6 @@ with the C3 row's repeat count lowered, so that any depth multiple can express i
 
 from __future__ import annotations
 
-import copy
 import re
 from dataclasses import dataclass, field
 
@@ -131,7 +130,6 @@ def prune_layers(model: nn.Module, k: int, ch: int = 3):  # noqa: ANN201 - (Mode
     if arch.get("channels"):
         arch["channels"] = {rename(p): v for p, v in arch["channels"].items() if rename(p) is not None}
     new = Model(arch, ch=ch, nc=src.nc, names=list(src.names))
-    new.hyp = copy.deepcopy(src.hyp)
     state = {rename(key): v.detach().clone() for key, v in src.state_dict().items() if rename(key) is not None}
     new.load_state_dict(state, strict=True)
     p = next(src.parameters())

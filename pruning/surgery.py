@@ -95,7 +95,6 @@ def _rebuild(src: nn.Module, shapes: dict[str, list[int]], ch: int) -> nn.Module
         if merged:
             arch["channels"] = merged
         new = Model(arch, ch=ch, nc=src.nc, names=list(src.names))
-        new.hyp = copy.deepcopy(src.hyp)
         return new
     new = copy.deepcopy(src)
     apply_channel_overrides(new, shapes)
