@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from engine.val_options import CONF_THRES, IOU_THRES, ValOptions  # re-exported: defined with val.py's flags
 from engine.coco import coco80_to_91, detections_to_coco, score_with_pycocotools, write_json
 from utils.boxes import clip_boxes, scale_boxes, xywh2xyxy, xyxy2xywh
 from utils.metrics import ConfusionMatrix, ap_per_class, match_predictions
@@ -34,9 +35,6 @@ __all__ = ["CONF_THRES", "IOU_THRES", "PLOT_BATCHES", "PLOT_CONF", "ValOptions",
 
 LOGGER = logging.getLogger(__name__)
 HEADER = ("Class", "Images", "Instances", "P", "R", "mAP50", "mAP50-95")
-# YOLOv5's mAP thresholds: a low confidence keeps the whole precision-recall curve; mAPs at other values differ.
-CONF_THRES = 0.001
-IOU_THRES = 0.6
 PLOT_BATCHES = 3  # val_batch0..2_{labels,pred}.jpg
 PLOT_CONF = 0.25  # the detections those mosaics show (the mAP's 0.001 would bury the image in boxes)
 
@@ -62,33 +60,6 @@ def val_loader(path, imgsz: int, batch_size: int, stride: int, *, nc: int | None
     loader, _ = create_dataloader(path, imgsz, batch_size, stride, single_cls=single_cls, pad=0.5 if rect else 0.0,
                                   rect=rect, workers=workers, prefix=prefix, nc=nc)
     return loader
-
-
-@dataclass
-class ValOptions:
-    """val.py's options (YOLOv5 flag names)."""
-
-    data: str = "data/coco128.yaml"
-    weights: str = "yolov5s.pt"
-    batch_size: int = 32
-    imgsz: int = 640
-    conf_thres: float = CONF_THRES
-    iou_thres: float = IOU_THRES
-    max_det: int = 300
-    task: str = "val"
-    device: str = ""
-    workers: int = 8
-    single_cls: bool = False
-    verbose: bool = False
-    save_txt: bool = False
-    save_conf: bool = False
-    save_json: bool = False
-    project: str = "runs/val"
-    name: str = "exp"
-    exist_ok: bool = False
-    half: bool = False
-    prune: float = 0.0
-    noplots: bool = False  # no PR/F1/P/R curves, confusion matrix or val_batch*.jpg (as train.py's --noplots)
 
 
 @dataclass
