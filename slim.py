@@ -13,6 +13,7 @@ import argparse
 
 from engine.slimming.iterative import SlimOptions, run
 from pruning.importance import IMPORTANCES
+from pruning.masks import MODES
 from utils.cli import check_common_flags, run_script
 
 
@@ -33,7 +34,7 @@ def parse_opt(argv: list[str] | None = None) -> SlimOptions:
     p.add_argument("--max-map-drop", type=float, default=d.max_map_drop,
                    help="stop before a step whose val mAP50-95 is more than this below the source's (0: off)")
     p.add_argument("--importance", choices=IMPORTANCES, default=d.importance, help="prune.py --importance")
-    p.add_argument("--mode", choices=("normal", "shortcut"), default=d.mode, help="prune.py --mode")
+    p.add_argument("--mode", choices=MODES, default=d.mode, help="prune.py --mode")
     p.add_argument("--round", type=int, default=d.round, help="prune.py --round")
     p.add_argument("--bn-recal-images", type=int, default=d.bn_recal_images, help="prune.py --bn-recal-images")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="training and validation batch size")

@@ -18,6 +18,7 @@ import signal
 
 from engine.sweep import load_config, run_sweep
 from engine.sweep.config import STAGE_KINDS
+from pruning.masks import MODES
 from utils.cli import check_common_flags, run_script
 
 
@@ -37,7 +38,7 @@ def parse_opt(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict]:
     g.add_argument("--prune-ratios", type=float, nargs="+", help="prune ratios (share of prunable channels)")
     g.add_argument("--finetune-epochs", type=int, help="epochs of fine-tuning each pruned model")
     g.add_argument("--finetune-hyp", type=str, help="hyperparameters for fine-tuning")
-    g.add_argument("--mode", choices=("normal", "shortcut"), help="which BNs are penalised and pruned")
+    g.add_argument("--mode", choices=MODES, help="which BNs are penalised and pruned")
     g.add_argument("--round", type=int, help="round kept channels up to a multiple of this")
     g.add_argument("--workers", type=int, help="max dataloader workers per stage")
     g.add_argument("--jobs", type=int, help="stages run at the same time on --device")

@@ -26,6 +26,7 @@ if __package__ in (None, ""):  # run as a script from anywhere: make the repo im
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pruning.importance import IMPORTANCES  # noqa: E402
+from pruning.masks import MODES  # noqa: E402
 from utils.cli import run_script  # noqa: E402
 
 CHOICES = ("lowest", "random", "highest", "even")
@@ -181,7 +182,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--percent", nargs="+", type=float, default=d.percent, help="shares of prunable channels to mask")
     p.add_argument("--imgsz", type=int, default=d.imgsz, help="validation image size")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="validation batch size")
-    p.add_argument("--mode", choices=("normal", "shortcut"), default=d.mode, help="prune.py --mode")
+    p.add_argument("--mode", choices=MODES, default=d.mode, help="prune.py --mode")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of the random choice")
     p.add_argument("--workers", type=int, default=d.workers, help="max dataloader workers")
     p.add_argument("--importance", nargs="+", choices=IMPORTANCES, default=d.importance,

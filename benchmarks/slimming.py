@@ -21,6 +21,7 @@ if __package__ in (None, ""):  # run as a script from anywhere: make the repo im
 
 from engine.slimming.stages import SlimmingOptions  # noqa: E402
 from pruning.importance import IMPORTANCES  # noqa: E402
+from pruning.masks import MODES  # noqa: E402
 from pruning.sparsity import SPARSITY_IMPORTANCES  # noqa: E402
 from utils.cli import run_script  # noqa: E402
 
@@ -40,7 +41,7 @@ def parse_opt(argv: list[str] | None = None) -> SlimmingOptions:
     p.add_argument("--sparsity-target", type=float, default=d.sparsity_target,
                    help="train.py --sparsity_target: the share of prunable channels driven to 0 (0: L1 on all)")
     p.add_argument("--ft-hyp", default=d.ft_hyp, help="hyperparameters of the fine-tuning runs")
-    p.add_argument("--mode", choices=("normal", "shortcut"), default=d.mode, help="prune.py --mode")
+    p.add_argument("--mode", choices=MODES, default=d.mode, help="prune.py --mode")
     p.add_argument("--percents", nargs="+", type=float, default=d.percents, help="prune ratios (prune.py --percent)")
     p.add_argument("--round", type=int, default=d.round, help="prune.py --round")
     p.add_argument("--importance", choices=IMPORTANCES, default=d.importance,

@@ -88,6 +88,11 @@ class ScriptParser(argparse.ArgumentParser):
             return self.parse_args(self.to_argv(flags))
         return self.parse_args(flags)
 
+    def parse_strict(self, argv: Sequence[str]) -> argparse.Namespace:
+        """Parse a command line built by a program (a sweep's extra flags): a bad flag raises FlagError, no exit."""
+        self._raising = True
+        return self.parse_args(list(argv))
+
     def error(self, message: str) -> NoReturn:
         """Exit with the usage line on a command line; raise FlagError(message) for keyword arguments."""
         if self._raising:

@@ -25,7 +25,7 @@ from typing import Any, Callable, Collection, Mapping, Sequence, TypeVar
 from utils.cli import Flags, FlagError, ScriptParser
 
 __all__ = ["Flag", "opt", "at_least", "in_range", "not_a_file", "build_parser", "parse_options", "check_options",
-           "to_argv", "changed_fields", "flag_name"]
+           "to_argv", "with_flags", "changed_fields", "flag_name", "spellings"]
 
 T = TypeVar("T")
 Check = Callable[[Any], "str | None"]  # a value -> why it is refused (the flag is put in front), or None
@@ -119,6 +119,19 @@ def flag_name(cls: type, name: str) -> str:
     if f is None:
         raise KeyError(f"{cls.__name__} has no flag field '{name}'")
     return _spec(f).flags[0]
+
+
+def spellings(cls: type, *names: str) -> tuple[str, ...]:
+    """Every spelling of the flags of fields ``names`` of ``cls`` (aliases included).
+
+    Raises:
+        KeyError: a name that is no flag field of ``cls``.
+    """
+    specs = {f.name: _spec(f) for f in fields(cls) if _spec(f)}
+    missing = [n for n in names if n not in specs]
+    if missing:
+        raise KeyError(f"{cls.__name__} has no flag field {', '.join(map(repr, missing))}")
+    return tuple(flag for n in names for flag in specs[n].flags)
 
 
 def build_parser(cls: type, prog: str, description: str | None = None,
@@ -235,3 +248,17 @@ def to_argv(options: Any, only_changed: bool = True) -> list[str]:
         else:
             argv += _pair(flag, v)
     return argv
+
+
+def with_flags(options: T, argv: Sequence[str], prog: str) -> T:
+    """``options`` with the flags of a command line applied on top (e.g. a sweep's extra flags for one stage), checked
+    as the script would check them.
+
+    Raises:
+        FlagError: an unknown flag, a bad value or a failed check, with the script's message.
+    """
+    cls = type(options)
+    given = vars(build_parser(cls, prog, suppress=True).parse_strict(argv))
+    out = cls(**{**dataclasses.asdict(options), **given})
+    check_options(out)
+    return out

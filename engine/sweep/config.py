@@ -12,18 +12,21 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from engine.prune_options import PruneOptions
+from engine.train_options import TrainOptions
+from pruning.masks import MODES
+from utils.options import spellings
 from utils.yaml_io import read_yaml
 
 
 __all__ = ["SweepConfig", "STAGE_KINDS", "BACKENDS", "load_config", "config_to_dict", "check_resumable"]
 
 STAGE_KINDS = ("base", "sparsity", "prune", "finetune")
-_MODES = ("normal", "shortcut")
 BACKENDS = ("local", "ray")
-# Flags the sweep sets itself; extra args may not repeat them (the stage graph would no longer match the runs).
-_RESERVED_FLAGS = ("--project", "--name", "--exist-ok", "--weights", "--resume", "--percent", "--epochs",
-                   "--sparsity_rate", "--sparsity-rate", "--sr", "-s", "--bn_sparsity", "--bn-sparsity", "--st", "-sr",
-                   "--ft_pruned_model", "--ft-pruned-model")
+# Flags the sweep sets itself, every spelling; extra args may not repeat them (the stage graph would no longer match
+# the runs).
+_RESERVED_FLAGS = spellings(TrainOptions, "project", "name", "exist_ok", "weights", "resume", "epochs", "sparsity_rate",
+                            "bn_sparsity", "ft_pruned_model") + spellings(PruneOptions, "percent")
 # Settings that change what a finished stage produced; a resumed sweep must not change them. The grid may grow.
 _RESULT_KEYS = ("weights", "data", "imgsz", "batch_size", "base_epochs", "sparsity_epochs", "finetune_epochs",
                 "finetune_hyp", "mode", "round", "extra")
@@ -148,8 +151,8 @@ def _check_values(cfg: SweepConfig, origin: dict[str, str]) -> None:
         values = getattr(cfg, key)
         if len(set(values)) != len(values):
             fail(key, f"lists a value twice: {values}")
-    if cfg.mode not in _MODES:
-        fail("mode", f"must be one of {', '.join(_MODES)}, got {cfg.mode!r}")
+    if cfg.mode not in MODES:
+        fail("mode", f"must be one of {', '.join(MODES)}, got {cfg.mode!r}")
     _check_placement(cfg, fail)
     if not cfg.weights and cfg.base_epochs == 0:
         fail("weights", "is empty: with base_epochs 0 the weights are the base model")

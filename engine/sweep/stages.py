@@ -8,15 +8,24 @@ from __future__ import annotations
 
 import logging
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Union
 
+from engine.prune_options import PruneOptions
 from engine.sweep.config import SweepConfig
+from engine.train_options import TrainOptions
+from engine.val_options import ValOptions
+from utils.cli import FlagError
+from utils.options import to_argv, with_flags
 from utils.paths import REPO_ROOT
 
-__all__ = ["Stage", "plan_stages", "stage_name", "resumable_checkpoint"]
+__all__ = ["Stage", "SCRIPTS", "plan_stages", "stage_name", "resumable_checkpoint"]
 
 LOGGER = logging.getLogger(__name__)
+
+Options = Union[TrainOptions, PruneOptions, ValOptions]
+SCRIPTS = {TrainOptions: "train.py", PruneOptions: "prune.py", ValOptions: "val.py"}  # the script of each options class
 
 # What each script writes last: a run dir holding these files finished (train.py writes results.json after the final
 # validation of best.pt; prune.py after validating and saving the pruned model).
@@ -41,6 +50,7 @@ class Stage:
         device: set by an executor that places the stage on one device: ``--device`` for the command (replacing the
             sweep's own); None keeps the args as planned.
         env: environment variables an executor sets for the command (``CUDA_VISIBLE_DEVICES`` of its device slot).
+        options: the script's options that ``args`` was rendered from (``--device`` is replaced in them).
     """
 
     name: str
@@ -54,6 +64,7 @@ class Stage:
     model: str = ""
     device: str | None = None
     env: dict[str, str] = field(default_factory=dict)
+    options: Options | None = None
 
     @property
     def outputs(self) -> list[Path]:
@@ -77,22 +88,9 @@ class Stage:
             if last is not None:
                 return [python, script, "--resume", str(last)]
         args = self.args
-        if self.device is not None:
-            args = [*_without_flag(args, "--device"), "--device", self.device]
+        if self.device is not None and self.options is not None:
+            args = to_argv(replace(self.options, device=self.device))
         return [python, script, *args]
-
-
-def _without_flag(args: list[str], flag: str) -> list[str]:
-    """``args`` less every ``flag VALUE`` and ``flag=VALUE``."""
-    out, skip = [], False
-    for a in args:
-        if skip:
-            skip = False
-        elif a == flag:
-            skip = True
-        elif not a.startswith(flag + "="):
-            out.append(a)
-    return out
 
 
 def resumable_checkpoint(run_dir: Path) -> Path | None:
@@ -130,42 +128,51 @@ def plan_stages(cfg: SweepConfig, sweep_dir: str | Path) -> list[Stage]:
     """All stages of the sweep in run order: the base, then each rate's branch depth first (its sparsity run, then
     prune and fine-tune per ratio), so that complete rows appear early.
 
+    Each stage's command is rendered from an options object of its script (:func:`utils.options.to_argv`), with the
+    sweep's extra flags for its kind applied and checked here, so a renamed option or a bad extra flag fails when the
+    sweep is planned, not when the stage runs.
+
     Args:
         cfg: the sweep settings.
         sweep_dir: the sweep's folder; stage run dirs go to ``<sweep_dir>/<kind>/<name>``.
+
+    Raises:
+        ValueError: extra flags that the stage's script refuses (naming the kind and the flag).
     """
     sweep_dir = Path(sweep_dir).resolve()
     data, weights = _path_arg(cfg.data), _path_arg(cfg.weights)
-    common = ["--data", data, "--imgsz", str(cfg.imgsz), "--workers", str(cfg.workers)]
-    if cfg.device:
-        common += ["--device", cfg.device]
-    train = [*common, "--batch-size", str(cfg.batch_size)]
-    val_bs = ["--batch-size", str(2 * cfg.batch_size)]  # train.py validates at twice the training batch: same padding
+    common = dict(data=data, imgsz=cfg.imgsz, workers=cfg.workers, device=cfg.device)
+    train = dict(common, batch_size=cfg.batch_size)
+    val_bs = 2 * cfg.batch_size  # train.py validates at twice the training batch: same padding
 
-    def make(kind: str, script: str, args: list[str], rate: float | None = None, ratio: float | None = None,
+    def make(kind: str, options: Options, rate: float | None = None, ratio: float | None = None,
              deps: tuple[str, ...] = (), model: str = "") -> Stage:
-        name = stage_name(kind, rate, ratio)
+        name, script = stage_name(kind, rate, ratio), SCRIPTS[type(options)]
         run_dir = sweep_dir / kind / name
-        args = [*args, *cfg.extra.get(kind, []), "--project", str(sweep_dir / kind), "--name", name, "--exist-ok"]
+        options = replace(options, project=str(sweep_dir / kind), name=name, exist_ok=True)
+        try:
+            options = with_flags(options, cfg.extra.get(kind, []), script)
+        except FlagError as e:
+            raise ValueError(f"sweep setting 'extra.{kind}' ({script}): {e}") from None
         model = model or str(run_dir / ("pruned_model.pt" if script == "prune.py" else "weights/best.pt"))
-        return Stage(name, kind, script, args, run_dir, list(deps), rate, ratio, model)
+        return Stage(name, kind, script, to_argv(options), run_dir, list(deps), rate, ratio, model, options=options)
 
     if cfg.base_epochs > 0:
-        base = make("base", "train.py", ["--weights", weights, *train, "--epochs", str(cfg.base_epochs)])
+        base = make("base", TrainOptions(weights=weights, epochs=cfg.base_epochs, **train))
     else:  # the weights are the base model: validate them with the same settings as every other row
-        base = make("base", "val.py", ["--weights", weights, *common, *val_bs], model=weights)
+        base = make("base", ValOptions(weights=weights, batch_size=val_bs, **common), model=weights)
     stages = [base]
     for rate in cfg.sparsity_rates:
-        flags = ["--bn_sparsity", "--sparsity_rate", f"{rate:g}", "--sparsity_mode", cfg.mode]
-        sparse = make("sparsity", "train.py", ["--weights", base.model, *train, "--epochs", str(cfg.sparsity_epochs),
-                                               *flags], rate, deps=(base.name,))
+        sparse = make("sparsity", TrainOptions(weights=base.model, epochs=cfg.sparsity_epochs, bn_sparsity=True,
+                                               sparsity_rate=rate, sparsity_mode=cfg.mode, **train),
+                      rate, deps=(base.name,))
         stages.append(sparse)
         for ratio in cfg.prune_ratios:
-            pruned = make("prune", "prune.py", ["--weights", sparse.model, *common, *val_bs, "--percent", f"{ratio:g}",
-                                                "--mode", cfg.mode, "--round", str(cfg.round), "--no-latency"],
+            pruned = make("prune", PruneOptions(weights=sparse.model, batch_size=val_bs, percent=ratio, mode=cfg.mode,
+                                                round=cfg.round, latency=False, **common),
                           rate, ratio, deps=(sparse.name,))
-            tune = make("finetune", "train.py", ["--weights", pruned.model, *train, "--epochs",
-                                                 str(cfg.finetune_epochs), "--ft_pruned_model", "--hyp",
-                                                 _path_arg(cfg.finetune_hyp)], rate, ratio, deps=(pruned.name,))
+            tune = make("finetune", TrainOptions(weights=pruned.model, epochs=cfg.finetune_epochs,
+                                                 ft_pruned_model=True, hyp=_path_arg(cfg.finetune_hyp), **train),
+                        rate, ratio, deps=(pruned.name,))
             stages += [pruned, tune]
     return stages
