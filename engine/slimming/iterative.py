@@ -16,8 +16,11 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from engine.prune_options import PruneOptions
 from engine.slimming.stages import StageRunner
 from engine.sweep.files import atomic_write_json, atomic_write_text
+from engine.train_options import TrainOptions
+from utils.options import to_argv
 
 __all__ = ["SlimOptions", "run", "step_targets", "format_steps"]
 
@@ -82,7 +85,7 @@ def run(opt: SlimOptions) -> dict:
     if bool(opt.target_gflops) == bool(opt.target_params):
         raise ValueError("give one of --target-gflops and --target-params")
     gflops = bool(opt.target_gflops)
-    what, flag = (f"GFLOPs at {opt.imgsz} px", "--target-gflops") if gflops else ("parameters", "--target-params")
+    what = f"GFLOPs at {opt.imgsz} px" if gflops else "parameters"
     source = resolve_weights(opt.weights)  # a bad source is refused before anything is written
     start, _ = _measure(source, opt.imgsz, gflops)
     root = Path(opt.project) / opt.name
@@ -94,17 +97,16 @@ def run(opt: SlimOptions) -> dict:
     atomic_write_json(settings, asdict(opt))
     runner = StageRunner(root, prefix="slim")
     targets = step_targets(start, opt.target_gflops or float(opt.target_params), opt.steps)
-    common = ["--data", opt.data, "--imgsz", str(opt.imgsz), "--batch-size", str(opt.batch_size), "--workers",
-              str(opt.workers)]
+    common = dict(data=opt.data, imgsz=opt.imgsz, batch_size=opt.batch_size, workers=opt.workers)
     rows: list[dict] = []
     current, final, source_map = source, source, None
     for k, target in enumerate(targets, 1):
         d = runner.root / f"step{k}_prune"
-        runner.run(f"step{k}_prune", "prune.py",
-                   ["--weights", str(current), flag, f"{target:.6g}" if gflops else str(int(target)), "--mode",
-                    opt.mode, "--round", str(opt.round), "--importance", opt.importance, "--bn-recal-images",
-                    str(opt.bn_recal_images), "--no-latency", *common, "--project", str(root), "--name", d.name,
-                    "--exist-ok"], d / "results.json")
+        budget = dict(target_gflops=float(f"{target:.6g}")) if gflops else dict(target_params=int(target))
+        runner.run(f"step{k}_prune", "prune.py", to_argv(PruneOptions(
+            weights=str(current), **budget, mode=opt.mode, round=opt.round, importance=opt.importance,
+            bn_recal_images=opt.bn_recal_images, latency=False, **common, project=str(root), name=d.name,
+            exist_ok=True)), d / "results.json")
         res = json.loads((d / "results.json").read_text())
         source_map = res["original"]["mAP50_95"] if source_map is None else source_map
         value, params = _measure(d / "pruned_model.pt", opt.imgsz, gflops)
@@ -113,9 +115,9 @@ def run(opt: SlimOptions) -> dict:
                "model": str(d / "pruned_model.pt")}
         epochs = opt.final_ft_epochs if k == len(targets) and opt.final_ft_epochs else opt.ft_epochs
         if epochs:
-            best = runner.train(f"step{k}_ft", ["--weights", str(d / "pruned_model.pt"), "--ft_pruned_model",
-                                                "--hyp", opt.ft_hyp, "--epochs", str(epochs), "--noval",
-                                                *common], after=d / "pruned_model.pt")
+            best = runner.train(f"step{k}_ft", to_argv(TrainOptions(
+                weights=str(d / "pruned_model.pt"), ft_pruned_model=True, hyp=opt.ft_hyp, epochs=epochs, noval=True,
+                **common)), after=d / "pruned_model.pt")
             row["map_ft"] = json.loads((best.parent.parent / "results.json").read_text())["mAP50_95"]
             row["model"] = str(best)
         row["map"] = row["map_ft"] if row["map_ft"] is not None else row["map_recal"]

@@ -24,8 +24,12 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
+from engine.prune_options import PruneOptions
 from engine.slimming.stages import SlimmingOptions, StageRunner, ratio_tag
 from engine.sweep.files import atomic_write_json, read_json
+from engine.train_options import TrainOptions
+from engine.val_options import ValOptions
+from utils.options import to_argv
 
 __all__ = ["run"]
 
@@ -40,10 +44,9 @@ def _accuracy(runner: StageRunner, row: str, file: Path, opt: SlimmingOptions, i
         done = d / "results.json"
         if done.exists() and done.stat().st_mtime < file.stat().st_mtime:
             done.unlink()  # the model was trained or pruned again since: its figures are stale
-        runner.run(f"val_{row}_{split}", "val.py",
-                   ["--weights", str(file), "--data", opt.data, "--imgsz", str(imgsz), "--task", split,
-                    "--batch-size", str(opt.batch_size), "--workers", str(opt.workers), "--project",
-                    str(runner.root / "val"), "--name", f"{row}_{split}", "--exist-ok"], done)
+        runner.run(f"val_{row}_{split}", "val.py", to_argv(ValOptions(
+            weights=str(file), data=opt.data, imgsz=imgsz, task=split, batch_size=opt.batch_size, workers=opt.workers,
+            project=str(runner.root / "val"), name=f"{row}_{split}", exist_ok=True)), done)
         r = read_json(done)
         out[f"map50_{split}"], out[f"map50_95_{split}"] = r["mAP50"], r["mAP50_95"]
     return out
@@ -51,15 +54,13 @@ def _accuracy(runner: StageRunner, row: str, file: Path, opt: SlimmingOptions, i
 
 def _train_stages(runner: StageRunner, opt: SlimmingOptions, errors: dict) -> dict[str, Path]:
     """base, reference, sparsity, prune_<p> and finetune_<p>; returns ``{row: model file}`` of those that finished."""
-    common = ["--data", opt.data, "--imgsz", str(opt.imgsz), "--batch-size", str(opt.batch_size), "--workers",
-              str(opt.workers), "--noval"]
+    common = dict(data=opt.data, imgsz=opt.imgsz, batch_size=opt.batch_size, workers=opt.workers, noval=True)
     models: dict[str, Path] = {}
     try:
-        models["sparsity"] = runner.train("sparsity", [
-            "--weights", opt.weights, "--epochs", str(opt.epochs), "--bn_sparsity", "--sparsity_rate",
-            str(opt.sparsity_rate), "--sparsity_mode", opt.mode, "--sparsity_target", str(opt.sparsity_target),
-            "--sparsity_round", str(opt.round), "--sparsity_importance", opt.sparsity_importance,
-            *common])
+        models["sparsity"] = runner.train("sparsity", to_argv(TrainOptions(
+            weights=opt.weights, epochs=opt.epochs, bn_sparsity=True, sparsity_rate=opt.sparsity_rate,
+            sparsity_mode=opt.mode, sparsity_target=opt.sparsity_target, sparsity_round=opt.round,
+            sparsity_importance=opt.sparsity_importance, **common)))
     except RuntimeError as e:
         errors["sparsity"] = str(e)
     for p in opt.percents if "sparsity" in models else []:
@@ -68,17 +69,15 @@ def _train_stages(runner: StageRunner, opt: SlimmingOptions, errors: dict) -> di
         if (d / "results.json").exists() and (d / "results.json").stat().st_mtime < models["sparsity"].stat().st_mtime:
             (d / "results.json").unlink()  # sparsity was trained again since
         try:
-            runner.run(f"prune_{t}", "prune.py",
-                       ["--weights", str(models["sparsity"]), "--data", opt.data, "--percent", t, "--imgsz",
-                        str(opt.imgsz), "--mode", opt.mode, "--round", str(opt.round), "--importance",
-                        opt.importance, "--bn-recal-images",
-                        str(opt.bn_recal_images), "--workers", str(opt.workers), "--no-latency", "--project",
-                        str(runner.root), "--name", f"prune_{t}", "--exist-ok"], d / "results.json")
+            runner.run(f"prune_{t}", "prune.py", to_argv(PruneOptions(
+                weights=str(models["sparsity"]), data=opt.data, percent=float(t), imgsz=opt.imgsz, mode=opt.mode,
+                round=opt.round, importance=opt.importance, bn_recal_images=opt.bn_recal_images,
+                workers=opt.workers, latency=False, project=str(runner.root), name=f"prune_{t}", exist_ok=True)),
+                d / "results.json")
             models[f"pruned_{t}"] = d / "pruned_model.pt"
-            models[f"finetune_{t}"] = runner.train(
-                f"finetune_{t}", ["--weights", str(d / "pruned_model.pt"), "--ft_pruned_model", "--hyp",
-                                  opt.ft_hyp, "--epochs", str(opt.ft_epochs), *common],
-                after=d / "pruned_model.pt")
+            models[f"finetune_{t}"] = runner.train(f"finetune_{t}", to_argv(TrainOptions(
+                weights=str(d / "pruned_model.pt"), ft_pruned_model=True, hyp=opt.ft_hyp, epochs=opt.ft_epochs,
+                **common)), after=d / "pruned_model.pt")
         except RuntimeError as e:
             errors[f"percent {t}"] = str(e)
     # The baselines last: the recipe's stages are the ones that can fail, and they should fail early.
@@ -87,7 +86,7 @@ def _train_stages(runner: StageRunner, opt: SlimmingOptions, errors: dict) -> di
         if stage not in wanted:
             continue
         try:
-            models[stage] = runner.train(stage, ["--weights", opt.weights, "--epochs", str(epochs), *common])
+            models[stage] = runner.train(stage, to_argv(TrainOptions(weights=opt.weights, epochs=epochs, **common)))
         except RuntimeError as e:
             errors[stage] = str(e)
     return models
