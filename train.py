@@ -29,7 +29,7 @@ def parse_opt(argv: Flags = None) -> TrainOptions:
 
 def main(argv: Flags = None) -> dict:
     """Entry point: parse flags and train (``--resume`` and the hooks the options ask for resolved before it starts)."""
-    from engine.trainer import build_trainer
+    from engine.train.trainer import build_trainer
     from utils.dist import torchrun_command
     from utils.torch_utils import NeedsTorchrun
 

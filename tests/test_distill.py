@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.distill_hook import check_teacher, distillation_loss
+from engine.train.distill_hook import check_teacher, distillation_loss
 from models.yolo import Model
 
 

@@ -160,7 +160,7 @@ def test_flags_out_of_range_fail_at_parse_time(tmp_path: Path, script: str, args
 
 
 def test_freeze_beyond_the_model_names_the_flag() -> None:
-    from engine.train_setup import freeze_layers
+    from engine.train.setup import freeze_layers
 
     model = Model("yolov5n.yaml")
     with pytest.raises(ValueError, match=r"--freeze 30: the model has layers 0-24"):
@@ -198,7 +198,7 @@ def test_resume_finishes_a_run_stopped_while_finalising(tmp_path: Path, coco128_
     """A kill after the last epoch's save, before the fp16 rewrite and results.json: --resume finishes the run
     (instead of 'already finished') and removes the half-written temporary checkpoint the kill left."""
     import train
-    from engine.trainer import Trainer
+    from engine.train.trainer import Trainer
     from tests.test_train import make_dataset
 
     data = make_dataset(tmp_path / "ds", coco128_dir, n=4)

@@ -14,7 +14,7 @@ from torch import nn
 
 import slim
 import train
-from engine.sparsity_hook import SparsityPlan, choose_rate, choose_target_rate
+from engine.train.sparsity_hook import SparsityPlan, choose_rate, choose_target_rate
 from pruning.recalibrate import recalibrate_bn, reset_bn_stats, shifted_bn_stats
 from utils.checkpoint import load_checkpoint, load_model
 from utils.data import create_dataloader, load_dataset_config

@@ -29,10 +29,10 @@ import torch
 import yaml
 
 import train
-from engine.train_hooks import StepInfo, TrainHook
-from engine.train_log import TrainLogger
+from engine.train.hooks import StepInfo, TrainHook
+from engine.train.log import TrainLogger
 from engine.train_options import TrainOptions
-from engine.train_setup import build_model
+from engine.train.setup import build_model
 from utils.checkpoint import atomic_save, load_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -448,7 +448,7 @@ def yolov5_schedule(iterations: int, nb: int, bs: int, epochs: int) -> list[tupl
 def test_optimizer_steps_lrs_and_momentum_follow_yolov5(tmp_path, coco128_dir, yolov5n_pt):
     """14 epochs of 8 batches of 4 images: the ramp of accumulate (1 to 16), the steps it allows, the warmup's end at
     iteration 100 (inside epoch 12) and the lrs and momenta of every step are YOLOv5's; the EMA counts the steps."""
-    from engine.trainer import Trainer
+    from engine.train.trainer import Trainer
 
     data = make_dataset(tmp_path / "d", coco128_dir, n=32)
     epochs, nb, bs = 14, 8, 4

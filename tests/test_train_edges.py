@@ -11,10 +11,10 @@ import pytest
 import torch
 from torch import nn
 
-from engine.train_hooks import StepInfo, TrainHook, settle_options
+from engine.train.hooks import StepInfo, TrainHook, settle_options
 from engine.train_options import TrainOptions
-from engine.train_setup import ResumeState, resolve_resume, restore_training_state
-from engine.trainer import Trainer, build_trainer
+from engine.train.setup import ResumeState, resolve_resume, restore_training_state
+from engine.train.trainer import Trainer, build_trainer
 from models.yolo import Model
 from utils.checkpoint import (CheckpointError, atomic_save, load_checkpoint, load_model, make_checkpoint,
                               model_from_checkpoint)
@@ -119,7 +119,7 @@ def test_resume_is_resolved_before_the_trainer_starts(tmp_path: Path) -> None:
 
 
 def test_build_trainer_picks_the_hooks_the_options_ask_for() -> None:
-    from engine.sparsity_hook import SparsityHook
+    from engine.train.sparsity_hook import SparsityHook
 
     opt = TrainOptions(bn_sparsity=True, sparsity_rate=0.001, device="cpu")
     assert [type(h) for h in build_trainer(opt).hooks] == [SparsityHook]

@@ -1,6 +1,6 @@
 """Hooks that extend the training loop without copying it (sparsity training, distillation, ...).
 
-Hooks are handed to the trainer (see :func:`engine.trainer.build_trainer`) and read the run through a
+Hooks are handed to the trainer (see :func:`engine.train.trainer.build_trainer`) and read the run through a
 :class:`StepInfo`, a small record the trainer fills where it calls them, never through the trainer itself.
 """
 
@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:
-    from engine.train_log import TrainLogger
+    from engine.train.log import TrainLogger
     from engine.train_options import TrainOptions
 
 __all__ = ["TrainHook", "StepInfo", "settle_options"]

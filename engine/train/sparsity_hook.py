@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.train_hooks import StepInfo, TrainHook
+from engine.train.hooks import StepInfo, TrainHook
 
 __all__ = ["SparsityHook", "SparsityPlan", "choose_rate", "choose_target_rate"]
 

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from engine.train_hooks import StepInfo, TrainHook
+from engine.train.hooks import StepInfo, TrainHook
 
 __all__ = ["DistillHook", "distillation_loss"]
 

@@ -16,11 +16,11 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from engine.train_hooks import StepInfo, TrainHook, settle_options
-from engine.train_log import TrainLogger
+from engine.train.hooks import StepInfo, TrainHook, settle_options
+from engine.train.log import TrainLogger
 from engine.train_options import TrainOptions
-from engine.train_recipes import hooks_for
-from engine.train_setup import (ResumeState, build_model, claim_run_dir, freeze_layers, resolve_resume,
+from engine.train.recipes import hooks_for
+from engine.train.setup import (ResumeState, build_model, claim_run_dir, freeze_layers, resolve_resume,
                                 restore_training_state)
 from engine.validator import ValStats, collect, evaluate, fitness, print_results, summarise, val_loader
 from utils import dist
@@ -40,11 +40,11 @@ NBS = 64  # nominal batch size: gradients accumulate up to it
 
 def build_trainer(opt: TrainOptions, hooks: Sequence[TrainHook] | None = None) -> Trainer:
     """The trainer for ``opt``: ``--resume`` resolved first (the resumed run's own options and checkpoint), then the
-    hooks those options ask for (``--bn_sparsity``, ``--teacher``; see :func:`engine.train_recipes.hooks_for`) unless
+    hooks those options ask for (``--bn_sparsity``, ``--teacher``; see :func:`engine.train.recipes.hooks_for`) unless
     ``hooks`` replaces them.
 
     Raises:
-        FileNotFoundError, ValueError: as :func:`engine.train_setup.resolve_resume` and :class:`Trainer`.
+        FileNotFoundError, ValueError: as :func:`engine.train.setup.resolve_resume` and :class:`Trainer`.
     """
     opt, resume = resolve_resume(opt)
     # From the resolved options, so a resumed sparsity or distillation run keeps its hooks.
@@ -57,7 +57,7 @@ class Trainer:
     Args:
         opt: the run's options (for a resumed run, the stored ones: see :func:`build_trainer`).
         hooks: what extends the loop (sparsity training, distillation, ...); the trainer adds none itself.
-        resume: the run to continue, resolved beforehand (:func:`engine.train_setup.resolve_resume`).
+        resume: the run to continue, resolved beforehand (:func:`engine.train.setup.resolve_resume`).
     """
 
     def __init__(self, opt: TrainOptions, hooks: Sequence[TrainHook] = (), resume: ResumeState | None = None) -> None:
@@ -180,7 +180,7 @@ class Trainer:
             self.logger.drop_epochs_from(self.start_epoch)
 
     def _step_info(self, ni: int = -1, epoch: int | None = None) -> StepInfo:
-        """What hooks see of the run now (see :class:`engine.train_hooks.StepInfo`)."""
+        """What hooks see of the run now (see :class:`engine.train.hooks.StepInfo`)."""
         return StepInfo(model=self.model, optimizer=self.optimizer, device=self.device, main=self.main,
                         opt=replace(self.opt), hyp=self.hyp_scaled, imgsz=self.imgsz,
                         epoch=self.epoch if epoch is None else epoch,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine.train_hooks import TrainHook
+from engine.train.hooks import TrainHook
 from engine.train_options import TrainOptions
 
 __all__ = ["hooks_for"]
@@ -12,13 +12,13 @@ def hooks_for(opt: TrainOptions) -> list[TrainHook]:
     """The hooks for ``opt``: a BN-sparsity hook with ``--bn_sparsity``, a distillation hook with ``--teacher``."""
     hooks: list[TrainHook] = []
     if opt.bn_sparsity:
-        from engine.sparsity_hook import SparsityHook
+        from engine.train.sparsity_hook import SparsityHook
 
         hooks.append(SparsityHook(opt.sparsity_rate, constant=opt.sparsity_constant, mode=opt.sparsity_mode,
                                   target=opt.sparsity_target, round_to=opt.sparsity_round,
                                   importance=opt.sparsity_importance))
     if opt.teacher:
-        from engine.distill_hook import DistillHook
+        from engine.train.distill_hook import DistillHook
 
         hooks.append(DistillHook(opt.teacher, weight=opt.kd_weight))
     return hooks
