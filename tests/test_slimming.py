@@ -246,14 +246,14 @@ def _slim_args(tmp_path: Path, data: Path, weights: Path, target: float, *extra:
 @pytest.mark.slow
 def test_slim_steps_towards_the_budget_and_resumes(tmp_path: Path, tiny_data: Path, yolov5n_pt: Path,
                                                    capsys: pytest.CaptureFixture) -> None:
-    """Two steps, one fine-tuning epoch after the first and two after the last: a geometric ramp of budgets, each
-    met, the last one the target; the table in steps.md/json; the same command again runs nothing; other settings in
+    """Two steps, one fine-tuning epoch after the first and two after the last (with their own hyperparameters): a
+    geometric ramp of budgets, each met, the last one the target; the table in steps.md/json; the same command again runs nothing; other settings in
     the same folder are refused."""
     from models.summary import count_flops
 
     full = count_flops(load_model(yolov5n_pt)[0], 128)
     argv = _slim_args(tmp_path, tiny_data, yolov5n_pt, 0.7 * full, "--steps", "2", "--ft-epochs", "1",
-                      "--final-ft-epochs", "2", "--name", "s")
+                      "--final-ft-epochs", "2", "--final-ft-hyp", "data/hyps/hyp.scratch-low.yaml", "--name", "s")
     out = slim.main(argv)
     rows = out["rows"]
     assert [r["step"] for r in rows] == [1, 2] and not out["stopped_early"]
@@ -263,8 +263,9 @@ def test_slim_steps_towards_the_budget_and_resumes(tmp_path: Path, tiny_data: Pa
     assert all(r["map_ft"] is not None and 0 <= r["map"] <= 1 for r in rows)
     final = Path(out["final"])
     assert final.parent.parent.name == "step2_ft" and count_flops(load_model(final)[0], 128) <= 0.7 * full + 1e-6
-    epochs = [yaml.safe_load((tmp_path / "s" / f"step{k}_ft" / "opt.yaml").read_text())["epochs"] for k in (1, 2)]
-    assert epochs == [1, 2]
+    ft = [yaml.safe_load((tmp_path / "s" / f"step{k}_ft" / "opt.yaml").read_text()) for k in (1, 2)]
+    assert [o["epochs"] for o in ft] == [1, 2]
+    assert [o["hyp"] for o in ft] == ["hyp.finetune_prune.yaml", "data/hyps/hyp.scratch-low.yaml"]
     md = (tmp_path / "s" / "steps.md").read_text()
     assert "| 1 |" in md and "| 2 |" in md and str(final) in md
     assert json.loads((tmp_path / "s" / "steps.json").read_text())["final"] == str(final)
@@ -294,12 +295,19 @@ def test_slim_accuracy_guard_stops_before_the_step_that_breaks_it(tmp_path: Path
 @pytest.mark.parametrize(("args", "message"), [
     ([], "give one budget"),
     (["--target-gflops", "1", "--target-params", "5"], "give one budget"),
-    (["--target-gflops", "1", "--steps", "0"], "--steps, --round and --bn-recal-images must be >= 1"),
+    (["--target-gflops", "1", "--steps", "0"], "--steps must be >= 1, got 0"),
+    (["--target-gflops", "1", "--max-map-drop", "1.5"], "--max-map-drop must be in [0, 1), got 1.5"),
 ])
 def test_slim_flag_errors(args: list[str], message: str, capsys: pytest.CaptureFixture) -> None:
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as e:
         slim.parse_opt(["--weights", "w.pt", *args])
-    assert message in capsys.readouterr().err
+    assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_slim_needs_weights(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        slim.parse_opt(["--target-gflops", "1"])
+    assert "--weights is required" in capsys.readouterr().err
 
 
 def test_slim_refuses_a_bad_source_before_writing_anything(tmp_path: Path) -> None:

@@ -15,38 +15,59 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Collection
 
 from engine.prune_options import PruneOptions
 from engine.slimming.stages import StageRunner
 from engine.sweep.files import atomic_write_json, atomic_write_text
 from engine.train_options import TrainOptions
-from utils.options import to_argv
+from pruning.importance import IMPORTANCES
+from pruning.masks import MODES
+from utils.cli import FlagError
+from utils.options import at_least, in_range, not_a_file, opt, to_argv
 
 __all__ = ["SlimOptions", "run", "step_targets", "format_steps"]
 
 
 @dataclass
 class SlimOptions:
-    """slim.py's options."""
+    """slim.py's options: each field declares its flag, help text and range check once (:mod:`utils.options`)."""
 
-    weights: str = ""
-    data: str = "data/aquarium.yaml"
-    imgsz: int = 320
-    target_gflops: float = 0.0  # at --imgsz
-    target_params: int = 0
-    steps: int = 3
-    ft_epochs: int = 2  # fine-tuning epochs after each step (0: BN recalibration only)
-    final_ft_epochs: int = 0  # fine-tuning epochs after the last step (0: ft_epochs): the model the user keeps
-    ft_hyp: str = "hyp.finetune_prune.yaml"  # no warmup, low lr: a short warmup-led fine-tune undid a trained model
-    max_map_drop: float = 0.0  # > 0: stop before the step whose val mAP50-95 falls more than this below the source's
-    importance: str = "relative"
-    mode: str = "normal"
-    round: int = 8
-    bn_recal_images: int = 256
-    batch_size: int = 16
-    workers: int = 2
-    project: str = "runs/slim"
-    name: str = "exp"
+    weights: str = opt("", "--weights", help="checkpoint to slim (sparsity-trained, ours or official)")
+    data: str = opt("data/aquarium.yaml", "--data", help="dataset.yaml (BN recalibration, fine-tuning, val)")
+    imgsz: int = opt(320, "--imgsz", "--img", "--img-size", help="train, val and GFLOPs image size", check=at_least(1))
+    target_gflops: float = opt(0.0, "--target-gflops", help="final budget: GFLOPs at --imgsz", check=at_least(0))
+    target_params: int = opt(0, "--target-params", help="final budget: parameters", check=at_least(0))
+    steps: int = opt(3, "--steps", help="prune steps (K)", check=at_least(1))
+    ft_epochs: int = opt(2, "--ft-epochs", help="fine-tuning epochs after each step (0: none)", check=at_least(0))
+    final_ft_epochs: int = opt(0, "--final-ft-epochs", help="fine-tuning epochs after the last step (0: --ft-epochs)",
+                               check=at_least(0))
+    # No warmup and a low lr: a short warmup-led fine-tune undid a trained model (see hyp.finetune_prune.yaml).
+    ft_hyp: str = opt("hyp.finetune_prune.yaml", "--ft-hyp", help="hyperparameters of the fine-tuning runs")
+    final_ft_hyp: str = opt("", "--final-ft-hyp",
+                            help="hyperparameters of the last step's fine-tuning ('': --ft-hyp); a long one recovers "
+                                 "more with a warmup and lr0 0.01 (data/hyps/hyp.scratch-low.yaml)")
+    max_map_drop: float = opt(0.0, "--max-map-drop", check=in_range(0, 1),
+                              help="stop before a step whose val mAP50-95 is more than this below the source's (0: off)")
+    importance: str = opt("relative", "--importance", choices=IMPORTANCES, help="prune.py --importance")
+    mode: str = opt("normal", "--mode", choices=MODES, help="prune.py --mode")
+    round: int = opt(8, "--round", help="prune.py --round", check=at_least(1))
+    bn_recal_images: int = opt(256, "--bn-recal-images", help="prune.py --bn-recal-images", check=at_least(1))
+    batch_size: int = opt(16, "--batch-size", help="training and validation batch size", check=at_least(1))
+    workers: int = opt(2, "--workers", help="dataloader workers per run", check=at_least(0))
+    project: str = opt("runs/slim", "--project", help="save to project/name", check=not_a_file)
+    name: str = opt("exp", "--name", help="save to project/name (the same name resumes)")
+
+    def validate(self, given: Collection[str] = ()) -> None:
+        """Checks across flags: a checkpoint to slim and exactly one budget.
+
+        Raises:
+            FlagError: naming the flags.
+        """
+        if not self.weights:
+            raise FlagError("--weights is required: the checkpoint to slim")
+        if bool(self.target_gflops) == bool(self.target_params):
+            raise FlagError("give one budget: --target-gflops G or --target-params N (> 0)")
 
 
 def step_targets(start: float, target: float, steps: int) -> list[float]:
@@ -113,10 +134,12 @@ def run(opt: SlimOptions) -> dict:
         row = {"step": k, "target": target, "value": value, "params": params, "percent": res["percent"],
                "map_pruned": res["pruned"]["mAP50_95"], "map_recal": res[res["saved"]]["mAP50_95"], "map_ft": None,
                "model": str(d / "pruned_model.pt")}
-        epochs = opt.final_ft_epochs if k == len(targets) and opt.final_ft_epochs else opt.ft_epochs
+        last = k == len(targets)
+        epochs = opt.final_ft_epochs if last and opt.final_ft_epochs else opt.ft_epochs
+        hyp = opt.final_ft_hyp if last and opt.final_ft_hyp else opt.ft_hyp
         if epochs:
             best = runner.train(f"step{k}_ft", to_argv(TrainOptions(
-                weights=str(d / "pruned_model.pt"), ft_pruned_model=True, hyp=opt.ft_hyp, epochs=epochs, noval=True,
+                weights=str(d / "pruned_model.pt"), ft_pruned_model=True, hyp=hyp, epochs=epochs, noval=True,
                 **common)), after=d / "pruned_model.pt")
             row["map_ft"] = json.loads((best.parent.parent / "results.json").read_text())["mAP50_95"]
             row["model"] = str(best)
