@@ -3,7 +3,6 @@ parser is generated from it (:mod:`utils.options`)."""
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from typing import Collection
 
@@ -11,21 +10,11 @@ from engine.prune_search import LATENCY_BACKENDS
 from pruning.importance import IMPORTANCES
 from pruning.masks import MODES
 from utils.cli import FlagError
-from utils.options import at_least, in_range, not_a_file, opt
+from utils.options import at_least, in_range, not_a_file, opt, or_auto
 
 __all__ = ["PruneOptions"]
 
 _BUDGETS = ("target_gflops", "target_params", "target_latency")
-
-
-def _round_arg(v: str) -> int | str:
-    """``--round``: a whole number, or 'auto'."""
-    if v == "auto":
-        return v
-    try:
-        return int(v)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number or 'auto', got '{v}'") from None
 
 
 @dataclass
@@ -66,7 +55,7 @@ class PruneOptions:
                                    "BN-recalibrated val mAP50-95 stays within this of the original (bisection, one "
                                    "validation per probe)")
     # a multiple, or "auto": the one that measures fastest at equal GFLOPs (engine.prune_search)
-    round: int | str = opt(1, "--round", type=_round_arg, check=at_least(1),
+    round: int | str = opt(1, "--round", type=or_auto(int, "whole number"), check=at_least(1),
                            help="round kept channels up to a multiple of this (e.g. 8), or 'auto': of 1, 4, 8 and "
                                 "16, the one whose prune measures fastest at equal GFLOPs")
     min_channels: int = opt(1, "--min-channels", help="channels every layer keeps at least", check=at_least(1))

@@ -3,30 +3,19 @@ help text and range check once; train.py's parser is generated from it (:mod:`ut
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass, fields
 from typing import Collection
 
 from pruning.masks import MODES
 from pruning.sparsity import SPARSITY_IMPORTANCES
 from utils.cli import FlagError
-from utils.options import at_least, flag_name, in_range, not_a_file, opt
+from utils.options import at_least, flag_name, in_range, not_a_file, opt, or_auto
 
 __all__ = ["TrainOptions", "options_from_dict", "RESUME_KEEPS"]
 
 SLIM, KD = "network slimming", "knowledge distillation"
 # Flags that may accompany --resume: the bare --resume looks for the latest last.pt under --project.
 RESUME_KEEPS = ("resume", "project")
-
-
-def _rate(text: str) -> float | str:
-    """``--sparsity_rate``: a number, or 'auto'."""
-    if text.strip().lower() == "auto":
-        return "auto"
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number or 'auto', got '{text}'") from None
 
 
 @dataclass
@@ -68,7 +57,8 @@ class TrainOptions:
     bn_sparsity: bool = opt(False, "--bn_sparsity", "--bn-sparsity", "--st", "-sr", group=SLIM,
                             help="L1 sparsity on BatchNorm gammas (sparsity training)")
     # a number, or "auto" (chosen for the planned run, then stored as the number)
-    sparsity_rate: float | str = opt(0.0, "--sparsity_rate", "--sparsity-rate", "--sr", "-s", type=_rate, group=SLIM,
+    sparsity_rate: float | str = opt(0.0, "--sparsity_rate", "--sparsity-rate", "--sr", "-s",
+                                     type=or_auto(float, "number"), group=SLIM,
                                      help="sparsity rate S (L1 subgradient S * sign(gamma)), or 'auto': chosen for "
                                           "this run (SGD) so that unimportant gammas can reach 0 by its end")
     sparsity_constant: bool = opt(False, "--sparsity_constant", "--sparsity-constant", group=SLIM,

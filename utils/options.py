@@ -25,7 +25,7 @@ from typing import Any, Callable, Collection, Mapping, Sequence, TypeVar
 from utils.cli import Flags, FlagError, ScriptParser
 
 __all__ = ["Flag", "opt", "at_least", "in_range", "not_a_file", "build_parser", "parse_options", "check_options",
-           "to_argv", "with_flags", "changed_fields", "flag_name", "spellings"]
+           "to_argv", "with_flags", "or_auto", "changed_fields", "flag_name", "spellings"]
 
 T = TypeVar("T")
 Check = Callable[[Any], "str | None"]  # a value -> why it is refused (the flag is put in front), or None
@@ -90,6 +90,18 @@ def in_range(lo: float, hi: float, closed: bool = False, note: str = "") -> Chec
         ok = not _number(v) or (lo <= v <= hi if closed else lo <= v < hi)
         return None if ok else f"must be in [{lo}, {hi}{']' if closed else ')'}{f' ({note})' if note else ''}, got {v}"
     return check
+
+
+def or_auto(convert: Callable[[str], Any], what: str) -> Callable[[str], Any]:
+    """A flag type that takes ``'auto'`` (any case) or a value ``convert`` reads, e.g. ``or_auto(float, "number")``."""
+    def parse(text: str) -> Any:
+        if text.strip().lower() == "auto":
+            return "auto"
+        try:
+            return convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {what} or 'auto', got '{text}'") from None
+    return parse
 
 
 def not_a_file(v: Any) -> str | None:

@@ -48,7 +48,8 @@ class SlimOptions:
                             help="hyperparameters of the last step's fine-tuning ('': --ft-hyp); a long one recovers "
                                  "more with a warmup and lr0 0.01 (data/hyps/hyp.scratch-low.yaml)")
     max_map_drop: float = opt(0.0, "--max-map-drop", check=in_range(0, 1),
-                              help="stop before a step whose val mAP50-95 is more than this below the source's (0: off)")
+                              help="stop before a step whose val mAP50-95 is more than this below the source's "
+                                   "(0: off)")
     importance: str = opt("relative", "--importance", choices=IMPORTANCES, help="prune.py --importance")
     mode: str = opt("normal", "--mode", choices=MODES, help="prune.py --mode")
     round: int = opt(8, "--round", help="prune.py --round", check=at_least(1))
