@@ -9,13 +9,15 @@ import importlib.util
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Collection
 
 import torch
 
 from engine.exporters.onnx_export import DEFAULT_OPSET
+from utils.cli import FlagError
+from utils.options import at_least, opt
 
 __all__ = ["ExportOptions", "EXPORT_FORMATS", "run", "output_dir_for"]
 
@@ -25,25 +27,42 @@ EXPORT_FORMATS = {"torchscript": ".torchscript", "onnx": ".onnx", "openvino": "_
 
 @dataclass
 class ExportOptions:
-    """export.py's options (YOLOv5 flag names); ``output_dir`` is for library callers (default: see module doc)."""
+    """export.py's options (YOLOv5 flag names): each flag field declares its flags, help text and range check once;
+    export.py's parser is generated from it (:mod:`utils.options`). ``output_dir`` is for library callers (default:
+    see module doc); ``int8_images``, ``int8_report`` and ``workers`` have no flag."""
 
-    weights: str = "yolov5s.pt"
-    imgsz: list[int] = field(default_factory=lambda: [640, 640])
-    batch_size: int = 1
-    device: str = "cpu"
-    include: list[str] = field(default_factory=lambda: ["torchscript"])
-    half: bool = False
-    inplace: bool = False
-    dynamic: bool = False
-    simplify: bool = False
-    opset: int = DEFAULT_OPSET
-    int8: bool = False
-    data: str = "data/coco128.yaml"
+    weights: str = opt("yolov5s.pt", "--weights", help="model checkpoint (.pt, pruned .pt)")
+    imgsz: list[int] = opt([640, 640], "--imgsz", "--img", "--img-size", nargs="+", type=int, help="image (h, w)",
+                           check=at_least(1))
+    batch_size: int = opt(1, "--batch-size", help="batch size", check=at_least(1))
+    device: str = opt("cpu", "--device", help="cuda device, i.e. 0 or 0,1,2,3 or cpu")
+    include: list[str] = opt(["torchscript"], "--include", nargs="+", type=str,
+                             help=f"formats: {', '.join(EXPORT_FORMATS)}")
+    half: bool = opt(False, "--half", help="FP16: ONNX/TorchScript traced in float16 (CUDA only); OpenVINO weights "
+                                           "compressed to float16 (any device)")
+    inplace: bool = opt(False, "--inplace", help="set Detect() inplace=True")
+    dynamic: bool = opt(False, "--dynamic", help="ONNX/OpenVINO: dynamic batch and image size axes")
+    simplify: bool = opt(False, "--simplify", help="ONNX: simplify the model with onnxslim")
+    opset: int = opt(DEFAULT_OPSET, "--opset", help="ONNX: opset version")
+    int8: bool = opt(False, "--int8", help="ONNX: also write an INT8 model (ONNX Runtime static quantization, "
+                                           "calibrated on --data) and report its mAP and latency next to FP32")
+    # listed before --data, as in export.py's help since YOLOv5's flags were first declared
+    int8_method: str = opt("percentile", "--int8-method", choices=("percentile", "minmax", "entropy"),
+                           help="INT8 calibration: percentile (most accurate here), minmax (fastest) or entropy")
+    data: str = opt("data/coco128.yaml", "--data", help="dataset.yaml for INT8 calibration and the INT8 report")
     int8_images: int = 64
-    int8_method: str = "percentile"
     int8_report: bool = True
     workers: int = 2
     output_dir: str | None = None
+
+    def validate(self, given: Collection[str] = ()) -> None:
+        """Checks across a flag's values: ``--imgsz`` is one size or two (height width).
+
+        Raises:
+            FlagError: naming the flag.
+        """
+        if len(self.imgsz) > 2:
+            raise FlagError(f"--imgsz takes one size or two (height width), got {self.imgsz}")
 
 
 def output_dir_for(weights: Path, output_dir: str | Path | None = None) -> Path:

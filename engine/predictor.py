@@ -13,6 +13,7 @@ import torch
 
 from utils.boxes import scale_boxes, xyxy2xywh
 from utils.nms import non_max_suppression
+from utils.options import at_least, in_range, not_a_file, opt
 from utils.plots import Annotator, colors, save_one_box
 from utils.torch_utils import time_sync
 
@@ -23,29 +24,35 @@ LOGGER = logging.getLogger(__name__)
 
 @dataclass
 class DetectOptions:
-    """detect.py's options (YOLOv5 flag names)."""
+    """detect.py's options (YOLOv5 flag names): each field declares its flags, help text and range check once;
+    detect.py's parser is generated from it (:mod:`utils.options`)."""
 
-    weights: str = "yolov5s.pt"
-    source: str = "data/images"
-    imgsz: int = 640
-    conf_thres: float = 0.25
-    iou_thres: float = 0.45
-    max_det: int = 1000
-    device: str = ""
-    save_txt: bool = False
-    save_conf: bool = False
-    save_crop: bool = False
-    nosave: bool = False
-    classes: list[int] | None = None
-    agnostic_nms: bool = False
-    project: str = "runs/detect"
-    name: str = "exp"
-    exist_ok: bool = False
-    line_thickness: int = 3
-    hide_labels: bool = False
-    hide_conf: bool = False
-    half: bool = False
-    vid_stride: int = 1
+    weights: str = opt("yolov5s.pt", "--weights",
+                       help="model path: .pt (official, ours or pruned), .torchscript, .onnx or OpenVINO (.xml / "
+                            "folder)")
+    source: str = opt("data/images", "--source",
+                      help="file/dir/glob/video/.txt list, image or video URL, rtsp/rtmp/http stream, or webcam index "
+                           "(0)")
+    imgsz: int = opt(640, "--imgsz", "--img", "--img-size", help="inference size (pixels)", check=at_least(1))
+    conf_thres: float = opt(0.25, "--conf-thres", help="confidence threshold", check=in_range(0, 1, closed=True))
+    iou_thres: float = opt(0.45, "--iou-thres", help="NMS IoU threshold", check=in_range(0, 1, closed=True))
+    max_det: int = opt(1000, "--max-det", help="maximum detections per image", check=at_least(1))
+    device: str = opt("", "--device", help="cuda device, i.e. 0 or 0,1,2,3 or cpu")
+    save_txt: bool = opt(False, "--save-txt", help="save results to *.txt")
+    save_conf: bool = opt(False, "--save-conf", help="save confidences in --save-txt labels")
+    save_crop: bool = opt(False, "--save-crop", help="save cropped prediction boxes")
+    nosave: bool = opt(False, "--nosave", help="do not save images/videos")
+    classes: list[int] | None = opt(None, "--classes", nargs="+", type=int,
+                                    help="filter by class: --classes 0, or --classes 0 2 3")
+    agnostic_nms: bool = opt(False, "--agnostic-nms", help="class-agnostic NMS")
+    project: str = opt("runs/detect", "--project", help="save results to project/name", check=not_a_file)
+    name: str = opt("exp", "--name", help="save results to project/name")
+    exist_ok: bool = opt(False, "--exist-ok", help="existing project/name ok, do not increment")
+    line_thickness: int = opt(3, "--line-thickness", help="bounding box thickness (pixels)", check=at_least(1))
+    hide_labels: bool = opt(False, "--hide-labels", help="hide labels")
+    hide_conf: bool = opt(False, "--hide-conf", help="hide confidences")
+    half: bool = opt(False, "--half", help="use FP16 half-precision inference (CUDA only)")
+    vid_stride: int = opt(1, "--vid-stride", help="video frame-rate stride")
 
 
 def describe_counts(det: torch.Tensor, names: list[str]) -> str:
