@@ -1,11 +1,10 @@
 """detect.py and export.py declare their flags once, on DetectOptions / ExportOptions (utils/options.py): the generated
-parsers keep every spelling, range checks fire alike on the command line (exit 2, the flag named) and in
-``run(**kwargs)`` (FlagError), and options objects render into command lines that parse back to equal objects."""
+parsers keep every spelling and options objects render into command lines that parse back to equal objects. Their range
+checks are among tests/test_options.py's cases for every script."""
 
 from __future__ import annotations
 
 import argparse
-import re
 from dataclasses import fields
 
 import pytest
@@ -14,7 +13,6 @@ import detect
 import export
 from engine.export import ExportOptions
 from engine.predictor import DetectOptions
-from utils.cli import FlagError
 from utils.options import build_parser, to_argv
 
 
@@ -45,25 +43,6 @@ def test_export_parser_has_every_flag_and_alias() -> None:
     assert export.parse_opt([]) == ExportOptions()
     choices = [a.choices for a in build_parser(ExportOptions, "e")._actions if a.dest == "int8_method"][0]
     assert tuple(choices) == ("percentile", "minmax", "entropy")
-
-
-@pytest.mark.parametrize(("module", "argv", "kwargs", "message"), [
-    (detect, ["--img", "0"], dict(imgsz=0), "--imgsz must be >= 1, got 0"),
-    (detect, ["--conf-thres", "1.5"], dict(conf_thres=1.5), "--conf-thres must be in [0, 1], got 1.5"),
-    (detect, ["--line-thickness", "0"], dict(line_thickness=0), "--line-thickness must be >= 1, got 0"),
-    (export, ["--batch-size", "0"], dict(batch_size=0), "--batch-size must be >= 1, got 0"),
-    (export, ["--imgsz", "0", "320"], dict(imgsz=[0, 320]), "--imgsz must be >= 1, got [0, 320]"),
-    (export, ["--img-size", "1", "2", "3"], dict(imgsz=[1, 2, 3]),
-     "--imgsz takes one size or two (height width), got [1, 2, 3]"),
-])
-def test_a_check_fires_on_the_command_line_and_in_run(module, argv: list[str], kwargs: dict, message: str,
-                                                      capsys: pytest.CaptureFixture) -> None:
-    with pytest.raises(SystemExit) as e:
-        module.parse_opt(argv)
-    err = capsys.readouterr().err
-    assert e.value.code == 2 and err.startswith("usage:") and message in err.splitlines()[-1]
-    with pytest.raises(FlagError, match=re.escape(message)):
-        module.run(**kwargs)  # refused while parsing, before any model is loaded
 
 
 def test_project_that_is_a_file_is_refused(tmp_path, capsys: pytest.CaptureFixture) -> None:
