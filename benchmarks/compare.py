@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -12,21 +11,17 @@ if __package__ in (None, ""):  # run as a script from anywhere: make the repo im
 
 from engine.compare import CompareOptions, compare_models, format_table  # noqa: E402
 from utils.cli import run_script  # noqa: E402
+from utils.options import parse_options  # noqa: E402
+
+
+def parse_opt(argv: list[str] | None = None) -> CompareOptions:
+    """Parse the command line into CompareOptions (its flags are declared there)."""
+    return parse_options(CompareOptions, argv, "compare.py", __doc__)
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
     """Parse flags, compare, print a Markdown table."""
-    d = CompareOptions()
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--weights", nargs="+", required=True, help="checkpoints to compare (the first is the baseline)")
-    p.add_argument("--labels", nargs="+", default=[], help="row names (default: file stems)")
-    p.add_argument("--data", default=d.data, help="dataset.yaml")
-    p.add_argument("--imgsz", type=int, default=d.imgsz, help="validation and latency image size")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="validation batch size")
-    p.add_argument("--workers", type=int, default=d.workers, help="max dataloader workers")
-    p.add_argument("--repeats", type=int, default=d.repeats, help="timed forward passes per model")
-    p.add_argument("--json", default=d.json, help="also write the rows to this JSON file")
-    rows = compare_models(CompareOptions(**vars(p.parse_args(argv))))
+    rows = compare_models(parse_opt(argv))
     print(format_table(rows))
     return rows
 

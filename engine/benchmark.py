@@ -13,9 +13,9 @@ import logging
 import os
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Collection, Sequence
 
 import numpy as np
 import torch
@@ -23,6 +23,8 @@ from torch import nn
 
 from engine.backends import Backend
 from engine.exporters.common import example_input, normalize_imgsz
+from utils.cli import FlagError
+from utils.options import at_least, check_options, opt
 
 __all__ = ["measure_latency", "compare_runtimes", "speedup", "format_latency_table", "LatencyOptions", "run"]
 
@@ -158,20 +160,32 @@ def format_latency_table(rows: Sequence[dict[str, Any]]) -> str:
 
 @dataclass
 class LatencyOptions:
-    """benchmarks/latency.py's options."""
+    """benchmarks/latency.py's options: each field declares its flags, help text and range check once."""
 
-    weights: list[str] = field(default_factory=lambda: ["yolov5n.pt"])
-    imgsz: list[int] = field(default_factory=lambda: [320, 640])
-    batch_size: list[int] = field(default_factory=lambda: [1, 8])
-    warmup: int = 10
-    repeats: int = 50
-    device: str = "cpu"
-    onnx: bool = False
-    int8: bool = False
-    openvino: bool = False
-    data: str = "data/coco128.yaml"
-    threads: int = 0
-    json: str = ""
+    weights: list[str] = opt(["yolov5n.pt"], "--weights", nargs="+", type=str,
+                             help="models to time (.pt, .torchscript, .onnx, .xml / _openvino_model)")
+    imgsz: list[int] = opt([320, 640], "--imgsz", "--img", "--img-size", nargs="+", type=int, help="square sizes",
+                           check=at_least(1))
+    batch_size: list[int] = opt([1, 8], "--batch-size", nargs="+", type=int, help="batch sizes", check=at_least(1))
+    warmup: int = opt(10, "--warmup", help="untimed runs before timing", check=at_least(0))
+    repeats: int = opt(50, "--repeats", help="timed runs per row", check=at_least(1))
+    device: str = opt("cpu", "--device", help="cuda device, i.e. 0, or cpu")
+    onnx: bool = opt(False, "--onnx", help="also time a dynamic ONNX export of each .pt in ONNX Runtime")
+    int8: bool = opt(False, "--int8", help="also time its INT8 quantization (needs --onnx)")
+    openvino: bool = opt(False, "--openvino", help="also time a dynamic OpenVINO export of each .pt")
+    data: str = opt("data/coco128.yaml", "--data", help="dataset.yaml for INT8 calibration images")
+    threads: int = opt(0, "--threads", check=at_least(0),
+                       help="CPU threads for PyTorch, ONNX Runtime and OpenVINO (0: each runtime's default)")
+    json: str = opt("", "--json", help="write the rows to this JSON file")
+
+    def validate(self, given: Collection[str] = ()) -> None:
+        """``--int8`` needs ``--onnx``.
+
+        Raises:
+            FlagError: naming both flags.
+        """
+        if self.int8 and not self.onnx:
+            raise FlagError("--int8 quantizes the ONNX export: add --onnx")
 
 
 def run(opt: LatencyOptions) -> list[dict[str, Any]]:
@@ -179,8 +193,7 @@ def run(opt: LatencyOptions) -> list[dict[str, Any]]:
     size and batch; print a table and return the rows (also written to ``opt.json`` when given)."""
     from engine.backends import load_backend
 
-    if opt.int8 and not opt.onnx:
-        raise ValueError("--int8 quantizes the ONNX export: add --onnx")
+    check_options(opt)  # the flags' own checks, for options built in Python rather than parsed
     if opt.threads:
         torch.set_num_threads(opt.threads)  # on request only: the benchmark's own process, never at import
     rows: list[dict[str, Any]] = []

@@ -5,26 +5,45 @@ from __future__ import annotations
 import copy
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Collection
+
+from utils.cli import FlagError
+from utils.options import at_least, check_options, opt
 
 __all__ = ["CompareOptions", "compare_models", "format_table"]
 
 LOGGER = logging.getLogger(__name__)
 
 
+def _some(v: list) -> str | None:
+    return None if v else "is required: the checkpoints to compare"
+
+
 @dataclass
 class CompareOptions:
-    """What to compare and how: checkpoints, dataset, image size, latency repeats."""
+    """benchmarks/compare.py's options (what to compare and how): each field declares its flags, help text and range
+    check once."""
 
-    weights: list[str] = field(default_factory=list)
-    labels: list[str] = field(default_factory=list)
-    data: str = "data/coco128.yaml"
-    imgsz: int = 320
-    batch_size: int = 16
-    workers: int = 8
-    repeats: int = 20
-    json: str = ""
+    weights: list[str] = opt([], "--weights", nargs="+", type=str, check=_some,
+                             help="checkpoints to compare (the first is the baseline)")
+    labels: list[str] = opt([], "--labels", nargs="+", type=str, help="row names (default: file stems)")
+    data: str = opt("data/coco128.yaml", "--data", help="dataset.yaml")
+    imgsz: int = opt(320, "--imgsz", help="validation and latency image size", check=at_least(1))
+    batch_size: int = opt(16, "--batch-size", help="validation batch size", check=at_least(1))
+    workers: int = opt(8, "--workers", help="max dataloader workers", check=at_least(0))
+    repeats: int = opt(20, "--repeats", help="timed forward passes per model", check=at_least(1))
+    json: str = opt("", "--json", help="also write the rows to this JSON file")
+
+    def validate(self, given: Collection[str] = ()) -> None:
+        """One label per checkpoint, when labels are given.
+
+        Raises:
+            FlagError: naming both flags.
+        """
+        if self.labels and len(self.labels) != len(self.weights):
+            raise FlagError(f"--labels: {len(self.labels)} labels for {len(self.weights)} --weights")
 
 
 def compare_models(opt: CompareOptions) -> list[dict]:
@@ -35,11 +54,10 @@ def compare_models(opt: CompareOptions) -> list[dict]:
     from utils.checkpoint import load_model, resolve_weights
     from utils.data import load_dataset_config
 
+    check_options(opt)  # the flags' own checks, for options built in Python rather than parsed
     data = load_dataset_config(opt.data)
     rows, loader = [], None
     labels = opt.labels or [Path(w).stem for w in opt.weights]
-    if len(labels) != len(opt.weights):
-        raise ValueError(f"{len(labels)} labels for {len(opt.weights)} weights")
     for label, w in zip(labels, opt.weights):
         path = resolve_weights(w)
         model, ckpt = load_model(path)
