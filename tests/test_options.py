@@ -18,7 +18,7 @@ from engine.prune_options import PruneOptions
 from engine.train_options import TrainOptions
 from pruning.masks import MODES
 from utils.cli import FlagError
-from utils.options import at_least, build_parser, check_options, opt, to_argv
+from utils.options import argument_group, at_least, build_parser, check_options, opt, to_argv
 
 
 def _spellings(parser: argparse.ArgumentParser) -> dict[str, set[str]]:
@@ -125,3 +125,21 @@ def test_a_new_options_class_needs_only_its_fields() -> None:
     assert Tiny().tags is not Tiny().tags  # list defaults are copied
     with pytest.raises(FlagError, match=r"--size must be >= 1, got 0"):
         check_options(Tiny(size=0))
+
+
+def test_a_hand_declared_flag_joins_the_section_of_the_generated_ones() -> None:
+    @dataclass
+    class Tiny:
+        size: int = opt(3, "--size", help="how many", group="settings")
+        fast: bool = opt(False, "--fast", help="go fast")
+
+    p = build_parser(Tiny, "tiny.py", suppress=True)
+    argument_group(p, "settings").add_argument("--more", action="append", help="more of it")
+    argument_group(p, "script").add_argument("--config", help="a file")
+    text = p.format_help()
+    assert text.count("settings:") == 1 and text.count("script:") == 1
+    section = text.split("settings:")[1].split("script:")[0]
+    assert "--size" in section and "--more" in section and "--config" not in section
+    # suppress: of the generated flags only those given come back, so a caller can tell them from defaults
+    assert vars(p.parse_args(["--more", "a", "--more", "b"])) == {"more": ["a", "b"], "config": None}
+    assert vars(p.parse_args(["--size", "3", "--fast"])) == {"size": 3, "fast": True, "more": None, "config": None}

@@ -25,7 +25,7 @@ from typing import Any, Callable, Collection, Mapping, Sequence, TypeVar
 from utils.cli import Flags, FlagError, ScriptParser
 
 __all__ = ["Flag", "opt", "at_least", "in_range", "not_a_file", "build_parser", "parse_options", "check_options",
-           "to_argv", "with_flags", "or_auto", "changed_fields", "flag_name", "spellings"]
+           "to_argv", "with_flags", "or_auto", "changed_fields", "flag_name", "spellings", "argument_group"]
 
 T = TypeVar("T")
 Check = Callable[[Any], "str | None"]  # a value -> why it is refused (the flag is put in front), or None
@@ -176,6 +176,15 @@ def build_parser(cls: type, prog: str, description: str | None = None,
                     kw[k] = getattr(s, k)
         target.add_argument(*s.flags, **kw)
     return p
+
+
+def argument_group(parser: argparse.ArgumentParser, title: str) -> argparse._ArgumentGroup:
+    """The help section of ``parser`` titled ``title`` (one :func:`build_parser` made for a field ``group``), made if
+    there is none: where a script declares a flag by hand beside the generated ones of that section (a second
+    ``add_argument_group`` with the same title would print the section twice)."""
+    # argparse keeps its groups in a private list; it offers no other way back to a group once made.
+    found = next((g for g in parser._action_groups if g.title == title), None)
+    return found if found is not None else parser.add_argument_group(title)
 
 
 def changed_fields(options: Any) -> list[str]:
