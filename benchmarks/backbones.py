@@ -15,42 +15,53 @@ interrupted run resumes.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script from anywhere: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from utils.cli import run_script  # noqa: E402
+from utils.options import at_least, in_range, not_a_file, opt, parse_options  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ("models/yolov5n.yaml", "models/yolov5s.yaml", "models/MobileNetv2.yaml", "models/MobileNetv3_large.yaml",
            "models/MobileNetv3_small.yaml", "models/ShuffleNet.yaml", "models/hub/yolov5s-ghost.yaml")
 
 
+def _configs_exist(cfgs: list[str]) -> str | None:
+    missing = [c for c in cfgs if not (ROOT / c).is_file()]
+    return f"names no such config: {', '.join(missing)}" if missing else None
+
+
+def _positive(v: float) -> str | None:
+    return None if v > 0 else f"must be > 0, got {v}"
+
+
 @dataclass
 class BackboneOptions:
-    """benchmarks/backbones.py's options."""
+    """benchmarks/backbones.py's options: each field declares its flags, help text and range check once."""
 
-    cfg: list[str] = field(default_factory=lambda: list(CONFIGS))
-    data: str = "data/coco128.yaml"
-    imgsz: int = 320
-    epochs: int = 3
-    batch_size: int = 16
-    optimizer: str = "AdamW"
-    sparsity_rate: float = 0.01
-    percent: float = 0.3
-    tol: float = 1e-4
-    latency_imgsz: list[int] = field(default_factory=lambda: [320, 640])
-    repeats: int = 30
-    threads: int = 1
-    project: str = "runs/backbones"
-    json: str = ""
+    cfg: list[str] = opt(list(CONFIGS), "--cfg", nargs="+", type=str, help="model configs", check=_configs_exist)
+    data: str = opt("data/coco128.yaml", "--data", help="dataset.yaml")
+    imgsz: int = opt(320, "--imgsz", help="training, validation and pruning image size", check=at_least(1))
+    epochs: int = opt(3, "--epochs", help="epochs from scratch", check=at_least(1))
+    batch_size: int = opt(16, "--batch-size", help="batch size", check=at_least(1))
+    optimizer: str = opt("AdamW", "--optimizer", help="optimizer for both training stages")
+    sparsity_rate: float = opt(0.01, "--sparsity_rate", help="S of the 1-epoch sparsity stage", check=_positive)
+    percent: float = opt(0.3, "--percent", help="prune.py --percent", check=in_range(0, 1))
+    tol: float = opt(1e-4, "--tol", help="max abs difference allowed between pruned and masked", check=at_least(0))
+    latency_imgsz: list[int] = opt([320, 640], "--latency-imgsz", nargs="+", type=int, help="latency sizes (0: none)",
+                                   check=at_least(0))
+    repeats: int = opt(30, "--repeats", help="timed forward passes per latency cell", check=at_least(1))
+    threads: int = opt(1, "--threads", help="CPU threads of both runtimes when timing",
+                       check=at_least(0, "0: each runtime's default"))
+    project: str = opt("runs/backbones", "--project", help="run dirs go under this folder", check=not_a_file)
+    json: str = opt("", "--json", help="also write the rows to this JSON file")
 
 
 def _run(args: list[str], log: Path) -> None:
@@ -147,28 +158,14 @@ def format_table(rows: list[dict], opt: BackboneOptions) -> str:
     return "\n".join(out)
 
 
+def parse_opt(argv: list[str] | None = None) -> BackboneOptions:
+    """Parse the command line into BackboneOptions (its flags are declared there)."""
+    return parse_options(BackboneOptions, argv, "backbones.py", __doc__)
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     """Parse flags, run every config, time them, print the table."""
-    d = BackboneOptions()
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cfg", nargs="+", default=d.cfg, help="model configs")
-    p.add_argument("--data", default=d.data, help="dataset.yaml")
-    p.add_argument("--imgsz", type=int, default=d.imgsz, help="training, validation and pruning image size")
-    p.add_argument("--epochs", type=int, default=d.epochs, help="epochs from scratch")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="batch size")
-    p.add_argument("--optimizer", default=d.optimizer, help="optimizer for both training stages")
-    p.add_argument("--sparsity_rate", type=float, default=d.sparsity_rate, help="S of the 1-epoch sparsity stage")
-    p.add_argument("--percent", type=float, default=d.percent, help="prune.py --percent")
-    p.add_argument("--tol", type=float, default=d.tol, help="max abs difference allowed between pruned and masked")
-    p.add_argument("--latency-imgsz", nargs="+", type=int, default=d.latency_imgsz, help="latency sizes (0: none)")
-    p.add_argument("--repeats", type=int, default=d.repeats, help="timed forward passes per latency cell")
-    p.add_argument("--threads", type=int, default=d.threads, help="CPU threads of both runtimes when timing")
-    p.add_argument("--project", default=d.project, help="run dirs go under this folder")
-    p.add_argument("--json", default=d.json, help="also write the rows to this JSON file")
-    opt = BackboneOptions(**vars(p.parse_args(argv)))
-    missing = [c for c in opt.cfg if not (ROOT / c).is_file()]
-    if missing:
-        p.error(f"--cfg: no such config {', '.join(missing)}")
+    opt = parse_opt(argv)
     rows = []
     for cfg in opt.cfg:
         rows.append(run_config(cfg, opt))

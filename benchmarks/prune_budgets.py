@@ -13,16 +13,49 @@ Writes ``prune_budgets.{md,json}`` to ``--out``; prune.py's runs go to ``--proje
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script from anywhere: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pruning.importance import IMPORTANCES  # noqa: E402
+from utils.cli import run_script  # noqa: E402
+from utils.options import at_least, not_a_file, opt, parse_options  # noqa: E402
 from utils.paths import REPO_ROOT  # noqa: E402
+
+
+def _given(v: str) -> str | None:
+    return None if v else "is required: the sparsity-trained checkpoint"
+
+
+def _shares(v: list[float]) -> str | None:
+    return None if all(0 < x <= 1 for x in v) else f"values must be in (0, 1], got {v}"
+
+
+def _percent(v: float) -> str | None:
+    return None if 0 < v < 1 else f"must be in (0, 1), got {v}"
+
+
+@dataclass
+class BudgetOptions:
+    """benchmarks/prune_budgets.py's options: each field declares its flags, help text and range check once."""
+
+    weights: str = opt("", "--weights", help="sparsity-trained checkpoint", check=_given)
+    data: str = opt("data/aquarium.yaml", "--data", help="dataset.yaml (its val split ranks nothing here)")
+    imgsz: int = opt(320, "--imgsz", help="image size of every latency", check=at_least(1))
+    factors: list[float] = opt([0.8, 0.6], "--factors", nargs="+", type=float, help="targets as shares of unpruned",
+                               check=_shares)
+    percent: float = opt(0.5, "--percent", help="the prune --round auto is compared at", check=_percent)
+    importance: str = opt("relative", "--importance", choices=IMPORTANCES, help="prune.py --importance")
+    round: int = opt(8, "--round", help="prune.py --round for the latency targets", check=at_least(1))
+    threads: int = opt(1, "--threads", help="ONNX Runtime intra-op threads", check=at_least(1))
+    repeats: int = opt(60, "--repeats", help="timed runs per model (>= 50 for a steady median)", check=at_least(1))
+    out: str = opt("runs/prune_budgets", "--out", help="where prune_budgets.{md,json} go", check=not_a_file)
+    project: str = opt("runs/prune_budgets", "--project", help="where prune.py's runs go", check=not_a_file)
 
 
 def fresh_latency(files: list[str], imgsz: int, threads: int, repeats: int) -> dict[str, dict]:
@@ -43,21 +76,14 @@ def _prune(args: list[str], name: str, root: Path) -> dict:
     return json.loads((root / name / "results.json").read_text())
 
 
+def parse_opt(argv: list[str] | None = None) -> BudgetOptions:
+    """Parse the command line into BudgetOptions (its flags are declared there)."""
+    return parse_options(BudgetOptions, argv, "prune_budgets.py", __doc__)
+
+
 def main(argv: list[str] | None = None) -> dict:
     """Run the three measurements; returns what the JSON holds."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--weights", required=True, help="sparsity-trained checkpoint")
-    p.add_argument("--data", default="data/aquarium.yaml", help="dataset.yaml (its val split ranks nothing here)")
-    p.add_argument("--imgsz", type=int, default=320, help="image size of every latency")
-    p.add_argument("--factors", type=float, nargs="+", default=[0.8, 0.6], help="targets as shares of unpruned")
-    p.add_argument("--percent", type=float, default=0.5, help="the prune --round auto is compared at")
-    p.add_argument("--importance", default="relative", help="prune.py --importance")
-    p.add_argument("--round", type=int, default=8, help="prune.py --round for the latency targets")
-    p.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
-    p.add_argument("--repeats", type=int, default=60, help="timed runs per model (>= 50)")
-    p.add_argument("--out", default="runs/prune_budgets", help="where prune_budgets.{md,json} go")
-    p.add_argument("--project", default="runs/prune_budgets", help="where prune.py's runs go")
-    a = p.parse_args(argv)
+    a = parse_opt(argv)
     out = Path(a.out)
     root = Path(a.project)
     common = ["--weights", a.weights, "--data", a.data, "--imgsz", str(a.imgsz), "--importance", a.importance,
@@ -105,4 +131,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

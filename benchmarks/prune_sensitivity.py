@@ -15,9 +15,8 @@ threshold each): for every ranking and percent, the val mAP50-95 of the masked m
 
 from __future__ import annotations
 
-import argparse
 import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -28,25 +27,34 @@ if __package__ in (None, ""):  # run as a script from anywhere: make the repo im
 from pruning.importance import IMPORTANCES  # noqa: E402
 from pruning.masks import MODES  # noqa: E402
 from utils.cli import run_script  # noqa: E402
+from utils.options import at_least, not_a_file, opt, parse_options  # noqa: E402
 
 CHOICES = ("lowest", "random", "highest", "even")
 
 
+def _shares(v: list[float]) -> str | None:
+    return None if all(0 <= x < 1 for x in v) else f"values must be in [0, 1), got {v}"
+
+
 @dataclass
 class SensitivityOptions:
-    """benchmarks/prune_sensitivity.py's options."""
+    """benchmarks/prune_sensitivity.py's options: each field declares its flags, help text and range check once."""
 
-    weights: str = "yolov5n.pt"
-    data: str = "data/coco128.yaml"
-    percent: list[float] = field(default_factory=lambda: [0.01, 0.05])
-    imgsz: int = 320
-    batch_size: int = 16
-    mode: str = "normal"
-    seed: int = 0
-    workers: int = 2
-    importance: list[str] = field(default_factory=list)  # rankings to compare (prune.py --importance); empty: CHOICES
-    round: int = 8
-    out: str = ""
+    weights: str = opt("yolov5n.pt", "--weights", help="checkpoint (ours or official)")
+    data: str = opt("data/coco128.yaml", "--data", help="dataset.yaml")
+    percent: list[float] = opt([0.01, 0.05], "--percent", nargs="+", type=float,
+                               help="shares of prunable channels to mask", check=_shares)
+    imgsz: int = opt(320, "--imgsz", help="validation image size", check=at_least(1))
+    batch_size: int = opt(16, "--batch-size", help="validation batch size", check=at_least(1))
+    mode: str = opt("normal", "--mode", choices=MODES, help="prune.py --mode")
+    seed: int = opt(0, "--seed", help="seed of the random choice")
+    workers: int = opt(2, "--workers", help="max dataloader workers", check=at_least(0))
+    # rankings to compare (prune.py --importance); empty: the per-layer CHOICES instead
+    importance: list[str] = opt([], "--importance", nargs="+", type=str, choices=IMPORTANCES,
+                                help="compare these rankings of prune.py (global threshold each) instead of the "
+                                     "per-layer choices")
+    round: int = opt(8, "--round", help="prune.py --round, for the GFLOPs", check=at_least(1))
+    out: str = opt("", "--out", help="with --importance: folder for prune_criteria.{md,json,png}", check=not_a_file)
 
 
 def reselect(plan, how: str, generator: torch.Generator):  # noqa: ANN001, ANN201
@@ -173,26 +181,14 @@ def run(opt: SensitivityOptions) -> list[dict]:
     return rows
 
 
+def parse_opt(argv: list[str] | None = None) -> SensitivityOptions:
+    """Parse the command line into SensitivityOptions (its flags are declared there)."""
+    return parse_options(SensitivityOptions, argv, "prune_sensitivity.py", __doc__)
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     """Parse flags and run."""
-    d = SensitivityOptions()
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--weights", default=d.weights, help="checkpoint (ours or official)")
-    p.add_argument("--data", default=d.data, help="dataset.yaml")
-    p.add_argument("--percent", nargs="+", type=float, default=d.percent, help="shares of prunable channels to mask")
-    p.add_argument("--imgsz", type=int, default=d.imgsz, help="validation image size")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="validation batch size")
-    p.add_argument("--mode", choices=MODES, default=d.mode, help="prune.py --mode")
-    p.add_argument("--seed", type=int, default=d.seed, help="seed of the random choice")
-    p.add_argument("--workers", type=int, default=d.workers, help="max dataloader workers")
-    p.add_argument("--importance", nargs="+", choices=IMPORTANCES, default=d.importance,
-                   help="compare these rankings of prune.py (global threshold each) instead of the per-layer choices")
-    p.add_argument("--round", type=int, default=d.round, help="prune.py --round, for the GFLOPs")
-    p.add_argument("--out", default=d.out, help="with --importance: folder for prune_criteria.{md,json,png}")
-    a = p.parse_args(argv)
-    if not all(0 <= x < 1 for x in a.percent):
-        p.error(f"--percent values must be in [0, 1), got {a.percent}")
-    return run(SensitivityOptions(**vars(a)))
+    return run(parse_opt(argv))
 
 
 if __name__ == "__main__":
