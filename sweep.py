@@ -15,55 +15,42 @@ from __future__ import annotations
 
 import argparse
 import signal
+from dataclasses import fields
 
-from engine.sweep import load_config, run_sweep
-from engine.sweep.config import STAGE_KINDS
-from pruning.masks import MODES
-from utils.cli import check_common_flags, run_script
+from engine.sweep import SweepConfig, load_config, run_sweep
+from engine.sweep.config import SETTINGS, STAGE_KINDS
+from utils.cli import FlagError, ScriptParser, run_script
+from utils.options import argument_group, build_parser, check_options
+
+
+def _parser() -> ScriptParser:
+    """SweepConfig's flags without defaults (a flag not given leaves the config file's value; so does --extra, one stage
+    kind's flags per use), and the script's own."""
+    p = build_parser(SweepConfig, "sweep.py", __doc__, suppress=True)
+    p.add_argument("--config", type=str, default=None, help="sweep YAML (see sweeps/example.yaml)")
+    p.add_argument("--dry-run", action="store_true", help="print each stage's command and whether it is done")
+    argument_group(p, SETTINGS).add_argument(
+        "--extra", action="append", default=argparse.SUPPRESS, metavar="KIND=FLAGS",
+        help=f"more flags for one stage kind ({', '.join(STAGE_KINDS)}), e.g. --extra 'sparsity=--noval'")
+    return p
 
 
 def parse_opt(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict]:
-    """Parse the command line; returns (the namespace, the config overrides given on it)."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", type=str, default=None, help="sweep YAML (see sweeps/example.yaml)")
-    p.add_argument("--dry-run", action="store_true", help="print each stage's command and whether it is done")
-    g = p.add_argument_group("settings (override the config file)")
-    g.add_argument("--weights", type=str, help="starting weights, e.g. yolov5n.pt")
-    g.add_argument("--data", type=str, help="dataset.yaml")
-    g.add_argument("--imgsz", "--img", "--img-size", type=int, help="train, val and latency image size")
-    g.add_argument("--batch-size", type=int, help="training batch size")
-    g.add_argument("--base-epochs", type=int, help="epochs of base training (0: use the weights as the base)")
-    g.add_argument("--sparsity-rates", type=float, nargs="+", help="sparsity rates S, e.g. 0.01 0.03")
-    g.add_argument("--sparsity-epochs", type=int, help="epochs of sparsity training")
-    g.add_argument("--prune-ratios", type=float, nargs="+", help="prune ratios (share of prunable channels)")
-    g.add_argument("--finetune-epochs", type=int, help="epochs of fine-tuning each pruned model")
-    g.add_argument("--finetune-hyp", type=str, help="hyperparameters for fine-tuning")
-    g.add_argument("--mode", choices=MODES, help="which BNs are penalised and pruned")
-    g.add_argument("--round", type=int, help="round kept channels up to a multiple of this")
-    g.add_argument("--workers", type=int, help="max dataloader workers per stage")
-    g.add_argument("--jobs", type=int, help="stages run at the same time on --device")
-    g.add_argument("--devices", type=str, help="one stage at a time per listed device, e.g. 0,1,2,3 or cpu,cpu "
-                                               "(list one twice for two stages on it)")
-    g.add_argument("--backend", choices=("local", "ray"), help="local: subprocesses here; ray: Ray tasks on a "
-                                                                "cluster (needs requirements-extra.txt)")
-    g.add_argument("--ray-address", type=str, help="backend ray: the cluster to join (default: $RAY_ADDRESS, else "
-                                                   "a Ray instance started here)")
-    g.add_argument("--ray-cpus", type=float, help="backend ray: CPUs each stage asks for (default 1)")
-    g.add_argument("--project", type=str, help="sweeps go to project/name")
-    g.add_argument("--name", type=str, help="sweeps go to project/name (the same name resumes)")
-    g.add_argument("--device", type=str, help="every stage's device, i.e. 0, or cpu (latency is always measured on "
-                                              "CPU); with --backend ray, how many GPUs each stage asks for")
-    g.add_argument("--latency-repeats", type=int, help="timed forward passes per model")
-    g.add_argument("--latency-warmup", type=int, help="untimed forward passes first")
-    g.add_argument("--latency-threads", type=int, help="CPU threads while timing (0: PyTorch's default)")
-    g.add_argument("--extra", action="append", default=None, metavar="KIND=FLAGS",
-                   help=f"more flags for one stage kind ({', '.join(STAGE_KINDS)}), e.g. --extra 'sparsity=--noval'")
+    """Parse the command line; returns (the namespace, the config overrides given on it: only the flags given).
+
+    A value that its field's check refuses is a usage error (exit 2) naming the flag, as in the other scripts.
+    """
+    p = _parser()
     a = p.parse_args(argv)
-    check_common_flags(p, a)
-    overrides = {k: v for k, v in vars(a).items() if k not in ("config", "dry_run", "extra")}
-    if a.extra:
+    overrides = {f.name: getattr(a, f.name) for f in fields(SweepConfig) if hasattr(a, f.name)}
+    items = overrides.pop("extra", [])
+    try:
+        check_options(SweepConfig(**overrides))  # the other fields keep their defaults, which pass
+    except FlagError as e:
+        p.error(str(e))
+    if items:
         extra = {}
-        for item in a.extra:
+        for item in items:
             kind, sep, flags = item.partition("=")
             if not sep:
                 p.error(f"--extra {item!r}: write KIND=FLAGS, e.g. --extra 'finetune=--cos-lr'")

@@ -443,7 +443,6 @@ def test_gpu_slots_this_machine_lacks_are_refused_before_anything_runs(tmp_path:
 @pytest.mark.parametrize("flags, message", [
     (["--devices", "0,1", "--jobs", "2"], "--jobs: 'jobs' is 2 but 'devices' already makes one slot per listed device"),
     (["--devices", "0,1", "--device", "cpu"], "--devices: 'devices' and 'device' ('cpu') are both set"),
-    (["--devices", "gpu0"], "--devices: 'devices' lists 'gpu0'; each entry is one device"),
     (["--backend", "ray", "--devices", "0,1"], "--devices: 'devices' is for the local backend"),
     (["--backend", "ray", "--jobs", "4"], "--jobs: 'jobs' is for the local backend"),
     (["--ray-address", "auto"], "--ray-address: 'ray_address' is set but backend is 'local'"),

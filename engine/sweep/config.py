@@ -1,7 +1,9 @@
 """A sweep's settings: a typed dataclass loaded from YAML, overridden by command-line flags, checked up front.
 
-Every mistake (an unknown key, an empty grid, a wrong type or range) is a ``ValueError`` that names where the value
-came from (the YAML file or the flag) and the key, raised before any stage runs.
+Each field declares its flag, help text and range check once (:func:`utils.options.opt`): sweep.py's settings flags
+are generated from the fields, and the same check refuses a value from the YAML file and from a flag. Every mistake
+(an unknown key, an empty grid, a wrong type or range, settings that contradict) is a ``ValueError`` that names where
+the value came from (the YAML file or the flag) and the key, raised before any stage runs.
 """
 
 from __future__ import annotations
@@ -10,19 +12,20 @@ import difflib
 import shlex
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from engine.prune_options import PruneOptions
 from engine.train_options import TrainOptions
 from pruning.masks import MODES
-from utils.options import spellings
+from utils.options import at_least, flag_name, not_a_file, opt, spellings
 from utils.yaml_io import read_yaml
 
 
-__all__ = ["SweepConfig", "STAGE_KINDS", "BACKENDS", "load_config", "config_to_dict", "check_resumable"]
+__all__ = ["SweepConfig", "STAGE_KINDS", "BACKENDS", "SETTINGS", "load_config", "config_to_dict", "check_resumable"]
 
 STAGE_KINDS = ("base", "sparsity", "prune", "finetune")
 BACKENDS = ("local", "ray")
+SETTINGS = "settings (override the config file)"  # sweep.py's help section of the settings flags
 # Flags the sweep sets itself, every spelling; extra args may not repeat them (the stage graph would no longer match
 # the runs).
 _RESERVED_FLAGS = spellings(TrainOptions, "project", "name", "exist_ok", "weights", "resume", "epochs", "sparsity_rate",
@@ -32,43 +35,108 @@ _RESULT_KEYS = ("weights", "data", "imgsz", "batch_size", "base_epochs", "sparsi
                 "finetune_hyp", "mode", "round", "extra")
 
 
+def _not_empty(v: Any) -> str | None:
+    return None if v else "must not be empty"
+
+
+def _folder(v: Any) -> str | None:
+    return _not_empty(v) or not_a_file(v)
+
+
+def _positive(v: Any) -> str | None:
+    return None if v > 0 else f"must be > 0, got {v}"
+
+
+def _grid(ok: Callable[[float], bool], rule: str, noun: str) -> Callable[[list], str | None]:
+    """A grid axis's check: at least one value, each passing ``ok`` (else "must all be ``rule``"), none twice."""
+    def check(v: list) -> str | None:
+        if not v:
+            return f"is empty; the grid needs at least one {noun}"
+        if not all(ok(x) for x in v):
+            return f"must all be {rule}, got {v}"
+        return f"lists a value twice: {v}" if len(set(v)) != len(v) else None
+    return check
+
+
+def _device_list(text: str) -> list[str]:
+    """``0,1,2,3``, ``0 1``, ``cpu,cpu`` or one id -> its entries (the flag's type; YAML may also give a list)."""
+    return [d.strip().lower() for d in text.replace(" ", ",").split(",") if d.strip()]
+
+
+def _devices(v: list[str]) -> str | None:
+    bad = [d for d in v if not (d.isdigit() or d in ("cpu", "mps"))]
+    return f"lists {', '.join(map(repr, bad))}; each entry is one device: a CUDA id (0, 1, ...), cpu or mps" if bad \
+        else None
+
+
 @dataclass
 class SweepConfig:
     """Settings of one sweep (``sweep.py --config FILE`` and/or flags).
 
     Base training once (or the weights as they are with ``base_epochs: 0``), sparsity training per rate, pruning per
-    (rate, ratio), fine-tuning per pruned model; results in ``<project>/<name>``.
+    (rate, ratio), fine-tuning per pruned model; results in ``<project>/<name>``. Each field is a YAML key and a flag
+    of sweep.py (``extra`` is the flag ``--extra KIND=FLAGS``, declared by sweep.py).
     """
 
-    weights: str = "yolov5n.pt"  # starting weights (the base model when base_epochs is 0)
-    data: str = "data/coco128.yaml"
-    imgsz: int = 320  # training, validation and latency image size
-    batch_size: int = 16  # training batch size (validation uses twice this, as train.py does)
-    base_epochs: int = 0  # 0: use the weights as the base model without training
-    sparsity_rates: list[float] = field(default_factory=lambda: [0.01, 0.03])
-    sparsity_epochs: int = 10
-    prune_ratios: list[float] = field(default_factory=lambda: [0.2, 0.3])
-    finetune_epochs: int = 10
-    finetune_hyp: str = "hyp.finetune_prune.yaml"
-    mode: str = "normal"  # BNs penalised and pruned: 'normal' leaves residual-coupled channels, 'shortcut' includes
-    round: int = 1  # prune.py --round: kept channels rounded up to a multiple of this
-    workers: int = 8
-    jobs: int = 1  # stages run at the same time on `device` (local backend)
-    devices: list[str] = field(default_factory=list)  # one parallel slot per entry, e.g. ['0', '1'] or ['cpu', 'cpu']
-    backend: str = "local"  # 'local' (subprocesses here) or 'ray' (Ray tasks on a cluster; the optional extra)
-    ray_address: str = ""  # backend ray: the cluster to join ('' : $RAY_ADDRESS, else a Ray instance started here)
-    ray_cpus: float = 1.0  # backend ray: CPUs each stage asks for
-    project: str = "runs/sweep"
-    name: str = "exp"
-    extra: dict[str, list[str]] = field(default_factory=dict)  # more flags per stage kind (base/sparsity/...)
-    device: str = ""
-    latency_repeats: int = 30
-    latency_warmup: int = 5
-    latency_threads: int = 0  # CPU threads while timing (0: PyTorch's default); 1 is steadiest on a busy machine
+    weights: str = opt("yolov5n.pt", "--weights", group=SETTINGS,
+                       help="starting weights, e.g. yolov5n.pt (the base model when --base-epochs is 0)")
+    data: str = opt("data/coco128.yaml", "--data", help="dataset.yaml", check=_not_empty, group=SETTINGS)
+    imgsz: int = opt(320, "--imgsz", "--img", "--img-size", help="train, val and latency image size",
+                     check=at_least(1), group=SETTINGS)
+    batch_size: int = opt(16, "--batch-size", check=at_least(1), group=SETTINGS,
+                          help="training batch size (validation uses twice this, as train.py does)")
+    base_epochs: int = opt(0, "--base-epochs", check=at_least(0), group=SETTINGS,
+                           help="epochs of base training (0: use the weights as the base)")
+    sparsity_rates: list[float] = opt([0.01, 0.03], "--sparsity-rates", type=float, nargs="+", group=SETTINGS,
+                                      check=_grid(lambda r: r > 0, "> 0 (sparsity training needs S > 0)", "rate"),
+                                      help="sparsity rates S, e.g. 0.01 0.03")
+    sparsity_epochs: int = opt(10, "--sparsity-epochs", help="epochs of sparsity training", check=at_least(1),
+                               group=SETTINGS)
+    prune_ratios: list[float] = opt([0.2, 0.3], "--prune-ratios", type=float, nargs="+", group=SETTINGS,
+                                    check=_grid(lambda r: 0 <= r < 1, "in [0, 1)", "ratio"),
+                                    help="prune ratios (share of prunable channels)")
+    finetune_epochs: int = opt(10, "--finetune-epochs", help="epochs of fine-tuning each pruned model",
+                               check=at_least(1), group=SETTINGS)
+    finetune_hyp: str = opt("hyp.finetune_prune.yaml", "--finetune-hyp", help="hyperparameters for fine-tuning",
+                            check=_not_empty, group=SETTINGS)
+    mode: str = opt("normal", "--mode", choices=MODES, group=SETTINGS,
+                    help="which BNs are penalised and pruned: 'normal' leaves residual-coupled channels alone, "
+                         "'shortcut' includes them")
+    round: int = opt(1, "--round", help="round kept channels up to a multiple of this (prune.py --round)",
+                     check=at_least(1), group=SETTINGS)
+    workers: int = opt(8, "--workers", help="max dataloader workers per stage", check=at_least(0), group=SETTINGS)
+    jobs: int = opt(1, "--jobs", help="stages run at the same time on --device (local backend)", check=at_least(1),
+                    group=SETTINGS)
+    devices: list[str] = opt([], "--devices", type=_device_list, check=_devices, group=SETTINGS,
+                             help="one stage at a time per listed device, e.g. 0,1,2,3 or cpu,cpu (list one twice for "
+                                  "two stages on it)")
+    backend: str = opt("local", "--backend", choices=BACKENDS, group=SETTINGS,
+                       help="local: subprocesses here; ray: Ray tasks on a cluster (needs requirements-extra.txt)")
+    ray_address: str = opt("", "--ray-address", group=SETTINGS,
+                           help="backend ray: the cluster to join (default: $RAY_ADDRESS, else a Ray instance "
+                                "started here)")
+    ray_cpus: float = opt(1.0, "--ray-cpus", help="backend ray: CPUs each stage asks for (default 1)",
+                          check=_positive, group=SETTINGS)
+    project: str = opt("runs/sweep", "--project", help="sweeps go to project/name", check=_folder, group=SETTINGS)
+    name: str = opt("exp", "--name", help="sweeps go to project/name (the same name resumes)", check=_not_empty,
+                    group=SETTINGS)
+    # more flags per stage kind (base/sparsity/...): sweep.py's --extra KIND=FLAGS, one kind per flag, repeatable
+    extra: dict[str, list[str]] = field(default_factory=dict)
+    device: str = opt("", "--device", group=SETTINGS,
+                      help="every stage's device, i.e. 0, or cpu (latency is always measured on CPU); with --backend "
+                           "ray, how many GPUs each stage asks for")
+    latency_repeats: int = opt(30, "--latency-repeats", help="timed forward passes per model", check=at_least(1),
+                               group=SETTINGS)
+    latency_warmup: int = opt(5, "--latency-warmup", help="untimed forward passes first", check=at_least(0),
+                              group=SETTINGS)
+    latency_threads: int = opt(0, "--latency-threads", check=at_least(0), group=SETTINGS,
+                               help="CPU threads while timing (0: PyTorch's default; 1 is steadiest on a busy "
+                                    "machine)")
 
 
-def _flag(key: str) -> str:
-    return "--" + key.replace("_", "-")
+def _origin_flag(key: str) -> str:
+    """The flag a value given as an override stands for (its first spelling)."""
+    return "--extra" if key == "extra" else flag_name(SweepConfig, key)
 
 
 def _known() -> dict[str, str]:
@@ -96,14 +164,12 @@ def _coerce(key: str, value: Any, typ: str, where: str) -> Any:
         items = value if isinstance(value, (list, tuple)) else [value]  # one rate may be written without brackets
         if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in items):
             raise bad("a list of numbers")
-        if not items:
-            noun = "rate" if "rate" in key else "ratio"
-            raise ValueError(f"{where}: '{key}' is empty; the grid needs at least one {noun}")
         return [float(v) for v in items]
     if typ == "list[str]":  # devices: `0,1,2,3`, `[0, 1]`, `cpu,cpu` or one id
         value = [] if value is None else value  # `devices:` with nothing after it
-        items = value.replace(" ", ",").split(",") if isinstance(value, str) else value
-        items = items if isinstance(items, (list, tuple)) else [items]
+        if isinstance(value, str):
+            return _device_list(value)
+        items = value if isinstance(value, (list, tuple)) else [value]
         if any(isinstance(v, bool) or not isinstance(v, (str, int)) for v in items):
             raise bad("a list of devices such as 0,1,2,3 or cpu,cpu")
         return [str(v).strip().lower() for v in items if str(v).strip()]
@@ -132,45 +198,30 @@ def _coerce(key: str, value: Any, typ: str, where: str) -> Any:
     raise TypeError(f"SweepConfig.{key}: unsupported field type {typ}")  # a programming error, not a user one
 
 
-def _check_values(cfg: SweepConfig, origin: dict[str, str]) -> None:
-    """Ranges and choices; ``origin[key]`` says where each value came from."""
+def _check_field(key: str, value: Any, where: str) -> None:
+    """The field's own choices and range check (the ones its flag runs), naming ``where`` the value came from."""
+    spec = next(f for f in fields(SweepConfig) if f.name == key).metadata.get("cli")
+    if spec is None:
+        return
+    if spec.choices is not None and value not in spec.choices:
+        raise ValueError(f"{where}: '{key}' must be one of {', '.join(spec.choices)}, got {value!r}")
+    if spec.check is not None and (why := spec.check(value)):
+        raise ValueError(f"{where}: '{key}' {why}")
+
+
+def _check_together(cfg: SweepConfig, origin: dict[str, str]) -> None:
+    """Checks across settings (each field's own range was checked as it was read); ``origin[key]`` says where each
+    value came from."""
     def fail(key: str, why: str) -> None:
         raise ValueError(f"{origin.get(key, 'default')}: '{key}' {why}")
 
-    for key in ("imgsz", "batch_size", "sparsity_epochs", "finetune_epochs", "round", "jobs", "latency_repeats"):
-        if getattr(cfg, key) < 1:
-            fail(key, f"must be >= 1, got {getattr(cfg, key)}")
-    for key in ("base_epochs", "workers", "latency_warmup", "latency_threads"):
-        if getattr(cfg, key) < 0:
-            fail(key, f"must be >= 0, got {getattr(cfg, key)}")
-    if any(r <= 0 for r in cfg.sparsity_rates):
-        fail("sparsity_rates", f"must all be > 0 (sparsity training needs S > 0), got {cfg.sparsity_rates}")
-    if any(not 0 <= r < 1 for r in cfg.prune_ratios):
-        fail("prune_ratios", f"must all be in [0, 1), got {cfg.prune_ratios}")
-    for key in ("sparsity_rates", "prune_ratios"):
-        values = getattr(cfg, key)
-        if len(set(values)) != len(values):
-            fail(key, f"lists a value twice: {values}")
-    if cfg.mode not in MODES:
-        fail("mode", f"must be one of {', '.join(MODES)}, got {cfg.mode!r}")
     _check_placement(cfg, fail)
     if not cfg.weights and cfg.base_epochs == 0:
         fail("weights", "is empty: with base_epochs 0 the weights are the base model")
-    for key in ("data", "finetune_hyp", "project", "name"):
-        if not getattr(cfg, key):
-            fail(key, "must not be empty")
 
 
 def _check_placement(cfg: SweepConfig, fail: Any) -> None:
     """backend, devices, jobs and device: each says one thing, so combinations that would contradict are refused."""
-    if cfg.backend not in BACKENDS:
-        fail("backend", f"must be one of {', '.join(BACKENDS)}, got {cfg.backend!r}")
-    bad = [d for d in cfg.devices if not (d.isdigit() or d in ("cpu", "mps"))]
-    if bad:
-        fail("devices", f"lists {', '.join(map(repr, bad))}; each entry is one device: a CUDA id (0, 1, ...), cpu "
-                        "or mps")
-    if not cfg.ray_cpus > 0:
-        fail("ray_cpus", f"must be > 0, got {cfg.ray_cpus}")
     if cfg.backend == "ray":
         if cfg.devices:
             fail("devices", "is for the local backend; with backend ray, Ray places each stage: set 'device' (cpu, "
@@ -229,12 +280,15 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
             raise ValueError(f"unknown sweep setting '{key}'; known: {', '.join(known)}")
         if value is None:
             continue
+        where = _origin_flag(key)
         if key == "extra":  # per kind: a flag for one kind keeps the file's flags for the others
-            value = {**values.get("extra", {}), **_coerce(key, value, known[key], "--extra")}
-        values[key] = _coerce(key, value, known[key], _flag(key))
-        origin[key] = _flag(key)
+            value = {**values.get("extra", {}), **_coerce(key, value, known[key], where)}
+        values[key] = _coerce(key, value, known[key], where)
+        origin[key] = where
+    for key, value in values.items():
+        _check_field(key, value, origin[key])
     cfg = SweepConfig(**values)
-    _check_values(cfg, origin)
+    _check_together(cfg, origin)
     return cfg
 
 
