@@ -18,7 +18,7 @@ from engine.prune_options import PruneOptions
 from engine.train_options import TrainOptions
 from pruning.masks import MODES
 from utils.cli import FlagError
-from utils.options import argument_group, at_least, build_parser, check_options, opt, to_argv
+from utils.options import argument_group, at_least, build_parser, check_options, opt, refusal, to_argv
 
 
 def _spellings(parser: argparse.ArgumentParser) -> dict[str, set[str]]:
@@ -143,3 +143,12 @@ def test_a_hand_declared_flag_joins_the_section_of_the_generated_ones() -> None:
     # suppress: of the generated flags only those given come back, so a caller can tell them from defaults
     assert vars(p.parse_args(["--more", "a", "--more", "b"])) == {"more": ["a", "b"], "config": None}
     assert vars(p.parse_args(["--size", "3", "--fast"])) == {"size": 3, "fast": True, "more": None, "config": None}
+
+
+def test_refusal_checks_a_value_from_elsewhere_as_its_flag_would() -> None:
+    assert refusal(PruneOptions, "percent", 1.5) == "must be in [0, 1), got 1.5"
+    assert refusal(PruneOptions, "percent", 0.5) is None
+    assert refusal(PruneOptions, "mode", "fast") == "must be one of normal, shortcut, got 'fast'"
+    assert refusal(PruneOptions, "mode", "shortcut") is None and refusal(PruneOptions, "name", "") is None
+    with pytest.raises(KeyError, match="PruneOptions has no flag field 'precent'"):
+        refusal(PruneOptions, "precent", 0.5)

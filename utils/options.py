@@ -25,7 +25,8 @@ from typing import Any, Callable, Collection, Mapping, Sequence, TypeVar
 from utils.cli import Flags, FlagError, ScriptParser
 
 __all__ = ["Flag", "opt", "at_least", "in_range", "not_a_file", "build_parser", "parse_options", "check_options",
-           "to_argv", "with_flags", "or_auto", "changed_fields", "flag_name", "spellings", "argument_group"]
+           "to_argv", "with_flags", "or_auto", "changed_fields", "flag_name", "spellings", "argument_group",
+           "refusal"]
 
 T = TypeVar("T")
 Check = Callable[[Any], "str | None"]  # a value -> why it is refused (the flag is put in front), or None
@@ -190,6 +191,20 @@ def argument_group(parser: argparse.ArgumentParser, title: str) -> argparse._Arg
 def changed_fields(options: Any) -> list[str]:
     """The flag fields of ``options`` whose value differs from the field's default."""
     return [f.name for f in fields(options) if _spec(f) and getattr(options, f.name) != _default(f)]
+
+
+def refusal(cls: type, name: str, value: Any) -> str | None:
+    """Why field ``name`` of ``cls`` refuses ``value`` (not one of its choices, or its check's reason), else None: a
+    value read from elsewhere than the command line (a YAML file) checked as its flag would be.
+
+    Raises:
+        KeyError: ``cls`` has no flag field of that name.
+    """
+    flag_name(cls, name)  # the KeyError
+    s = _spec(next(f for f in fields(cls) if f.name == name))
+    if s.choices is not None and value not in s.choices:
+        return f"must be one of {', '.join(map(str, s.choices))}, got {value!r}"
+    return s.check(value) if s.check is not None else None
 
 
 def check_options(options: Any, given: Collection[str] | None = None) -> None:

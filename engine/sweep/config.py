@@ -17,7 +17,7 @@ from typing import Any, Callable
 from engine.prune_options import PruneOptions
 from engine.train_options import TrainOptions
 from pruning.masks import MODES
-from utils.options import at_least, flag_name, not_a_file, opt, spellings
+from utils.options import at_least, flag_name, not_a_file, opt, refusal, spellings
 from utils.yaml_io import read_yaml
 
 
@@ -198,17 +198,6 @@ def _coerce(key: str, value: Any, typ: str, where: str) -> Any:
     raise TypeError(f"SweepConfig.{key}: unsupported field type {typ}")  # a programming error, not a user one
 
 
-def _check_field(key: str, value: Any, where: str) -> None:
-    """The field's own choices and range check (the ones its flag runs), naming ``where`` the value came from."""
-    spec = next(f for f in fields(SweepConfig) if f.name == key).metadata.get("cli")
-    if spec is None:
-        return
-    if spec.choices is not None and value not in spec.choices:
-        raise ValueError(f"{where}: '{key}' must be one of {', '.join(spec.choices)}, got {value!r}")
-    if spec.check is not None and (why := spec.check(value)):
-        raise ValueError(f"{where}: '{key}' {why}")
-
-
 def _check_together(cfg: SweepConfig, origin: dict[str, str]) -> None:
     """Checks across settings (each field's own range was checked as it was read); ``origin[key]`` says where each
     value came from."""
@@ -285,8 +274,9 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
             value = {**values.get("extra", {}), **_coerce(key, value, known[key], where)}
         values[key] = _coerce(key, value, known[key], where)
         origin[key] = where
-    for key, value in values.items():
-        _check_field(key, value, origin[key])
+    for key, value in values.items():  # each field's choices and range check, as its flag has them
+        if key != "extra" and (why := refusal(SweepConfig, key, value)):
+            raise ValueError(f"{origin[key]}: '{key}' {why}")
     cfg = SweepConfig(**values)
     _check_together(cfg, origin)
     return cfg
