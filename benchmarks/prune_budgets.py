@@ -60,8 +60,8 @@ class BudgetOptions:
 
 def fresh_latency(files: list[str], imgsz: int, threads: int, repeats: int) -> dict[str, dict]:
     """ONNX Runtime latency of checkpoints, all timed interleaved in a new Python process (median and p90, ms)."""
-    code = ("import json, sys; from engine.slimming.timing import Timed, time_interleaved; "
-            f"t = time_interleaved([Timed(f, f, {imgsz}) for f in sys.argv[1:]], threads={threads}, "
+    code = ("import json, sys; from engine.benchmark import Timed, time_models; "
+            f"t = time_models([Timed(f, f, {imgsz}) for f in sys.argv[1:]], threads={threads}, "
             f"repeats={repeats}, rounds=10, runtimes=('ort',)); print('RESULT ' + json.dumps(t))")
     out = subprocess.run([sys.executable, "-c", code, *files], cwd=REPO_ROOT, capture_output=True, text=True,
                          check=True).stdout

@@ -1,9 +1,18 @@
-"""Measured inference latency: one model or backend (``measure_latency``), a model in PyTorch against ONNX Runtime
-(``compare_runtimes``), speed-ups between two models (``speedup``), and ``benchmarks/latency.py`` (``run``).
+"""Measured inference latency, all timed by one loop: :func:`time_interleaved`.
+
+The guide's rule for comparisons: interleave the things you compare in one process, report medians and ratios. On
+a shared machine the load drifts over minutes, so timing model after model hands that drift to whichever model ran at
+a busy moment (a 25%-pruned yolov5n once came out 3.5x slower than its source). :func:`time_interleaved` times every
+call in the same rounds, so drift reaches them all alike; one call alone is the same loop with one round.
+
+Built on it: one model or backend (:func:`measure_latency`); several (model or backend, size, batch) cases at once
+(:func:`measure_latencies`: benchmarks/latency.py, compare.py, export.py's INT8 report, :func:`compare_runtimes`);
+checkpoints or in-memory models in PyTorch and ONNX Runtime at batch 1 (:func:`time_models`: prune.py's latency,
+budget search and ``--round auto``, the slimming study, benchmarks/prune_budgets.py); the speed-ups between two sets
+of rows (:func:`speedup`), and ``benchmarks/latency.py`` itself (:func:`run`).
 
 Latency here is the forward pass alone (no pre-processing, no NMS) on a fixed random batch, after warm-up runs,
-timed run by run with CUDA synchronised; medians and percentiles are reported because single runs on a shared
-machine are noisy.
+timed run by run with CUDA synchronised; medians and percentiles are reported because single runs are noisy.
 """
 
 from __future__ import annotations
@@ -15,7 +24,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Collection, Sequence
+from typing import Any, Callable, Collection, Hashable, Mapping, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -26,9 +35,57 @@ from engine.exporters.common import example_input, normalize_imgsz
 from utils.cli import FlagError
 from utils.options import at_least, check_options, opt
 
-__all__ = ["measure_latency", "compare_runtimes", "speedup", "format_latency_table", "LatencyOptions", "run"]
+__all__ = ["time_interleaved", "measure_latency", "measure_latencies", "Timed", "time_models", "compare_runtimes",
+           "speedup", "format_latency_table", "LatencyOptions", "run"]
 
 LOGGER = logging.getLogger(__name__)
+K = TypeVar("K", bound=Hashable)
+
+
+def time_interleaved(calls: Mapping[K, Callable[[], object]], repeats: int = 50, rounds: int = 10,
+                     warmup: int = 5) -> dict[K, dict[str, float]]:
+    """Time every call in the same rounds: each round runs each call in turn, a share of ``repeats`` times.
+
+    Args:
+        calls: ``{key: run once}``; each call must finish its work before it returns (synchronise CUDA in it).
+        repeats: timed runs of each call, spread as evenly as they go over the rounds.
+        rounds: rounds (at most ``repeats``); 1 times the calls one after another.
+        warmup: untimed runs of each call first (allocations, kernel selection, lazy initialisation). With several
+            calls each round also starts a call with one untimed run: the call before it evicted its weights from
+            the caches.
+
+    Returns:
+        ``{key: stats}`` in milliseconds over all of the key's runs: median_ms, mean_ms, std_ms, min_ms, max_ms,
+        p10_ms, p90_ms, iqr_ms, and repeats and rounds.
+
+    Raises:
+        ValueError: fewer than one repeat.
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    rounds = max(min(rounds, repeats), 1)
+    for fn in calls.values():
+        for _ in range(max(warmup, 0)):
+            fn()
+    times: dict[K, list[float]] = {k: [] for k in calls}
+    for r in range(rounds):
+        n = repeats // rounds + (r < repeats % rounds)
+        for k, fn in calls.items():
+            if len(calls) > 1:
+                fn()
+            for _ in range(n):
+                t0 = time.perf_counter()
+                fn()
+                times[k].append((time.perf_counter() - t0) * 1e3)
+    return {k: _stats(t, rounds) for k, t in times.items()}
+
+
+def _stats(times: list[float], rounds: int) -> dict[str, float]:
+    t = np.asarray(times)
+    p10, p25, p50, p75, p90 = np.percentile(t, [10, 25, 50, 75, 90])
+    return {"repeats": len(t), "rounds": rounds, "median_ms": float(p50), "mean_ms": float(t.mean()),
+            "std_ms": float(t.std()), "min_ms": float(t.min()), "max_ms": float(t.max()), "p10_ms": float(p10),
+            "p90_ms": float(p90), "iqr_ms": float(p75 - p25)}
 
 
 def _sync(device: torch.device) -> None:
@@ -44,29 +101,14 @@ def _runtime_name(model: nn.Module | Backend) -> str:
     return "pytorch"
 
 
-def measure_latency(model: nn.Module | Backend, imgsz: int | Sequence[int] = 640, batch_size: int = 1,
-                    warmup: int = 10, repeats: int = 50, half: bool = False) -> dict[str, Any]:
-    """Time the forward pass of ``model`` (an nn.Module in eval mode, or a :class:`~engine.backends.Backend`).
-
-    Args:
-        model: what to time; an nn.Module runs in eval mode (restored afterwards) on the device of its parameters.
-        imgsz: input size, an int or (height, width).
-        batch_size: images per forward pass.
-        warmup: untimed runs first (allocations, kernel selection, lazy initialisation).
-        repeats: timed runs.
-        half: float16 input on CUDA (an nn.Module must already be ``.half()``; backends cast to their own dtype).
-
-    Returns:
-        dict: runtime, device, imgsz, batch_size, warmup, repeats, threads (PyTorch's, or the ONNX session's with 0
-        for ONNX Runtime's default), and in milliseconds median_ms,
-        mean_ms, std_ms, min_ms, max_ms, p10_ms, p90_ms, iqr_ms and per_image_ms (median / batch_size).
+def _forward(model: nn.Module | Backend, h: int, w: int, batch_size: int, half: bool,
+             inputs: dict[tuple, torch.Tensor]) -> tuple[Callable[[], None], dict[str, Any]]:
+    """A run-once function for ``model`` on a fixed batch (shared through ``inputs`` by cases of the same shape), and
+    what the row says about it.
 
     Raises:
-        ValueError: a static-shape backend asked for another input shape, or fewer than one repeat.
+        ValueError: a static-shape backend asked for another input shape.
     """
-    if repeats < 1:
-        raise ValueError(f"repeats must be >= 1, got {repeats}")
-    h, w = normalize_imgsz(imgsz if isinstance(imgsz, int) else list(imgsz))
     if isinstance(model, Backend):
         device = model.device
         if not model.dynamic and model.imgsz is not None and (h, w) != tuple(model.imgsz):
@@ -74,42 +116,174 @@ def measure_latency(model: nn.Module | Backend, imgsz: int | Sequence[int] = 640
                              f"cannot time it at {h}x{w}")
     else:
         device = next(model.parameters()).device
-    was_training = getattr(model, "training", False)
-    model.eval()
     half = half and device.type == "cuda"
-    x = example_input(batch_size, h, w, device, half)
-    times = []
-    with torch.inference_mode():
-        for _ in range(max(warmup, 0)):
+    key = (batch_size, h, w, str(device), half)
+    x = inputs.get(key)
+    if x is None:
+        x = inputs[key] = example_input(batch_size, h, w, device, half)
+
+    def run_once() -> None:
+        with torch.inference_mode():
             model(x)
         _sync(device)
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            model(x)
-            _sync(device)
-            times.append((time.perf_counter() - t0) * 1e3)
-    if was_training:
-        model.train()
-    t = np.asarray(times)
-    p10, p25, p50, p75, p90 = np.percentile(t, [10, 25, 50, 75, 90])
-    return {"runtime": _runtime_name(model), "device": str(device), "imgsz": [h, w], "batch_size": batch_size,
-            "warmup": warmup, "repeats": repeats, "threads": getattr(model, "threads", torch.get_num_threads()), "median_ms": float(p50),
-            "mean_ms": float(t.mean()), "std_ms": float(t.std()), "min_ms": float(t.min()), "max_ms": float(t.max()),
-            "p10_ms": float(p10), "p90_ms": float(p90), "iqr_ms": float(p75 - p25),
-            "per_image_ms": float(p50) / batch_size}
+
+    return run_once, {"runtime": _runtime_name(model), "device": str(device), "imgsz": [h, w],
+                      "batch_size": batch_size, "threads": getattr(model, "threads", torch.get_num_threads())}
+
+
+def measure_latencies(cases: Sequence[tuple[nn.Module | Backend, int | Sequence[int], int]], warmup: int = 10,
+                      repeats: int = 50, rounds: int = 10, half: bool = False) -> list[dict[str, Any]]:
+    """Time the forward pass of several (model, imgsz, batch size) cases together (:func:`time_interleaved`).
+
+    Args:
+        cases: what to time: an nn.Module (run in eval mode, restored afterwards, on the device of its parameters) or
+            a :class:`~engine.backends.Backend`, an input size (an int or (height, width)) and a batch size.
+        warmup, repeats, rounds: as for :func:`time_interleaved` (rounds 1: one case after another).
+        half: float16 input on CUDA (an nn.Module must already be ``.half()``; backends cast to their own dtype).
+
+    Returns:
+        one dict per case, in order: runtime, device, imgsz, batch_size, threads (PyTorch's, or the backend's with 0
+        for its runtime's default), warmup, :func:`time_interleaved`'s stats and per_image_ms (median /
+        batch_size). A case that cannot run (a static export at another size) has ``error`` instead of figures.
+    """
+    modules = {id(m): m for m, _, _ in cases if isinstance(m, nn.Module)}
+    training = {k: m.training for k, m in modules.items()}
+    rows: list[dict[str, Any]] = []
+    calls: dict[int, Callable[[], None]] = {}
+    inputs: dict[tuple, torch.Tensor] = {}
+    try:
+        for m in modules.values():
+            m.eval()
+        for i, (model, imgsz, batch_size) in enumerate(cases):
+            h, w = normalize_imgsz(imgsz if isinstance(imgsz, int) else list(imgsz))
+            try:
+                calls[i], row = _forward(model, h, w, batch_size, half, inputs)
+            except ValueError as e:
+                row = {"runtime": _runtime_name(model), "imgsz": [h, w], "batch_size": batch_size, "error": str(e)}
+            rows.append(row)
+        timed = time_interleaved(calls, repeats, rounds, warmup)
+    finally:
+        for k, m in modules.items():
+            m.train(training[k])
+    for i, row in enumerate(rows):
+        if i in timed:
+            row.update(warmup=warmup, **timed[i], per_image_ms=timed[i]["median_ms"] / row["batch_size"])
+    return rows
+
+
+def measure_latency(model: nn.Module | Backend, imgsz: int | Sequence[int] = 640, batch_size: int = 1,
+                    warmup: int = 10, repeats: int = 50, half: bool = False) -> dict[str, Any]:
+    """Time the forward pass of one model or backend alone (:func:`measure_latencies` with one case, one round).
+
+    Returns:
+        :func:`measure_latencies`' dict.
+
+    Raises:
+        ValueError: a static-shape backend asked for another input shape, or fewer than one repeat.
+    """
+    row = measure_latencies([(model, imgsz, batch_size)], warmup, repeats, rounds=1, half=half)[0]
+    if "error" in row:
+        raise ValueError(row["error"])
+    return row
+
+
+@dataclass
+class Timed:
+    """One thing :func:`time_models` times at ``imgsz``, batch 1, on the CPU: a checkpoint file or an in-memory
+    model (timed in PyTorch, and as a static ONNX export in ONNX Runtime), or an ``.onnx`` file (ONNX Runtime
+    only)."""
+
+    key: str
+    file: str | nn.Module
+    imgsz: int
+
+
+def _ort_session(file: Path, threads: int):  # noqa: ANN202 - an onnxruntime InferenceSession
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads  # 0: ONNX Runtime's default
+    opts.inter_op_num_threads = 1
+    return ort.InferenceSession(str(file), opts, providers=["CPUExecutionProvider"])
+
+
+def _model_calls(items: list[Timed], threads: int, tmp: Path,
+                 runtimes: tuple[str, ...]) -> dict[tuple[str, str], Callable[[], object]]:
+    """``{(key, runtime): run once}`` for ``runtimes`` (of "torch", "ort"), with inputs made up front. ONNX Runtime
+    runs the bare session on a numpy input: no conversions in the timed call."""
+    from engine.exporters.common import prepare_for_export
+    from engine.exporters.onnx_export import export_onnx
+    from utils.checkpoint import load_model
+
+    out: dict[tuple[str, str], Callable[[], object]] = {}
+    inputs: dict[tuple, torch.Tensor] = {}
+    for it in items:
+        onnx_file = Path(it.file) if not isinstance(it.file, nn.Module) else None
+        if onnx_file is None or onnx_file.suffix != ".onnx":
+            src = it.file if isinstance(it.file, nn.Module) else load_model(it.file, device="cpu")[0]
+            model = prepare_for_export(src, "cpu")  # a fused eval copy in fp32; the input model is not changed
+            if "torch" in runtimes:
+                out[(it.key, "torch")] = _forward(model, it.imgsz, it.imgsz, 1, False, inputs)[0]
+            if "ort" in runtimes:
+                onnx_file = tmp / f"{len(out)}_{it.key}.onnx"
+                export_onnx(model, onnx_file, it.imgsz, dynamic=False, device="cpu", check=False, prepared=True)
+        if "ort" in runtimes:
+            sess = _ort_session(onnx_file, threads)
+            feed = {sess.get_inputs()[0].name: example_input(1, it.imgsz, it.imgsz).numpy()}
+            out[(it.key, "ort")] = lambda s=sess, f=feed: s.run(None, f)
+    return out
+
+
+def time_models(items: list[Timed], threads: int = 1, repeats: int = 50, rounds: int = 10, warmup: int = 5,
+                runtimes: tuple[str, ...] = ("torch", "ort")) -> dict[str, dict]:
+    """Batch-1 CPU latency of every item in PyTorch (models and checkpoints) and ONNX Runtime, all interleaved
+    (:func:`time_interleaved`).
+
+    Args:
+        items: what to time (distinct keys).
+        threads: PyTorch and ONNX Runtime intra-op threads while timing (PyTorch's setting is restored after; 0 leaves
+            PyTorch's setting and gives ONNX Runtime its default).
+        repeats, rounds, warmup: as for :func:`time_interleaved`.
+        runtimes: which of "torch" and "ort" to time (the other's figures are None).
+
+    Returns:
+        ``{key: {"torch_ms", "torch_p90_ms", "torch_iqr_ms", "ort_ms", "ort_p90_ms", "ort_iqr_ms", "threads",
+        "repeats"}}`` in milliseconds (median, 90th percentile and interquartile range; the torch figures are None
+        for ONNX files).
+    """
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)  # the benchmark's own process, for the timing only
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            calls = _model_calls(items, threads, Path(tmp), runtimes)
+            timed = time_interleaved(calls, repeats, rounds, warmup)
+            calls.clear()  # release the sessions before their files go
+    finally:
+        torch.set_num_threads(before)
+    out: dict[str, dict] = {}
+    for it in items:
+        row: dict[str, Any] = {"threads": threads, "repeats": repeats}
+        for rt in ("torch", "ort"):
+            t = timed.get((it.key, rt), {})
+            row.update({f"{rt}_ms": t.get("median_ms"), f"{rt}_p90_ms": t.get("p90_ms"),
+                        f"{rt}_iqr_ms": t.get("iqr_ms")})
+        out[it.key] = row
+    return out
 
 
 def compare_runtimes(model: nn.Module, imgsz: int | Sequence[int] = 640, batch_sizes: Sequence[int] = (1, 8),
                      warmup: int = 10, repeats: int = 50, runtimes: Sequence[str] = ("pytorch", "onnxruntime"),
                      device: torch.device | str = "cpu", threads: int | None = None) -> list[dict[str, Any]]:
-    """Latency of an in-memory model (e.g. a pruned one) in PyTorch and in ONNX Runtime, per batch size.
+    """Latency of an in-memory model (e.g. a pruned one) in PyTorch and in ONNX Runtime, per batch size, all cases
+    timed together (:func:`measure_latencies`).
 
     PyTorch runs a fused eval copy (what val.py and detect.py run); ONNX Runtime runs a temporary dynamic-shape
     export of the same copy. The model itself is not changed. ``threads`` sets ONNX Runtime's intra-op threads
     (PyTorch uses ``torch.get_num_threads()``); give the same figure to both on a busy machine.
 
     Returns:
-        one :func:`measure_latency` dict per (runtime, batch size).
+        one :func:`measure_latency` dict per (runtime, batch size), PyTorch's first.
     """
     from engine.backends import ONNXBackend
     from engine.exporters.common import prepare_for_export
@@ -120,16 +294,15 @@ def compare_runtimes(model: nn.Module, imgsz: int | Sequence[int] = 640, batch_s
         raise ValueError(f"unknown runtime(s) {sorted(unknown)}; choose from pytorch, onnxruntime")
     device = torch.device(device)
     prepared = prepare_for_export(model, device)
-    rows = []
-    if "pytorch" in runtimes:
-        rows += [measure_latency(prepared, imgsz, b, warmup, repeats) for b in batch_sizes]
-    if "onnxruntime" in runtimes:
-        with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp:
+        models: list[nn.Module | Backend] = [prepared] if "pytorch" in runtimes else []
+        if "onnxruntime" in runtimes:
             file = Path(tmp) / "model.onnx"
             export_onnx(prepared, file, imgsz, dynamic=True, device=device, check=False, prepared=True)
-            backend = ONNXBackend(file, device, threads=threads)
-            rows += [measure_latency(backend, imgsz, b, warmup, repeats) for b in batch_sizes]
-            del backend  # release the session before the file goes
+            models.append(ONNXBackend(file, device, threads=threads))
+        rows = measure_latencies([(m, imgsz, b) for m in models for b in batch_sizes], warmup, repeats,
+                                 rounds=min(10, repeats))
+        models.clear()  # release the session before the file goes
     return rows
 
 
@@ -196,7 +369,6 @@ def run(opt: LatencyOptions) -> list[dict[str, Any]]:
     check_options(opt)  # the flags' own checks, for options built in Python rather than parsed
     if opt.threads:
         torch.set_num_threads(opt.threads)  # on request only: the benchmark's own process, never at import
-    rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         backends = []
         for w in opt.weights:
@@ -204,16 +376,12 @@ def run(opt: LatencyOptions) -> list[dict[str, Any]]:
             backends.append((Path(w).name, b))
             if b.format == "pytorch" and (opt.onnx or opt.openvino):
                 backends += _exports_of(b, Path(tmp), opt)
-        for name, b in backends:
-            for size in opt.imgsz:
-                for bs in opt.batch_size:
-                    try:
-                        r = measure_latency(b, size, bs, opt.warmup, opt.repeats)
-                    except ValueError as e:  # a static export at another size: say so in the table
-                        r = {"runtime": _runtime_name(b), "imgsz": [size, size], "batch_size": bs, "error": str(e)}
-                    r["model"] = name
-                    rows.append(r)
-                    LOGGER.debug("%s", r)
+        cases = [(name, b, size, bs) for name, b in backends for size in opt.imgsz for bs in opt.batch_size]
+        # every row timed together: the table compares them (a static export at another size gets an error row)
+        rows = measure_latencies([c[1:] for c in cases], opt.warmup, opt.repeats)
+        for (name, *_), r in zip(cases, rows):
+            r["model"] = name
+            LOGGER.debug("%s", r)
         backends.clear()
     print(format_latency_table(rows))
     # Other processes on the machine inflate and spread the figures (OpenMP threads spin-wait for busy cores):

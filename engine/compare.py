@@ -47,8 +47,9 @@ class CompareOptions:
 
 
 def compare_models(opt: CompareOptions) -> list[dict]:
-    """Validate and time each checkpoint on the same data, image size and machine; one dict per checkpoint."""
-    from engine.benchmark import measure_latency
+    """Validate each checkpoint on the same data and image size, then time them all together on this machine (batch 1,
+    interleaved: :func:`engine.benchmark.measure_latencies`); one dict per checkpoint."""
+    from engine.benchmark import measure_latencies
     from engine.validator import evaluate, val_loader
     from models.summary import count_flops
     from utils.checkpoint import load_model, resolve_weights
@@ -56,7 +57,7 @@ def compare_models(opt: CompareOptions) -> list[dict]:
 
     check_options(opt)  # the flags' own checks, for options built in Python rather than parsed
     data = load_dataset_config(opt.data)
-    rows, loader = [], None
+    rows, fused_models, loader = [], [], None
     labels = opt.labels or [Path(w).stem for w in opt.weights]
     for label, w in zip(labels, opt.weights):
         path = resolve_weights(w)
@@ -68,11 +69,13 @@ def compare_models(opt: CompareOptions) -> list[dict]:
                                 workers=opt.workers)
         fused = copy.deepcopy(model).fuse()
         res = evaluate(fused, loader, model.names)
-        lat = measure_latency(fused, imgsz=opt.imgsz, batch_size=1, warmup=3, repeats=opt.repeats)
+        fused_models.append(fused)
         rows.append({"model": label, "weights": str(path), "params": params, "gflops": gflops,
                      "size_mb": path.stat().st_size / 1e6, "mAP50": res["mAP50"], "mAP50_95": res["mAP50_95"],
-                     "latency_ms": lat["median_ms"], "latency_iqr_ms": lat.get("iqr_ms"), "imgsz": opt.imgsz,
-                     "pruned": bool(ckpt["arch"].get("channels"))})
+                     "imgsz": opt.imgsz, "pruned": bool(ckpt["arch"].get("channels"))})
+    timed = measure_latencies([(m, opt.imgsz, 1) for m in fused_models], warmup=3, repeats=opt.repeats)
+    for row, lat in zip(rows, timed):
+        row.update(latency_ms=lat["median_ms"], latency_iqr_ms=lat["iqr_ms"])
     if opt.json:
         Path(opt.json).write_text(json.dumps(rows, indent=1))
     return rows

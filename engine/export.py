@@ -193,7 +193,7 @@ def _int8(fp32: Path, imgsz: tuple[int, int], opt: ExportOptions, device: torch.
           f"({res['size_mb']:.1f} MB)")
     out: dict[str, Any] = {"export": res}
     if opt.int8_report:
-        out["report"] = [_map_and_latency(f, opt, device, imgsz) for f in (fp32, int8)]
+        out["report"] = _map_and_latency([fp32, int8], opt, device, imgsz)
         print(f"\n{'model':<28}{'mAP50':>8}{'mAP50-95':>10}{'latency ms (b1)':>17}{'p10-p90':>15}")
         for r in out["report"]:
             lat = r["latency"]
@@ -202,22 +202,27 @@ def _int8(fp32: Path, imgsz: tuple[int, int], opt: ExportOptions, device: torch.
     return out
 
 
-def _map_and_latency(file: Path, opt: ExportOptions, device: torch.device, imgsz: tuple[int, int]) -> dict[str, Any]:
-    """val.py's mAP (rect batches when the file is dynamic, else square letterboxing) and batch-1 latency."""
+def _map_and_latency(files: list[Path], opt: ExportOptions, device: torch.device,
+                     imgsz: tuple[int, int]) -> list[dict[str, Any]]:
+    """Per file, val.py's mAP (rect batches when the file is dynamic, else square letterboxing) and batch-1 latency,
+    the files timed together (interleaved: the report compares them)."""
     from engine.backends import load_backend
-    from engine.benchmark import measure_latency
+    from engine.benchmark import measure_latencies
     from engine.validator import evaluate, val_loader
     from utils.data import load_dataset_config
 
     data = load_dataset_config(opt.data)
-    backend = load_backend(file, device)
-    size = backend.input_size(max(imgsz))
-    if not isinstance(size, int):
-        LOGGER.warning("%s: no mAP for a non-square static input (val.py letterboxes to squares)", file)
-        return {"file": str(file), "mAP50": float("nan"), "mAP50_95": float("nan"),
-                "latency": measure_latency(backend, imgsz, 1, warmup=5, repeats=30)}
-    loader = val_loader(data["val"], size, 16, backend.stride, nc=data["nc"], rect=backend.dynamic,
-                        workers=opt.workers)
-    res = evaluate(backend, loader, backend.names or data["names"])
-    latency = measure_latency(backend, imgsz, 1, warmup=5, repeats=30)
-    return {"file": str(file), "mAP50": res["mAP50"], "mAP50_95": res["mAP50_95"], "latency": latency}
+    backends, rows = [load_backend(f, device) for f in files], []
+    for file, backend in zip(files, backends):
+        size = backend.input_size(max(imgsz))
+        if not isinstance(size, int):
+            LOGGER.warning("%s: no mAP for a non-square static input (val.py letterboxes to squares)", file)
+            rows.append({"file": str(file), "mAP50": float("nan"), "mAP50_95": float("nan")})
+            continue
+        loader = val_loader(data["val"], size, 16, backend.stride, nc=data["nc"], rect=backend.dynamic,
+                            workers=opt.workers)
+        res = evaluate(backend, loader, backend.names or data["names"])
+        rows.append({"file": str(file), "mAP50": res["mAP50"], "mAP50_95": res["mAP50_95"]})
+    for row, latency in zip(rows, measure_latencies([(b, imgsz, 1) for b in backends], warmup=5, repeats=30)):
+        row["latency"] = latency
+    return rows

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 __all__ = ["LATENCY_BACKENDS", "ROUND_CHOICES", "has_target", "search_budget", "search_map_guard", "choose_round"]
 
-LATENCY_BACKENDS = {"onnxruntime": "ort", "torch": "torch"}  # --latency-backend -> engine.slimming.timing's runtime
+LATENCY_BACKENDS = {"onnxruntime": "ort", "torch": "torch"}  # --latency-backend -> engine.benchmark.time_models runtime
 ROUND_CHOICES = (1, 4, 8, 16)  # the multiples --round auto compares
 
 
@@ -51,11 +51,11 @@ def _latency_pair(source: nn.Module, pruned: nn.Module | None, opt: PruneOptions
                   repeats: int = 20) -> tuple[float, float]:
     """(pruned ms, unpruned ms) in ``--latency-backend``, batch 1, ``--threads``, at ``--imgsz``, timed interleaved
     (``pruned`` None: the unpruned model alone, both figures its own)."""
-    from engine.slimming.timing import Timed, time_interleaved
+    from engine.benchmark import Timed, time_models
 
     rt = LATENCY_BACKENDS[opt.latency_backend]
     items = [Timed("unpruned", source, opt.imgsz)] + ([Timed("pruned", pruned, opt.imgsz)] if pruned else [])
-    t = time_interleaved(items, threads=opt.threads, repeats=repeats, rounds=4, runtimes=(rt,))
+    t = time_models(items, threads=opt.threads, repeats=repeats, rounds=4, runtimes=(rt,))
     return t["pruned" if pruned else "unpruned"][f"{rt}_ms"], t["unpruned"][f"{rt}_ms"]
 
 
@@ -163,7 +163,7 @@ def choose_round(opt: PruneOptions, source: nn.Module, model: nn.Module, groups:
     at most the reference's. All candidates are timed together, interleaved, in ``--latency-backend``; ``opt.round``
     becomes the fastest (``--round 1`` itself is a candidate, so the pick is never measured slower than it).
     """
-    from engine.slimming.timing import Timed, time_interleaved
+    from engine.benchmark import Timed, time_models
     from models.summary import count_flops
     from pruning.budget import search_percent
 
@@ -183,8 +183,8 @@ def choose_round(opt: PruneOptions, source: nn.Module, model: nn.Module, groups:
             p, g = res.percent, res.value
         rows.append({"round": r, "percent": p, "gflops": g})
     rt = LATENCY_BACKENDS[opt.latency_backend]
-    t = time_interleaved([Timed(str(row["round"]), prune(row["percent"], row["round"]), opt.imgsz) for row in rows],
-                         threads=opt.threads, repeats=40, rounds=8, runtimes=(rt,))
+    t = time_models([Timed(str(row["round"]), prune(row["percent"], row["round"]), opt.imgsz) for row in rows],
+                    threads=opt.threads, repeats=40, rounds=8, runtimes=(rt,))
     for row in rows:
         row["latency_ms"] = t[str(row["round"])][f"{rt}_ms"]
     best = min(rows, key=lambda row: row["latency_ms"])

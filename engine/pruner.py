@@ -230,10 +230,10 @@ def _latency(original: nn.Module, pruned: nn.Module, imgsz: int, threads: int) -
     """Batch-1 CPU latency of both models in PyTorch and ONNX Runtime (median of 50 runs each), timed interleaved: on
     a busy machine, timing one model after the other handed the load of that moment to one of them (a 25%-pruned
     yolov5n came out 3.5x slower)."""
-    from engine.slimming.timing import Timed, time_interleaved
+    from engine.benchmark import Timed, time_models
 
-    t = time_interleaved([Timed("before", original, imgsz), Timed("after", pruned, imgsz)], threads=threads,
-                         repeats=50, rounds=10)
+    t = time_models([Timed("before", original, imgsz), Timed("after", pruned, imgsz)], threads=threads, repeats=50,
+                    rounds=10)
     return {"before": t["before"]["torch_ms"], "after": t["after"]["torch_ms"],
             "p90": {k: t[k]["torch_p90_ms"] for k in t},
             "torch": {k: t[k]["torch_ms"] for k in t}, "onnxruntime": {k: t[k]["ort_ms"] for k in t},

@@ -223,14 +223,14 @@ def test_study_end_to_end_tables_plot_and_resume(tmp_path: Path, tiny_data: Path
 
 def test_interleaved_timing_of_models_and_onnx_files(tmp_path: Path) -> None:
     from engine.exporters.onnx_export import export_onnx
-    from engine.slimming.timing import Timed, time_interleaved
+    from engine.benchmark import Timed, time_models
     from models.yolo import Model
 
     model = Model("yolov5n.yaml", nc=3).eval()
     onnx = tmp_path / "m.onnx"
     export_onnx(model, onnx, 64, check=False)
     before = torch.get_num_threads()
-    res = time_interleaved([Timed("model", model, 64), Timed("file", str(onnx), 64)], threads=1, repeats=6, rounds=3)
+    res = time_models([Timed("model", model, 64), Timed("file", str(onnx), 64)], threads=1, repeats=6, rounds=3)
     assert torch.get_num_threads() == before  # the timing's thread count is undone
     assert res["model"]["repeats"] == 6 and res["model"]["threads"] == 1
     assert 0 < res["model"]["torch_ms"] <= res["model"]["torch_p90_ms"]

@@ -15,7 +15,7 @@ Rows (``rows`` of the JSON, in this order):
 - ``onnx``, ``int8``: the chosen fine-tuned model exported (static, batch 1) and quantized, validated through val.py.
 
 Accuracy comes from val.py runs on the val and test splits; latency from one interleaved timing session after all
-training (:mod:`engine.slimming.timing`).
+training (:func:`engine.benchmark.time_models`).
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ def _choose(rows: dict[str, dict], ref: str, max_drop: float) -> str | None:
 
 def _timing(root: Path, opt: SlimmingOptions, items: list) -> dict[str, dict]:
     """Interleaved latency of ``items``, cached in ``timing.json`` while the files and settings stay the same."""
-    from engine.slimming.timing import time_interleaved
+    from engine.benchmark import time_models
 
     key = {"threads": opt.threads, "repeats": opt.repeats, "rounds": opt.rounds,
            "items": [[it.key, it.file, it.imgsz, os.stat(it.file).st_mtime_ns] for it in items]}
@@ -125,7 +125,7 @@ def _timing(root: Path, opt: SlimmingOptions, items: list) -> dict[str, dict]:
         return cache["results"]
     print(f"slimming: timing {len(items)} models interleaved ({opt.repeats} runs each per runtime, batch 1, "
           f"{opt.threads} thread(s), {opt.rounds} rounds); nothing else should run meanwhile", flush=True)
-    res = time_interleaved(items, threads=opt.threads, repeats=opt.repeats, rounds=opt.rounds)
+    res = time_models(items, threads=opt.threads, repeats=opt.repeats, rounds=opt.rounds)
     atomic_write_json(root / "timing.json", {"key": key, "results": res, "load_average": os.getloadavg()[0]})
     return res
 
@@ -134,7 +134,7 @@ def run(opt: SlimmingOptions) -> dict:
     """Run (or resume) the study and write ``slimming.md``, ``slimming.json`` and ``slimming.png``; returns the
     JSON document."""
     from engine.slimming.report import write_report
-    from engine.slimming.timing import Timed
+    from engine.benchmark import Timed
     from utils.data import load_dataset_config
 
     data = load_dataset_config(opt.data)
