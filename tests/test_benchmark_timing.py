@@ -121,3 +121,25 @@ def test_time_models_goes_through_the_same_loop(monkeypatch) -> None:  # noqa: A
     res = time_models([Timed("x", m, 64), Timed("y", m, 64)], threads=1, repeats=3, rounds=3, runtimes=("torch",))
     assert seen == [[("x", "torch"), ("y", "torch")]]
     assert res["x"]["repeats"] == 3 and res["x"]["torch_ms"] > 0 and res["x"]["ort_ms"] is None
+
+
+@pytest.mark.slow
+def test_compare_validates_each_checkpoint_then_times_them_together(tmp_path: Path, yolov5n_pt: Path,
+                                                                    coco128_dir: Path, monkeypatch,  # noqa: ANN001
+                                                                    capsys: pytest.CaptureFixture) -> None:
+    from benchmarks import compare
+    from tests.test_val_detect import make_mini_dataset
+
+    seen = []
+    real = benchmark.time_interleaved
+    monkeypatch.setattr(benchmark, "time_interleaved", lambda calls, *a, **k: seen.append(len(calls)) or
+                        real(calls, *a, **k))
+    data = make_mini_dataset(tmp_path / "mini", coco128_dir)
+    rows = compare.main(["--weights", str(yolov5n_pt), str(yolov5n_pt), "--labels", "base", "same", "--data", str(data),
+                         "--imgsz", "64", "--workers", "0", "--repeats", "4"])
+    assert seen == [2]  # one session, both models
+    assert [r["model"] for r in rows] == ["base", "same"] and rows[0]["mAP50_95"] == rows[1]["mAP50_95"]
+    assert all(r["latency_ms"] > 0 and r["latency_iqr_ms"] >= 0 for r in rows)
+    out = capsys.readouterr().out
+    assert "| model | params | GFLOPs (640) | file (MB) | mAP50 | mAP50-95 | CPU latency bs1 (ms) |" in out
+    assert out.count("x) |") == 1  # the second row's speed-up over the first
