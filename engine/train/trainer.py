@@ -139,8 +139,9 @@ class Trainer:
                 from utils.autoanchor import check_anchors
 
                 # As YOLOv5 does, also for a pretrained head: its runs re-fit yolov5n's anchors on coco128 at 320 px
-                # (BPR 0.963), and matching its first epochs needs the same start (--noautoanchor keeps them).
-                check_anchors(self.dataset, model.detect, thr=hyp["anchor_t"], imgsz=self.imgsz)
+                # (BPR 0.963), and matching its first epochs needs the same start (--noautoanchor keeps them). The
+                # k-means and evolution follow --seed as YOLOv5's do: another seed, other (equally fit) anchors.
+                check_anchors(self.dataset, model.detect, thr=hyp["anchor_t"], imgsz=self.imgsz, rng=opt.seed)
         self.nb = len(self.train_loader)
 
     def _build_optimizer(self, model: nn.Module) -> None:
