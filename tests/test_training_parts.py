@@ -218,6 +218,16 @@ def test_kmean_anchors_sorted_and_deterministic():
     assert (k1 >= 2.0).all() and (k1 < 640 * 1.2).all()
 
 
+def test_anchor_summary_reads_like_yolov5s():
+    """The result lines carry YOLOv5's quantities: thr as the ratio floor 1/anchor_t, metric_all as the plain means
+    of the ratio metric over all pairs and over each box's best anchor (a box at exactly the floor does not match)."""
+    from utils.autoanchor import _summary
+
+    text = _summary(np.array([[10.0, 10.0]]), np.array([[10.0, 10.0], [40.0, 10.0]], np.float32), 4.0, 320)
+    assert "thr=0.25: 0.5000 best possible recall, 0.50 anchors past thr" in text
+    assert "metric_all=0.625/0.625-mean/best, past_thr=1.000-mean: 10,10" in text
+
+
 def test_kmean_anchors_random_start_when_too_few_boxes(caplog):
     data = SyntheticDataset(np.array([[30.0, 40.0]] * 4))
     with caplog.at_level(logging.WARNING, logger="utils.autoanchor"):

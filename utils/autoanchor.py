@@ -137,15 +137,16 @@ def check_anchors(dataset: LabelledDataset, detect: nn.Module, thr: float = 4.0,
 
 
 def _summary(k: np.ndarray, wh: np.ndarray, thr: float, img_size: int) -> str:
+    """YOLOv5's two AutoAnchor result lines: its ``thr`` is the ratio floor 1/anchor_t, ``metric_all`` the mean ratio
+    metric over every (box, anchor) pair / over each box's best anchor, ``past_thr`` the mean over the pairs that match."""
+    floor = 1.0 / thr
     x, best = _ratio_metric(k, wh)
-    bpr = (best > 1.0 / thr).mean()
-    aat = (x > 1.0 / thr).mean() * len(k)
-    mean_all = (x * (x > 1.0 / thr)).mean()
-    mean_best = (best * (best > 1.0 / thr)).mean()
+    bpr = (best > floor).mean()
+    aat = (x > floor).mean() * len(k)
     rows = ", ".join(f"{round(a)},{round(b)}" for a, b in k)
-    return (f"{PREFIX}thr={thr:.2f}: {bpr:.4f} best possible recall, {aat:.2f} anchors past thr\n"
-            f"{PREFIX}n={len(k)}, img_size={img_size}, metric_all={mean_all:.3f}/{mean_best:.3f}-mean/best, "
-            f"past_thr={x[x > 1.0 / thr].mean() if (x > 1.0 / thr).any() else 0.0:.3f}-mean: {rows}")
+    return (f"{PREFIX}thr={floor:.2f}: {bpr:.4f} best possible recall, {aat:.2f} anchors past thr\n"
+            f"{PREFIX}n={len(k)}, img_size={img_size}, metric_all={x.mean():.3f}/{best.mean():.3f}-mean/best, "
+            f"past_thr={x[x > floor].mean() if (x > floor).any() else 0.0:.3f}-mean: {rows}")
 
 
 def kmean_anchors(dataset: LabelledDataset, n: int = 9, img_size: int = 640, thr: float = 4.0, gen: int = 1000,
