@@ -26,7 +26,7 @@ if __package__ in (None, ""):  # run as a script from anywhere: make the repo im
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from utils.cli import run_script  # noqa: E402
-from utils.options import at_least, in_range, not_a_file, opt, parse_options  # noqa: E402
+from utils.options import above, at_least, in_range, not_a_file, opt, parse_options  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ("models/yolov5n.yaml", "models/yolov5s.yaml", "models/MobileNetv2.yaml", "models/MobileNetv3_large.yaml",
@@ -36,10 +36,6 @@ CONFIGS = ("models/yolov5n.yaml", "models/yolov5s.yaml", "models/MobileNetv2.yam
 def _configs_exist(cfgs: list[str]) -> str | None:
     missing = [c for c in cfgs if not (ROOT / c).is_file()]
     return f"names no such config: {', '.join(missing)}" if missing else None
-
-
-def _positive(v: float) -> str | None:
-    return None if v > 0 else f"must be > 0, got {v}"
 
 
 @dataclass
@@ -52,7 +48,7 @@ class BackboneOptions:
     epochs: int = opt(3, "--epochs", help="epochs from scratch", check=at_least(1))
     batch_size: int = opt(16, "--batch-size", help="batch size", check=at_least(1))
     optimizer: str = opt("AdamW", "--optimizer", help="optimizer for both training stages")
-    sparsity_rate: float = opt(0.01, "--sparsity_rate", help="S of the 1-epoch sparsity stage", check=_positive)
+    sparsity_rate: float = opt(0.01, "--sparsity_rate", help="S of the 1-epoch sparsity stage", check=above(0))
     percent: float = opt(0.3, "--percent", help="prune.py --percent", check=in_range(0, 1))
     tol: float = opt(1e-4, "--tol", help="max abs difference allowed between pruned and masked", check=at_least(0))
     latency_imgsz: list[int] = opt([320, 640], "--latency-imgsz", nargs="+", type=int, help="latency sizes (0: none)",

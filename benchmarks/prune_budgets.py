@@ -24,32 +24,21 @@ if __package__ in (None, ""):  # run as a script from anywhere: make the repo im
 
 from pruning.importance import IMPORTANCES  # noqa: E402
 from utils.cli import run_script  # noqa: E402
-from utils.options import at_least, not_a_file, opt, parse_options  # noqa: E402
+from utils.options import at_least, in_range, not_a_file, opt, parse_options  # noqa: E402
 from utils.paths import REPO_ROOT  # noqa: E402
-
-
-def _given(v: str) -> str | None:
-    return None if v else "is required: the sparsity-trained checkpoint"
-
-
-def _shares(v: list[float]) -> str | None:
-    return None if all(0 < x <= 1 for x in v) else f"values must be in (0, 1], got {v}"
-
-
-def _percent(v: float) -> str | None:
-    return None if 0 < v < 1 else f"must be in (0, 1), got {v}"
 
 
 @dataclass
 class BudgetOptions:
     """benchmarks/prune_budgets.py's options: each field declares its flags, help text and range check once."""
 
-    weights: str = opt("", "--weights", help="sparsity-trained checkpoint", check=_given)
+    weights: str = opt("", "--weights", help="sparsity-trained checkpoint", required=True)
     data: str = opt("data/aquarium.yaml", "--data", help="dataset.yaml (its val split ranks nothing here)")
     imgsz: int = opt(320, "--imgsz", help="image size of every latency", check=at_least(1))
     factors: list[float] = opt([0.8, 0.6], "--factors", nargs="+", type=float, help="targets as shares of unpruned",
-                               check=_shares)
-    percent: float = opt(0.5, "--percent", help="the prune --round auto is compared at", check=_percent)
+                               check=in_range(0, 1, closed=True, open_lo=True))
+    percent: float = opt(0.5, "--percent", help="the prune --round auto is compared at",
+                         check=in_range(0, 1, open_lo=True))
     importance: str = opt("relative", "--importance", choices=IMPORTANCES, help="prune.py --importance")
     round: int = opt(8, "--round", help="prune.py --round for the latency targets", check=at_least(1))
     threads: int = opt(1, "--threads", help="ONNX Runtime intra-op threads", check=at_least(1))

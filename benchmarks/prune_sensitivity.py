@@ -27,13 +27,9 @@ if __package__ in (None, ""):  # run as a script from anywhere: make the repo im
 from pruning.importance import IMPORTANCES  # noqa: E402
 from pruning.masks import MODES  # noqa: E402
 from utils.cli import run_script  # noqa: E402
-from utils.options import at_least, not_a_file, opt, parse_options  # noqa: E402
+from utils.options import at_least, in_range, not_a_file, opt, parse_options  # noqa: E402
 
 CHOICES = ("lowest", "random", "highest", "even")
-
-
-def _shares(v: list[float]) -> str | None:
-    return None if all(0 <= x < 1 for x in v) else f"values must be in [0, 1), got {v}"
 
 
 @dataclass
@@ -43,7 +39,7 @@ class SensitivityOptions:
     weights: str = opt("yolov5n.pt", "--weights", help="checkpoint (ours or official)")
     data: str = opt("data/coco128.yaml", "--data", help="dataset.yaml")
     percent: list[float] = opt([0.01, 0.05], "--percent", nargs="+", type=float,
-                               help="shares of prunable channels to mask", check=_shares)
+                               help="shares of prunable channels to mask", check=in_range(0, 1))
     imgsz: int = opt(320, "--imgsz", help="validation image size", check=at_least(1))
     batch_size: int = opt(16, "--batch-size", help="validation batch size", check=at_least(1))
     mode: str = opt("normal", "--mode", choices=MODES, help="prune.py --mode")

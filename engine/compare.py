@@ -17,16 +17,12 @@ __all__ = ["CompareOptions", "compare_models", "format_table"]
 LOGGER = logging.getLogger(__name__)
 
 
-def _some(v: list) -> str | None:
-    return None if v else "is required: the checkpoints to compare"
-
-
 @dataclass
 class CompareOptions:
     """benchmarks/compare.py's options (what to compare and how): each field declares its flags, help text and range
     check once."""
 
-    weights: list[str] = opt([], "--weights", nargs="+", type=str, check=_some,
+    weights: list[str] = opt([], "--weights", nargs="+", type=str, required=True,
                              help="checkpoints to compare (the first is the baseline)")
     labels: list[str] = opt([], "--labels", nargs="+", type=str, help="row names (default: file stems)")
     data: str = opt("data/coco128.yaml", "--data", help="dataset.yaml")

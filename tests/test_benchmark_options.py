@@ -69,8 +69,9 @@ def test_every_flag_and_alias_is_kept(module) -> None:  # noqa: ANN001
         switch = isinstance(getattr(base, name), bool)
         extra = COMPANIONS.get(name, [])
         for flag in flags:
-            got = module.parse_opt([*REQUIRED.get(module, []), *extra, flag, *([] if switch else [VALUES[name]])])
-            want = not getattr(base, name) if switch else vars(parser.parse_args([flag, VALUES[name]]))[name]
+            required = REQUIRED.get(module, [])
+            got = module.parse_opt([*required, *extra, flag, *([] if switch else [VALUES[name]])])
+            want = not getattr(base, name) if switch else vars(parser.parse_args([*required, flag, VALUES[name]]))[name]
             assert getattr(got, name) == want != getattr(base, name), (flag, getattr(got, name))
             changed = [f.name for f in fields(cls) if getattr(got, f.name) != getattr(base, f.name)]
             assert len(changed) == 1 + len(extra) and name in changed, (flag, changed)
@@ -90,7 +91,7 @@ def test_the_parsers_defaults_are_the_dataclasss(module) -> None:  # noqa: ANN00
     (latency, ["--img", "0"], "--imgsz must be >= 1, got [0]"),
     (latency, ["--threads", "-1"], "--threads must be >= 0, got -1"),
     (latency, ["--int8"], "--int8 quantizes the ONNX export: add --onnx"),
-    (compare, [], "--weights is required"),
+    (compare, [], "the following arguments are required: --weights"),
     (compare, ["--weights", "a.pt", "b.pt", "--labels", "x"], "--labels: 1 labels for 2 --weights"),
     (compare, ["--weights", "a.pt", "--repeats", "0"], "--repeats must be >= 1, got 0"),
     (compare, ["--weights", "a.pt", "--workers", "-1"], "--workers must be >= 0, got -1"),
@@ -99,17 +100,17 @@ def test_the_parsers_defaults_are_the_dataclasss(module) -> None:  # noqa: ANN00
     (backbones, ["--sparsity_rate", "0"], "--sparsity_rate must be > 0, got 0.0"),
     (backbones, ["--latency-imgsz", "-1"], "--latency-imgsz must be >= 0, got [-1]"),
     (backbones, ["--epochs", "0"], "--epochs must be >= 1, got 0"),
-    (prune_budgets, [], "--weights is required"),
+    (prune_budgets, [], "the following arguments are required: --weights"),
     (prune_budgets, ["--weights", "a.pt", "--factors", "0.5", "0"],
-     "--factors values must be in (0, 1], got [0.5, 0.0]"),
+     "--factors must be in (0, 1], got [0.5, 0.0]"),
     (prune_budgets, ["--weights", "a.pt", "--percent", "0"], "--percent must be in (0, 1), got 0.0"),
     (prune_budgets, ["--weights", "a.pt", "--repeats", "0"], "--repeats must be >= 1, got 0"),
-    (prune_sensitivity, ["--percent", "0.1", "1.5"], "--percent values must be in [0, 1), got [0.1, 1.5]"),
+    (prune_sensitivity, ["--percent", "0.1", "1.5"], "--percent must be in [0, 1), got [0.1, 1.5]"),
     (prune_sensitivity, ["--round", "0"], "--round must be >= 1, got 0"),
     (slimming, ["--img", "16"], "--imgsz must be >= 32, got 16"),
-    (slimming, ["--sparsity-rate", "0"], "--sparsity-rate must be 'auto' or a number > 0, got 0.0"),
+    (slimming, ["--sparsity-rate", "0"], "--sparsity-rate must be > 0 (or 'auto'), got 0.0"),
     (slimming, ["--sparsity-target", "1"], "--sparsity-target must be in [0, 1), got 1.0"),
-    (slimming, ["--percents", "0.5", "1"], "--percents must each be in (0, 1), got [0.5, 1.0]"),
+    (slimming, ["--percents", "0.5", "1"], "--percents must be in (0, 1), got [0.5, 1.0]"),
     (slimming, ["--rounds", "0"], "--rounds must be >= 1, got 0"),
 ])
 def test_a_value_out_of_range_exits_2_naming_the_flag(module, argv: list[str], message: str,  # noqa: ANN001
@@ -139,3 +140,24 @@ def test_options_built_in_python_are_checked_by_the_library() -> None:
         run(LatencyOptions(int8=True))
     with pytest.raises(FlagError, match=r"--repeats must be >= 1"):
         compare_models(CompareOptions(weights=["a.pt"], repeats=0))
+    with pytest.raises(FlagError, match=r"^--weights is required: checkpoints to compare"):
+        compare_models(CompareOptions())  # the default stands for "not given"
+
+
+@pytest.mark.parametrize("module", list(REQUIRED), ids=lambda m: m.__name__)
+def test_a_required_flag_shows_in_the_usage_line_and_the_bounds_hold(module) -> None:  # noqa: ANN001
+    usage = build_parser(_options_class(module), "x").format_usage()
+    assert " --weights WEIGHTS" in usage and "[--weights" not in usage
+    with pytest.raises(ValueError, match=r"^--weights is required"):
+        check_options(_options_class(module)())
+
+
+def test_range_ends_are_open_or_closed_as_declared(capsys: pytest.CaptureFixture) -> None:
+    assert prune_budgets.parse_opt(["--weights", "a.pt", "--factors", "1"]).factors == [1.0]  # (0, 1]
+    for module, argv in ((slimming, ["--percents", "0"]), (backbones, ["--sparsity_rate", "0"]),
+                         (prune_budgets, ["--weights", "a.pt", "--factors", "0"]),
+                         (prune_budgets, ["--weights", "a.pt", "--percent", "1"])):
+        with pytest.raises(SystemExit):
+            module.parse_opt(argv)
+        assert f"{argv[-2]} must be" in capsys.readouterr().err
+    assert prune_sensitivity.parse_opt(["--percent", "0"]).percent == [0.0]  # [0, 1)

@@ -17,8 +17,9 @@ import train
 from engine.prune_options import PruneOptions
 from engine.train_options import TrainOptions
 from pruning.masks import MODES
-from utils.cli import FlagError
-from utils.options import argument_group, at_least, build_parser, check_options, opt, refusal, to_argv
+from utils.cli import FlagError, python_api
+from utils.options import (above, all_of, argument_group, at_least, build_parser, check_options, in_range, not_a_file,
+                           not_empty, opt, parse_options, refusal, to_argv)
 
 
 def _spellings(parser: argparse.ArgumentParser) -> dict[str, set[str]]:
@@ -152,3 +153,64 @@ def test_refusal_checks_a_value_from_elsewhere_as_its_flag_would() -> None:
     assert refusal(PruneOptions, "mode", "shortcut") is None and refusal(PruneOptions, "name", "") is None
     with pytest.raises(KeyError, match="PruneOptions has no flag field 'precent'"):
         refusal(PruneOptions, "precent", 0.5)
+
+
+@dataclass
+class Needs:
+    weights: str = opt("", "--weights", help="the model", required=True)
+    size: int = opt(3, "--size", help="how many", check=at_least(1))
+
+
+def test_a_required_flag_missing_is_a_usage_error_naming_it(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as e:
+        parse_options(Needs, ["--size", "4"], "needs.py")
+    err = capsys.readouterr().err.splitlines()
+    assert e.value.code == 2 and err[0] == "usage: needs.py [-h] --weights WEIGHTS [--size SIZE]"
+    assert err[-1] == "needs.py: error: the following arguments are required: --weights"
+    assert parse_options(Needs, ["--weights", "a.pt"], "needs.py") == Needs("a.pt")
+    # a script's run(**kwargs): the same refusal as an exception
+    run = python_api(lambda flags: parse_options(Needs, flags, "needs.py"), "needs.py", "run(weights='a.pt')")
+    with pytest.raises(FlagError, match=r"^the following arguments are required: --weights$"):
+        run(size=4)
+    assert run(weights="a.pt") == Needs("a.pt")
+    # given but empty, or left at its default in Python: the default stands for "not given"
+    with pytest.raises(SystemExit):
+        parse_options(Needs, ["--weights", ""], "needs.py")
+    assert capsys.readouterr().err.splitlines()[-1] == "needs.py: error: --weights is required: the model"
+    with pytest.raises(FlagError, match=r"^--weights is required: the model$"):
+        check_options(Needs())
+    assert refusal(Needs, "weights", "") == "is required: the model" and refusal(Needs, "weights", "b.pt") is None
+    # a parser of the given flags only (suppress) requires nothing
+    assert vars(build_parser(Needs, "needs.py", suppress=True).parse_args(["--size", "2"])) == {"size": 2}
+
+
+def test_above_refuses_the_bound_itself_and_in_range_keeps_its_ends() -> None:
+    assert above(0)(0) == "must be > 0, got 0" and above(0)(-1.5) == "must be > 0, got -1.5"
+    assert above(0)(1e-9) is None and above(0)("auto") is None  # non-numbers are the type's business
+    assert above(0, "or 'auto'")([0.1, 0.0]) == "must be > 0 (or 'auto'), got [0.1, 0.0]"  # every item of a list
+    assert above(0)([0.1, 2]) is None
+    assert in_range(0, 1)(0) is None and in_range(0, 1)(1) == "must be in [0, 1), got 1"
+    assert in_range(0, 1, open_lo=True)(0) == "must be in (0, 1), got 0" and in_range(0, 1, open_lo=True)(0.5) is None
+    assert in_range(0, 1, closed=True, open_lo=True)(1) is None
+    assert in_range(0, 1, closed=True, open_lo=True)([0.5, 0]) == "must be in (0, 1], got [0.5, 0]"
+    assert in_range(0, 1, closed=True)(1.5) == "must be in [0, 1], got 1.5"
+
+
+def test_not_empty_and_all_of(tmp_path) -> None:  # noqa: ANN001
+    assert not_empty("") == not_empty([]) == "must not be empty" and not_empty("x") is None
+    a_file = tmp_path / "f"
+    a_file.write_text("")
+    folder = all_of(not_empty, not_a_file)
+    assert folder("") == "must not be empty" and folder(str(a_file)) == f"{a_file} is a file, not a folder"
+    assert folder(str(tmp_path)) is None
+    assert all_of()(0) is None
+
+
+def test_a_strict_bound_on_a_flag_names_it() -> None:
+    @dataclass
+    class Rate:
+        rate: float = opt(0.5, "--rate", check=above(0))
+
+    with pytest.raises(FlagError, match=r"^--rate must be > 0, got 0.0$"):
+        parse_options(Rate, {"rate": 0.0}, "rate.py")
+    assert parse_options(Rate, {"rate": 1e-6}, "rate.py").rate == 1e-6

@@ -75,7 +75,7 @@ def test_empty_grid_is_an_error_before_anything_runs(tmp_path: Path, no_subproce
 
 @pytest.mark.parametrize("cfg, message", [
     ({"imgsz": "big"}, "'imgsz' must be an integer, got 'big'"),
-    ({"prune_ratios": [0.3, 1.0]}, "'prune_ratios' must all be in [0, 1)"),
+    ({"prune_ratios": [0.3, 1.0]}, "'prune_ratios' must be in [0, 1), got [0.3, 1.0]"),
     ({"sparsity_rates": [0.01, 0.01]}, "'sparsity_rates' lists a value twice"),
     ({"mode": "fast"}, "'mode' must be one of normal, shortcut"),
     ({"extra": {"train": ["--cos-lr"]}}, "unknown stage kind 'train' under 'extra'"),

@@ -24,9 +24,9 @@ from typing import Any, Callable, Collection, Mapping, Sequence, TypeVar
 
 from utils.cli import Flags, FlagError, ScriptParser
 
-__all__ = ["Flag", "opt", "at_least", "in_range", "not_a_file", "build_parser", "parse_options", "check_options",
-           "to_argv", "with_flags", "or_auto", "changed_fields", "flag_name", "spellings", "argument_group",
-           "refusal"]
+__all__ = ["Check", "Flag", "opt", "at_least", "above", "in_range", "not_empty", "not_a_file", "all_of", "build_parser",
+           "parse_options", "check_options", "to_argv", "with_flags", "or_auto", "changed_fields", "flag_name",
+           "spellings", "argument_group", "refusal"]
 
 T = TypeVar("T")
 Check = Callable[[Any], "str | None"]  # a value -> why it is refused (the flag is put in front), or None
@@ -44,11 +44,12 @@ class Flag:
     const: Any = None
     check: Check | None = None
     group: str | None = None
+    required: bool = False
 
 
 def opt(default: Any, *flags: str, help: str = "", type: Callable[[str], Any] | None = None,  # noqa: A002
         choices: Sequence | None = None, nargs: str | None = None, const: Any = None, check: Check | None = None,
-        group: str | None = None) -> Any:
+        group: str | None = None, required: bool = False) -> Any:
     """A dataclass field that is also a flag.
 
     Args:
@@ -62,11 +63,15 @@ def opt(default: Any, *flags: str, help: str = "", type: Callable[[str], Any] | 
         check: the range check, e.g. :func:`at_least`; it runs for the command line, ``run(**kwargs)`` and
             :func:`check_options`.
         group: the help section (argparse argument group) the flag is listed under.
+        required: the flag must be given: the usage line shows it without brackets and a command line without it is
+            argparse's usage error (exit 2, the flag named; :class:`~utils.cli.FlagError` from ``run(**kwargs)``).
+            ``default`` then stands for "not given": :func:`check_options` and :func:`refusal` refuse it in an
+            options object built in Python.
     """
     if not flags:
         raise TypeError("opt() needs at least one flag")
     meta = {"cli": Flag(tuple(flags), help, type, tuple(choices) if choices is not None else None, nargs, const,
-                        check, group)}
+                        check, group, required)}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -76,20 +81,47 @@ def _number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def at_least(lo: float, note: str = "") -> Check:
-    """Refuse numbers below ``lo`` (every item of a list; non-numbers such as ``'auto'`` pass)."""
+def _bound(ok: Callable[[float], bool], rule: str, note: str) -> Check:
+    """Refuse numbers that fail ``ok`` (every item of a list; non-numbers such as ``'auto'`` pass): "must be
+    ``rule`` (``note``), got ``v``"."""
     def check(v: Any) -> str | None:
         items = v if isinstance(v, (list, tuple)) else [v]
-        ok = all(not _number(x) or x >= lo for x in items)
-        return None if ok else f"must be >= {lo}{f' ({note})' if note else ''}, got {v}"
+        return None if all(not _number(x) or ok(x) for x in items) else \
+            f"must be {rule}{f' ({note})' if note else ''}, got {v}"
     return check
 
 
-def in_range(lo: float, hi: float, closed: bool = False, note: str = "") -> Check:
-    """Refuse numbers outside ``[lo, hi)`` (``[lo, hi]`` when ``closed``)."""
+def at_least(lo: float, note: str = "") -> Check:
+    """Refuse numbers below ``lo`` (every item of a list; non-numbers such as ``'auto'`` pass)."""
+    return _bound(lambda x: x >= lo, f">= {lo}", note)
+
+
+def above(lo: float, note: str = "") -> Check:
+    """Refuse numbers not above ``lo``, ``lo`` itself included (every item of a list; non-numbers pass)."""
+    return _bound(lambda x: x > lo, f"> {lo}", note)
+
+
+def in_range(lo: float, hi: float, closed: bool = False, note: str = "", open_lo: bool = False) -> Check:
+    """Refuse numbers outside ``[lo, hi)`` (every item of a list; non-numbers pass).
+
+    Args:
+        closed: let ``hi`` in: ``[lo, hi]``.
+        open_lo: keep ``lo`` out: ``(lo, hi)`` (``(lo, hi]`` with ``closed``).
+    """
+    def ok(x: float) -> bool:
+        return (lo < x if open_lo else lo <= x) and (x <= hi if closed else x < hi)
+    return _bound(ok, f"in {'(' if open_lo else '['}{lo}, {hi}{']' if closed else ')'}", note)
+
+
+def not_empty(v: Any) -> str | None:
+    """Refuse an empty value (text, list); a default that stands for "not given" is :func:`opt`'s ``required``."""
+    return None if v else "must not be empty"
+
+
+def all_of(*checks: Check) -> Check:
+    """A check made of ``checks``: the first one's refusal, else None."""
     def check(v: Any) -> str | None:
-        ok = not _number(v) or (lo <= v <= hi if closed else lo <= v < hi)
-        return None if ok else f"must be in [{lo}, {hi}{']' if closed else ')'}{f' ({note})' if note else ''}, got {v}"
+        return next((why for c in checks if (why := c(v))), None)
     return check
 
 
@@ -167,6 +199,8 @@ def build_parser(cls: type, prog: str, description: str | None = None,
         target = p if s.group is None else groups.get(s.group) or groups.setdefault(s.group, p.add_argument_group(s.group))
         default = argparse.SUPPRESS if suppress else getattr(base, f.name) if base is not None else _default(f)
         kw: dict[str, Any] = {"dest": f.name, "default": default, "help": s.help}
+        if s.required and not suppress:  # suppress parses part of a command line (what was given): nothing is due
+            kw["required"] = True
         if _is_switch(f):
             kw["action"] = "store_false" if _default(f) else "store_true"
         else:
@@ -194,21 +228,32 @@ def changed_fields(options: Any) -> list[str]:
 
 
 def refusal(cls: type, name: str, value: Any) -> str | None:
-    """Why field ``name`` of ``cls`` refuses ``value`` (not one of its choices, or its check's reason), else None: a
-    value read from elsewhere than the command line (a YAML file) checked as its flag would be.
+    """Why field ``name`` of ``cls`` refuses ``value`` (not one of its choices, a required field's default, or its
+    check's reason), else None: a value read from elsewhere than the command line (a YAML file) checked as its flag
+    would be.
 
     Raises:
         KeyError: ``cls`` has no flag field of that name.
     """
     flag_name(cls, name)  # the KeyError
-    s = _spec(next(f for f in fields(cls) if f.name == name))
+    f = next(f for f in fields(cls) if f.name == name)
+    s = _spec(f)
     if s.choices is not None and value not in s.choices:
         return f"must be one of {', '.join(map(str, s.choices))}, got {value!r}"
+    return _refused(f, value)
+
+
+def _refused(f: dataclasses.Field, value: Any) -> str | None:
+    """Why flag field ``f`` refuses ``value``: a required one left at its default, or its check's reason."""
+    s = _spec(f)
+    if s.required and value == _default(f):
+        return f"is required{': ' + s.help.replace('%%', '%') if s.help else ''}"  # help text is argparse's
     return s.check(value) if s.check is not None else None
 
 
 def check_options(options: Any, given: Collection[str] | None = None) -> None:
-    """Run every field's range check, then the class's cross-field ``validate(given)`` if it has one.
+    """Run every field's range check (and refuse a required field left at its default), then the class's cross-field
+    ``validate(given)`` if it has one.
 
     Args:
         options: an options dataclass instance.
@@ -219,7 +264,7 @@ def check_options(options: Any, given: Collection[str] | None = None) -> None:
     """
     for f in fields(options):
         s = _spec(f)
-        if s is not None and s.check is not None and (why := s.check(getattr(options, f.name))):
+        if s is not None and (why := _refused(f, getattr(options, f.name))):
             raise FlagError(f"{s.flags[0]} {why}")
     validate = getattr(options, "validate", None)
     if validate is not None:

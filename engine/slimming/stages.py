@@ -17,18 +17,10 @@ from pathlib import Path
 from pruning.importance import IMPORTANCES
 from pruning.masks import MODES
 from pruning.sparsity import SPARSITY_IMPORTANCES
-from utils.options import at_least, in_range, not_a_file, opt, or_auto
+from utils.options import above, at_least, in_range, not_a_file, opt, or_auto
 from utils.paths import REPO_ROOT
 
 __all__ = ["SlimmingOptions", "StageRunner", "ratio_tag"]
-
-
-def _rate(v: float | str) -> str | None:
-    return None if v == "auto" or v > 0 else f"must be 'auto' or a number > 0, got {v}"
-
-
-def _ratios(v: list[float]) -> str | None:
-    return None if all(0 < x < 1 for x in v) else f"must each be in (0, 1), got {v}"
 
 
 @dataclass
@@ -44,8 +36,8 @@ class SlimmingOptions:
     ft_epochs: int = opt(20, "--ft-epochs", help="fine-tuning epochs per pruned model (F)", check=at_least(1))
     batch_size: int = opt(16, "--batch-size", help="training and validation batch size", check=at_least(1))
     workers: int = opt(2, "--workers", help="dataloader workers per run", check=at_least(0))
-    sparsity_rate: float | str = opt("auto", "--sparsity-rate", type=or_auto(float, "number"), check=_rate,
-                                     help="train.py --sparsity_rate (a number or 'auto')")
+    sparsity_rate: float | str = opt("auto", "--sparsity-rate", type=or_auto(float, "number"),
+                                     check=above(0, "or 'auto'"), help="train.py --sparsity_rate (a number or 'auto')")
     # Targeted sparsity: drive to 0 the channels a prune at this share takes (0: L1 on every prunable gamma). Plain L1
     # on aquarium shrank every gamma alike (safe maximum 0.296 after 20 epochs, pruned mAP 0).
     # 60% of the prunable channels by Taylor importance: the share whose pruned yolov5n has >= 35% fewer GFLOPs
@@ -57,7 +49,7 @@ class SlimmingOptions:
     ft_hyp: str = opt("data/hyps/hyp.scratch-low.yaml", "--ft-hyp", help="hyperparameters of the fine-tuning runs")
     mode: str = opt("normal", "--mode", choices=MODES, help="prune.py --mode")
     percents: list[float] = opt([0.6], "--percents", nargs="+", type=float, help="prune ratios (prune.py --percent)",
-                                check=_ratios)
+                                check=in_range(0, 1, open_lo=True))
     # Kept channel counts in multiples of 8: ONNX Runtime's CPU kernels work in blocks of 8 channels; measured on
     # aquarium at 320 px, the same 50% prune ran 1.33x faster than the unpruned model with --round 1 and 1.63x with 8.
     round: int = opt(8, "--round", help="prune.py --round", check=at_least(1))

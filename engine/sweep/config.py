@@ -12,12 +12,13 @@ import difflib
 import shlex
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from engine.prune_options import PruneOptions
 from engine.train_options import TrainOptions
 from pruning.masks import MODES
-from utils.options import at_least, flag_name, not_a_file, opt, refusal, spellings
+from utils.options import (Check, above, all_of, at_least, flag_name, in_range, not_a_file, not_empty, opt, refusal,
+                           spellings)
 from utils.yaml_io import read_yaml
 
 
@@ -35,26 +36,12 @@ _RESULT_KEYS = ("weights", "data", "imgsz", "batch_size", "base_epochs", "sparsi
                 "finetune_hyp", "mode", "round", "extra")
 
 
-def _not_empty(v: Any) -> str | None:
-    return None if v else "must not be empty"
-
-
-def _folder(v: Any) -> str | None:
-    return _not_empty(v) or not_a_file(v)
-
-
-def _positive(v: Any) -> str | None:
-    return None if v > 0 else f"must be > 0, got {v}"
-
-
-def _grid(ok: Callable[[float], bool], rule: str, noun: str) -> Callable[[list], str | None]:
-    """A grid axis's check: at least one value, each passing ``ok`` (else "must all be ``rule``"), none twice."""
+def _grid(each: Check, noun: str) -> Check:
+    """A grid axis's check: at least one value, each passing ``each`` (a range check), none twice."""
     def check(v: list) -> str | None:
         if not v:
             return f"is empty; the grid needs at least one {noun}"
-        if not all(ok(x) for x in v):
-            return f"must all be {rule}, got {v}"
-        return f"lists a value twice: {v}" if len(set(v)) != len(v) else None
+        return each(v) or (f"lists a value twice: {v}" if len(set(v)) != len(v) else None)
     return check
 
 
@@ -80,7 +67,7 @@ class SweepConfig:
 
     weights: str = opt("yolov5n.pt", "--weights", group=SETTINGS,
                        help="starting weights, e.g. yolov5n.pt (the base model when --base-epochs is 0)")
-    data: str = opt("data/coco128.yaml", "--data", help="dataset.yaml", check=_not_empty, group=SETTINGS)
+    data: str = opt("data/coco128.yaml", "--data", help="dataset.yaml", check=not_empty, group=SETTINGS)
     imgsz: int = opt(320, "--imgsz", "--img", "--img-size", help="train, val and latency image size",
                      check=at_least(1), group=SETTINGS)
     batch_size: int = opt(16, "--batch-size", check=at_least(1), group=SETTINGS,
@@ -88,17 +75,17 @@ class SweepConfig:
     base_epochs: int = opt(0, "--base-epochs", check=at_least(0), group=SETTINGS,
                            help="epochs of base training (0: use the weights as the base)")
     sparsity_rates: list[float] = opt([0.01, 0.03], "--sparsity-rates", type=float, nargs="+", group=SETTINGS,
-                                      check=_grid(lambda r: r > 0, "> 0 (sparsity training needs S > 0)", "rate"),
+                                      check=_grid(above(0, "sparsity training needs S > 0"), "rate"),
                                       help="sparsity rates S, e.g. 0.01 0.03")
     sparsity_epochs: int = opt(10, "--sparsity-epochs", help="epochs of sparsity training", check=at_least(1),
                                group=SETTINGS)
     prune_ratios: list[float] = opt([0.2, 0.3], "--prune-ratios", type=float, nargs="+", group=SETTINGS,
-                                    check=_grid(lambda r: 0 <= r < 1, "in [0, 1)", "ratio"),
+                                    check=_grid(in_range(0, 1), "ratio"),
                                     help="prune ratios (share of prunable channels)")
     finetune_epochs: int = opt(10, "--finetune-epochs", help="epochs of fine-tuning each pruned model",
                                check=at_least(1), group=SETTINGS)
     finetune_hyp: str = opt("hyp.finetune_prune.yaml", "--finetune-hyp", help="hyperparameters for fine-tuning",
-                            check=_not_empty, group=SETTINGS)
+                            check=not_empty, group=SETTINGS)
     mode: str = opt("normal", "--mode", choices=MODES, group=SETTINGS,
                     help="which BNs are penalised and pruned: 'normal' leaves residual-coupled channels alone, "
                          "'shortcut' includes them")
@@ -116,9 +103,10 @@ class SweepConfig:
                            help="backend ray: the cluster to join (default: $RAY_ADDRESS, else a Ray instance "
                                 "started here)")
     ray_cpus: float = opt(1.0, "--ray-cpus", help="backend ray: CPUs each stage asks for (default 1)",
-                          check=_positive, group=SETTINGS)
-    project: str = opt("runs/sweep", "--project", help="sweeps go to project/name", check=_folder, group=SETTINGS)
-    name: str = opt("exp", "--name", help="sweeps go to project/name (the same name resumes)", check=_not_empty,
+                          check=above(0), group=SETTINGS)
+    project: str = opt("runs/sweep", "--project", help="sweeps go to project/name",
+                       check=all_of(not_empty, not_a_file), group=SETTINGS)
+    name: str = opt("exp", "--name", help="sweeps go to project/name (the same name resumes)", check=not_empty,
                     group=SETTINGS)
     # more flags per stage kind (base/sparsity/...): sweep.py's --extra KIND=FLAGS, one kind per flag, repeatable
     extra: dict[str, list[str]] = field(default_factory=dict)
