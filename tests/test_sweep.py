@@ -350,6 +350,27 @@ def test_changed_settings_refuse_to_resume_but_the_grid_may_grow(tmp_path: Path,
     assert timed == [4, 6]  # nothing changed: cached
 
 
+def test_latency_times_every_model_in_one_interleaved_session(checkpoints: dict[str, Path],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sweep's latency goes through engine.benchmark's one timing loop: all models in the same rounds."""
+    from engine import benchmark
+
+    sessions: list[tuple[int, int, int, int]] = []
+    real = benchmark.time_interleaved
+
+    def spy(calls, repeats, rounds, warmup):  # noqa: ANN001, ANN202
+        sessions.append((len(calls), repeats, rounds, torch.get_num_threads()))
+        return real(calls, repeats, rounds, warmup)
+
+    monkeypatch.setattr(benchmark, "time_interleaved", spy)
+    files = [checkpoints["full"], checkpoints["pruned"], checkpoints["full"]]
+    rows = measure.interleaved_latency(files, imgsz=64, warmup=0, repeats=4, threads=2, rounds=2)
+    assert sessions == [(3, 4, 2, 2)]  # one session, the threads asked for while timing
+    assert torch.get_num_threads() == 1  # and given back
+    assert [sorted(r) for r in rows] == [["latency_iqr_ms", "latency_ms", "latency_threads"]] * 3
+    assert all(r["latency_ms"] > 0 and r["latency_iqr_ms"] >= 0 and r["latency_threads"] == 2 for r in rows)
+
+
 def test_resumed_training_rows_count_all_epochs_and_say_so(tmp_path: Path) -> None:
     stage = plan_stages(load_config(None, {"sparsity_rates": [0.01], "prune_ratios": [0.2]}), tmp_path)[3]
     assert stage.kind == "finetune"

@@ -6,7 +6,6 @@ resumed sweep measures only what is new or changed.
 
 from __future__ import annotations
 
-import copy
 import io
 import logging
 from pathlib import Path
@@ -43,49 +42,34 @@ def model_facts(weights: str | Path, mode: str = "normal", gammas: bool = False)
 
 def interleaved_latency(weights: list[str | Path], imgsz: int, warmup: int = 5, repeats: int = 30,
                         threads: int = 0, rounds: int = 5) -> list[dict]:
-    """CPU latency of several models (fused, batch 1), timed in interleaved rounds.
-
-    On a shared machine the load drifts over minutes; timing model after model would hand that drift to whichever
-    model ran at a busy moment. Each round times every model for ``repeats // rounds`` runs, so drift reaches all of
-    them alike; a model's figure is the median of its round medians, its spread their interquartile range.
+    """CPU latency of several models (fused, batch 1), all timed together in interleaved rounds
+    (:func:`engine.benchmark.measure_latencies`): drift in the machine's load reaches every model alike.
 
     Args:
         weights: model files.
-        warmup: untimed runs of each model first (and one more at the start of each round: caches went cold).
-        repeats: timed runs per model in all.
+        warmup, repeats, rounds: as for :func:`engine.benchmark.time_interleaved` (untimed runs of each model first,
+            timed runs per model in all, rounds they are spread over).
         threads: PyTorch CPU threads while timing (0: leave PyTorch's setting); restored afterwards.
-        rounds: rounds (at most ``repeats``).
 
     Returns:
-        one dict per model: latency_ms, latency_iqr_ms, latency_threads.
+        one dict per model: latency_ms (median of its runs), latency_iqr_ms (their interquartile range),
+        latency_threads (PyTorch's threads while timing).
     """
     import torch
 
-    from engine.benchmark import measure_latency
+    from engine.benchmark import measure_latencies
     from utils.checkpoint import load_model
 
-    models = [copy.deepcopy(load_model(w, device="cpu")[0]).fuse() for w in weights]
-    rounds = max(min(rounds, repeats), 1)
-    per_round = max(repeats // rounds, 1)
-    medians: list[list[float]] = [[] for _ in models]
+    models = [load_model(w, device="cpu", fuse=True)[0] for w in weights]
     before = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)  # on request only, and only for the timing
     try:
-        for m in models:
-            measure_latency(m, imgsz=imgsz, batch_size=1, warmup=max(warmup - 1, 0), repeats=1)
-        for _ in range(rounds):
-            for i, m in enumerate(models):
-                r = measure_latency(m, imgsz=imgsz, batch_size=1, warmup=1, repeats=per_round)
-                medians[i].append(r["median_ms"])
-        used = torch.get_num_threads()
+        rows = measure_latencies([(m, imgsz, 1) for m in models], warmup, repeats, rounds)
     finally:
         torch.set_num_threads(before)
-    out = []
-    for t in medians:
-        q25, q50, q75 = np.percentile(t, [25, 50, 75])
-        out.append({"latency_ms": float(q50), "latency_iqr_ms": float(q75 - q25), "latency_threads": used})
-    return out
+    return [{"latency_ms": r["median_ms"], "latency_iqr_ms": r["iqr_ms"], "latency_threads": r["threads"]}
+            for r in rows]
 
 
 def _prunable_gammas(model, mode: str) -> np.ndarray:  # noqa: ANN001
@@ -116,7 +100,7 @@ class Measurements:
     Args:
         path: the cache file.
         imgsz: latency image size; latency measured at another size is measured again.
-        warmup, repeats, threads: latency settings (see :func:`model_latency`).
+        warmup, repeats, threads: latency settings (see :func:`interleaved_latency`).
         mode: which BNs count as prunable for the |gamma| figures.
     """
 

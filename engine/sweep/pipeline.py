@@ -38,7 +38,7 @@ def _notes(cfg: SweepConfig, rows: list[dict]) -> list[str]:
             f"P, R, mAP: the run's val split at {cfg.imgsz} px (prune rows: the pruned model before fine-tuning)",
             f"CPU latency: {cfg.latency_repeats} forward passes of each fused model, batch 1, {cfg.imgsz} px"
             + (f", {threads} thread(s)" if threads else "") + ", all models timed together in interleaved rounds "
-            "after the stages ended (median of the round medians); speed-up relative to base",
+            "after the stages ended (median of all runs); speed-up relative to base",
             "model size: the model as an fp16 checkpoint without training state; GFLOPs at 640 px; training time "
             "excludes validation; gamma<0.01: share of prunable BN |gamma| below 0.01"] + (
         ["(resumed): the run was interrupted and resumed; its training time counts only the part after resuming"]
