@@ -53,7 +53,7 @@ def test_even_spreads_the_same_share_over_every_group(plan):
 def test_percent_out_of_range_is_a_usage_error(capsys):
     with pytest.raises(SystemExit):
         main(["--percent", "1.5"])
-    assert "--percent values must be in [0, 1)" in capsys.readouterr().err
+    assert "--percent must be in [0, 1), got [1.5]" in capsys.readouterr().err
 
 
 @pytest.mark.slow
