@@ -192,7 +192,7 @@ def test_study_end_to_end_tables_plot_and_resume(tmp_path: Path, tiny_data: Path
 
     args = ["--data", str(tiny_data), "--weights", str(yolov5n_pt), "--imgsz", "64", "--epochs", "1", "--ft-epochs",
             "1", "--batch-size", "8", "--percents", "0.1", "--bn-recal-images", "16", "--baselines", "none",
-            "--repeats", "4", "--rounds", "2", "--project", str(tmp_path), "--name", "tiny"]
+            "--repeats", "4", "--rounds", "2", "--workers", "0", "--project", str(tmp_path), "--name", "tiny"]
     doc = main(args)
     out = tmp_path / "tiny"
     rows = {r["name"]: r for r in doc["rows"]}
