@@ -7,13 +7,20 @@ import time
 from typing import Sequence
 
 import torch
-import torchvision
 
 from utils.boxes import xywh2xyxy
 
 __all__ = ["non_max_suppression"]
 
 LOGGER = logging.getLogger(__name__)
+
+
+def _nms(boxes: torch.Tensor, scores: torch.Tensor, iou_thres: float) -> torch.Tensor:
+    """torchvision's NMS kernel, imported on first use: importing torchvision costs 1.4 s of every script's start
+    (its models and datasets come with it), which ``--help``, bad flags and runs that never suppress boxes skip."""
+    import torchvision
+
+    return torchvision.ops.nms(boxes, scores, iou_thres)
 
 
 def non_max_suppression(
@@ -97,7 +104,7 @@ def non_max_suppression(
 
         x = x[x[:, 4].argsort(descending=True)[:max_nms]]
         offsets = x[:, 5:6] * (0 if agnostic else max_wh)  # separate classes in coordinate space
-        keep = torchvision.ops.nms(x[:, :4] + offsets, x[:, 4], iou_thres)[:max_det]
+        keep = _nms(x[:, :4] + offsets, x[:, 4], iou_thres)[:max_det]
         output[xi] = x[keep]
 
         if time_limit is not None and time.time() - start > time_limit:
