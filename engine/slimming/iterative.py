@@ -33,7 +33,7 @@ __all__ = ["SlimOptions", "run", "step_targets", "format_steps"]
 class SlimOptions:
     """slim.py's options: each field declares its flag, help text and range check once (:mod:`utils.options`)."""
 
-    weights: str = opt("", "--weights", help="checkpoint to slim (sparsity-trained, ours or official)")
+    weights: str = opt("", "--weights", required=True, help="checkpoint to slim (sparsity-trained, ours or official)")
     data: str = opt("data/aquarium.yaml", "--data", help="dataset.yaml (BN recalibration, fine-tuning, val)")
     imgsz: int = opt(320, "--imgsz", "--img", "--img-size", help="train, val and GFLOPs image size", check=at_least(1))
     target_gflops: float = opt(0.0, "--target-gflops", help="final budget: GFLOPs at --imgsz", check=at_least(0))
@@ -60,13 +60,11 @@ class SlimOptions:
     name: str = opt("exp", "--name", help="save to project/name (the same name resumes)")
 
     def validate(self, given: Collection[str] = ()) -> None:
-        """Checks across flags: a checkpoint to slim and exactly one budget.
+        """Checks across flags: exactly one budget.
 
         Raises:
             FlagError: naming the flags.
         """
-        if not self.weights:
-            raise FlagError("--weights is required: the checkpoint to slim")
         if bool(self.target_gflops) == bool(self.target_params):
             raise FlagError("give one budget: --target-gflops G or --target-params N (> 0)")
 
