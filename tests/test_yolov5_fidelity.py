@@ -25,6 +25,7 @@ REPO = FIXTURES.parents[1]
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see tests/conftest.py
 
 
+@pytest.mark.slow
 def test_every_iteration_matches_the_original_yolov5(tmp_path, coco128_dir, yolov5n_pt):
     ref = json.loads((FIXTURES / "yolov5_rect_noaug_steps.json").read_text())
     opt = train.parse_opt(["--weights", str(yolov5n_pt), "--data", str(REPO / "data" / "coco128.yaml"),
@@ -67,6 +68,7 @@ def _start_anchors(tmp_path: Path, yolov5n_pt: Path, *flags: str) -> list[float]
         trainer.lock.release()
 
 
+@pytest.mark.slow
 def test_autoanchor_follows_the_seed(tmp_path, coco128_dir, yolov5n_pt):
     """YOLOv5 re-fits the anchors with its seeded generators, so ``--seed`` also picks the anchors; the same seed
     gives the same anchors (a run is reproducible), another seed others."""
