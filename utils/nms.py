@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+import importlib.machinery
+import importlib.util
 import logging
+import sys
 import time
-from typing import Sequence
+from pathlib import Path
+from typing import Callable, Sequence
 
 import torch
 
@@ -15,12 +20,33 @@ __all__ = ["non_max_suppression"]
 LOGGER = logging.getLogger(__name__)
 
 
-def _nms(boxes: torch.Tensor, scores: torch.Tensor, iou_thres: float) -> torch.Tensor:
-    """torchvision's NMS kernel, imported on first use: importing torchvision costs 1.4 s of every script's start
-    (its models and datasets come with it), which ``--help``, bad flags and runs that never suppress boxes skip."""
+@functools.lru_cache(maxsize=1)
+def _nms_kernel() -> Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]:
+    """torchvision's NMS operator, loaded on first use from torchvision's compiled library alone.
+
+    ``import torchvision`` costs 1.5 s of every script's start (its models, datasets and transforms come with it) for
+    one kernel; loading the library that registers ``torch.ops.torchvision.nms`` takes milliseconds, and
+    ``torchvision.ops.nms`` calls that same operator. Where the library is not where torchvision keeps it (an
+    unusual build), or torchvision is imported already, the plain import is used.
+    """
+    spec = None if "torchvision" in sys.modules else importlib.util.find_spec("torchvision")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        for lib in (Path(folder) / f"{name}{suffix}" for name in ("_C_stable", "_C")
+                    for suffix in importlib.machinery.EXTENSION_SUFFIXES):
+            if lib.is_file():
+                try:
+                    torch.ops.load_library(str(lib))
+                    return torch.ops.torchvision.nms
+                except (OSError, RuntimeError, AttributeError):
+                    break  # a library of another torch build: let torchvision's own import decide
     import torchvision
 
-    return torchvision.ops.nms(boxes, scores, iou_thres)
+    return torchvision.ops.nms
+
+
+def _nms(boxes: torch.Tensor, scores: torch.Tensor, iou_thres: float) -> torch.Tensor:
+    """Indices of the boxes NMS keeps, highest score first (torchvision's kernel)."""
+    return _nms_kernel()(boxes, scores, iou_thres)
 
 
 def non_max_suppression(
