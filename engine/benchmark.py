@@ -34,6 +34,7 @@ from engine.backends import Backend
 from engine.exporters.common import example_input, normalize_imgsz
 from utils.cli import FlagError
 from utils.options import at_least, check_options, opt
+from utils.paths import short_names
 
 __all__ = ["time_interleaved", "measure_latency", "measure_latencies", "Timed", "time_models", "compare_runtimes",
            "speedup", "format_latency_table", "LatencyOptions", "run"]
@@ -317,17 +318,18 @@ def speedup(base: Sequence[dict[str, Any]], new: Sequence[dict[str, Any]]) -> li
 
 def format_latency_table(rows: Sequence[dict[str, Any]]) -> str:
     """A fixed-width table: model, runtime, size, batch, median, p10-p90, IQR and per-image milliseconds."""
-    head = f"{'model':<24}{'runtime':<20}{'imgsz':>9}{'batch':>7}{'median ms':>11}{'p10-p90 ms':>17}{'IQR ms':>9}" \
+    w = max([24, *(len(str(r.get("model", ""))) + 2 for r in rows)])  # the model column fits the longest name
+    head = f"{'model':<{w}}{'runtime':<20}{'imgsz':>9}{'batch':>7}{'median ms':>11}{'p10-p90 ms':>17}{'IQR ms':>9}" \
            f"{'ms/img':>9}"
     lines = [head]
     for r in rows:
         size = "x".join(map(str, r["imgsz"])) if r["imgsz"][0] != r["imgsz"][1] else str(r["imgsz"][0])
         if "error" in r:
-            lines.append(f"{r.get('model', ''):<24}{r['runtime']:<20}{size:>9}{r['batch_size']:>7}  {r['error']}")
+            lines.append(f"{r.get('model', ''):<{w}}{r['runtime']:<20}{size:>9}{r['batch_size']:>7}  {r['error']}")
             continue
         spread = f"{r['p10_ms']:.1f}-{r['p90_ms']:.1f}"
-        lines.append(f"{r.get('model', ''):<24}{r['runtime']:<20}{size:>9}{r['batch_size']:>7}{r['median_ms']:>11.1f}"
-                     f"{spread:>17}{r['iqr_ms']:>9.1f}{r['per_image_ms']:>9.1f}")
+        lines.append(f"{r.get('model', ''):<{w}}{r['runtime']:<20}{size:>9}{r['batch_size']:>7}"
+                     f"{r['median_ms']:>11.1f}{spread:>17}{r['iqr_ms']:>9.1f}{r['per_image_ms']:>9.1f}")
     return "\n".join(lines)
 
 
@@ -371,11 +373,11 @@ def run(opt: LatencyOptions) -> list[dict[str, Any]]:
         torch.set_num_threads(opt.threads)  # on request only: the benchmark's own process, never at import
     with tempfile.TemporaryDirectory() as tmp:
         backends = []
-        for w in opt.weights:
+        for name, w in zip(short_names(opt.weights), opt.weights):  # three runs' best.pt stay three rows
             b = load_backend(w, opt.device, threads=opt.threads or None)
-            backends.append((Path(w).name, b))
+            backends.append((name, b))
             if b.format == "pytorch" and (opt.onnx or opt.openvino):
-                backends += _exports_of(b, Path(tmp), opt)
+                backends += _exports_of(b, name, Path(tmp) / str(len(backends)), opt)
         cases = [(name, b, size, bs) for name, b in backends for size in opt.imgsz for bs in opt.batch_size]
         # every row timed together: the table compares them (a static export at another size gets an error row)
         rows = measure_latencies([c[1:] for c in cases], opt.warmup, opt.repeats)
@@ -395,19 +397,22 @@ def run(opt: LatencyOptions) -> list[dict[str, Any]]:
     return rows
 
 
-def _exports_of(backend: Backend, tmp: Path, opt: LatencyOptions) -> list[tuple[str, Backend]]:
-    """Dynamic exports of a PyTorch backend's model, opened: ONNX (and its INT8 version with ``opt.int8``) with
-    ``opt.onnx``, OpenVINO IR with ``opt.openvino``."""
+def _exports_of(backend: Backend, name: str, tmp: Path, opt: LatencyOptions) -> list[tuple[str, Backend]]:
+    """Dynamic exports of a PyTorch backend's model into the new folder ``tmp``, opened and named after the row
+    ``name`` of their source: ONNX (and its INT8 version with ``opt.int8``) with ``opt.onnx``, OpenVINO IR with
+    ``opt.openvino``."""
     from engine.backends import ONNXBackend, OpenVINOBackend
 
+    tmp.mkdir()
     stem, threads = backend.file.stem, opt.threads or None
+    base = name[:-len(backend.file.suffix)] if name.endswith(backend.file.suffix) else name
     out: list[tuple[str, Backend]] = []
     if opt.onnx:
         from engine.exporters.onnx_export import export_onnx
 
         fp32 = tmp / f"{stem}.onnx"
         export_onnx(backend.model, fp32, max(opt.imgsz), dynamic=True, device=backend.device, check=False)
-        out.append((fp32.name, ONNXBackend(fp32, backend.device, threads=threads)))
+        out.append((f"{base}.onnx", ONNXBackend(fp32, backend.device, threads=threads)))
     if opt.onnx and opt.int8:
         from engine.exporters.int8 import calibration_images, quantize_onnx_int8
 
@@ -415,11 +420,11 @@ def _exports_of(backend: Backend, tmp: Path, opt: LatencyOptions) -> list[tuple[
         # MinMax calibration: the method only changes the scales, not the graph, so latency is the same as with the
         # slower percentile calibration that export.py uses by default.
         quantize_onnx_int8(fp32, int8, calibration_images(opt.data), (max(opt.imgsz),) * 2, method="minmax")
-        out.append((int8.name, ONNXBackend(int8, backend.device, threads=threads)))
+        out.append((f"{base}_int8.onnx", ONNXBackend(int8, backend.device, threads=threads)))
     if opt.openvino:
         from engine.exporters.openvino_export import export_openvino
 
         folder = tmp / f"{stem}_openvino_model"
         export_openvino(backend.model, folder, max(opt.imgsz), dynamic=True, device=backend.device, check=False)
-        out.append((folder.name, OpenVINOBackend(folder, backend.device, threads=threads)))
+        out.append((f"{base}_openvino_model", OpenVINOBackend(folder, backend.device, threads=threads)))
     return out

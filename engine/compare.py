@@ -11,6 +11,7 @@ from typing import Collection
 
 from utils.cli import FlagError
 from utils.options import at_least, check_options, opt
+from utils.paths import short_names
 
 __all__ = ["CompareOptions", "compare_models", "format_table"]
 
@@ -24,7 +25,7 @@ class CompareOptions:
 
     weights: list[str] = opt([], "--weights", nargs="+", type=str, required=True,
                              help="checkpoints to compare (the first is the baseline)")
-    labels: list[str] = opt([], "--labels", nargs="+", type=str, help="row names (default: file stems)")
+    labels: list[str] = opt([], "--labels", nargs="+", type=str, help="row names (default: the shortest distinct end of each path)")
     data: str = opt("data/coco128.yaml", "--data", help="dataset.yaml")
     imgsz: int = opt(320, "--imgsz", help="validation and latency image size", check=at_least(1))
     batch_size: int = opt(16, "--batch-size", help="validation batch size", check=at_least(1))
@@ -54,7 +55,7 @@ def compare_models(opt: CompareOptions) -> list[dict]:
     check_options(opt)  # the flags' own checks, for options built in Python rather than parsed
     data = load_dataset_config(opt.data)
     rows, fused_models, loader = [], [], None
-    labels = opt.labels or [Path(w).stem for w in opt.weights]
+    labels = opt.labels or short_names(opt.weights)  # runs/a/weights/best.pt, runs/b/...: two rows, two names
     for label, w in zip(labels, opt.weights):
         path = resolve_weights(w)
         model, ckpt = load_model(path)

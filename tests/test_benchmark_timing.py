@@ -143,3 +143,30 @@ def test_compare_validates_each_checkpoint_then_times_them_together(tmp_path: Pa
     out = capsys.readouterr().out
     assert "| model | params | GFLOPs (640) | file (MB) | mAP50 | mAP50-95 | CPU latency bs1 (ms) |" in out
     assert out.count("x) |") == 1  # the second row's speed-up over the first
+
+
+def test_short_names_tell_apart_files_of_the_same_name() -> None:
+    from utils.paths import short_names
+
+    assert short_names(["runs/a/weights/best.pt", "runs/b/weights/best.pt", "yolov5n.pt"]) == [
+        "a/weights/best.pt", "b/weights/best.pt", "yolov5n.pt"]
+    assert short_names(["x/best.pt", "x/best.pt", "y.onnx"]) == ["best.pt", "best.pt#2", "y.onnx"]  # named twice
+    assert short_names(["w/last.pt", "w/best.pt"]) == ["last.pt", "best.pt"]
+
+
+def test_latency_rows_of_two_runs_best_pt_keep_their_runs_apart(tmp_path: Path) -> None:
+    """Two runs' best.pt with --onnx: four rows named by run (every row used to say best.pt or best.onnx, and the
+    table could not be read)."""
+    from utils.checkpoint import atomic_save, make_checkpoint
+
+    files = []
+    for run, cfg in (("small", "yolov5n.yaml"), ("wide", "yolov5s.yaml")):
+        f = tmp_path / run / "weights" / "best.pt"
+        f.parent.mkdir(parents=True)
+        atomic_save(make_checkpoint(Model(cfg, nc=3).eval()), f)
+        files.append(str(f))
+    rows = benchmark.run(LatencyOptions(weights=files, onnx=True, imgsz=[64], batch_size=[1], warmup=1, repeats=3))
+    assert [(r["model"], r["runtime"]) for r in rows] == [
+        ("small/weights/best.pt", "pytorch"), ("small/weights/best.onnx", "onnxruntime"),
+        ("wide/weights/best.pt", "pytorch"), ("wide/weights/best.onnx", "onnxruntime")]
+    assert "wide/weights/best.onnx" in benchmark.format_latency_table(rows)

@@ -6,7 +6,7 @@ import os
 import time
 from pathlib import Path
 
-__all__ = ["REPO_ROOT", "datasets_dir", "weights_dir", "increment_path", "RunLock"]
+__all__ = ["REPO_ROOT", "datasets_dir", "weights_dir", "increment_path", "short_names", "RunLock"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -20,6 +20,26 @@ def weights_dir() -> Path | None:
     """Extra directory searched for ``--weights`` names: ``$YOLO_WEIGHTS_DIR`` (None when unset)."""
     v = os.environ.get("YOLO_WEIGHTS_DIR")
     return Path(v).expanduser().resolve() if v else None
+
+
+def short_names(paths: list[str | Path]) -> list[str]:
+    """The shortest trailing part of each path that tells it from the others, for tables and file names:
+    ``runs/a/weights/best.pt`` and ``runs/b/weights/best.pt`` -> ``a/weights/best.pt``, ``b/weights/best.pt``; a
+    file named twice gets ``#2``, ``#3``... after its later mentions."""
+    parts = [Path(p).parts or (str(p),) for p in paths]
+    names = []
+    for i, ps in enumerate(parts):
+        others = [q for j, q in enumerate(parts) if j != i and q != ps]
+        k = 1
+        while k < len(ps) and any(q[-k:] == ps[-k:] for q in others):
+            k += 1
+        names.append("/".join(ps[-k:]))
+    seen: dict[str, int] = {}
+    for i, n in enumerate(names):
+        seen[n] = seen.get(n, 0) + 1
+        if seen[n] > 1:
+            names[i] = f"{n}#{seen[n]}"
+    return names
 
 
 def increment_path(path: str | Path, exist_ok: bool = False, mkdir: bool = False) -> Path:
