@@ -25,7 +25,8 @@ class CompareOptions:
 
     weights: list[str] = opt([], "--weights", nargs="+", type=str, required=True,
                              help="checkpoints to compare (the first is the baseline)")
-    labels: list[str] = opt([], "--labels", nargs="+", type=str, help="row names (default: the shortest distinct end of each path)")
+    labels: list[str] = opt([], "--labels", nargs="+", type=str,
+                            help="row names (default: the shortest distinct end of each path)")
     data: str = opt("data/coco128.yaml", "--data", help="dataset.yaml")
     imgsz: int = opt(320, "--imgsz", help="validation and latency image size", check=at_least(1))
     batch_size: int = opt(16, "--batch-size", help="validation batch size", check=at_least(1))

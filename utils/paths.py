@@ -23,7 +23,7 @@ def weights_dir() -> Path | None:
 
 
 def short_names(paths: list[str | Path]) -> list[str]:
-    """The shortest trailing part of each path that tells it from the others, for tables and file names:
+    """The shortest trailing part of each path that tells it from the others, to name table rows:
     ``runs/a/weights/best.pt`` and ``runs/b/weights/best.pt`` -> ``a/weights/best.pt``, ``b/weights/best.pt``; a
     file named twice gets ``#2``, ``#3``... after its later mentions."""
     parts = [Path(p).parts or (str(p),) for p in paths]
