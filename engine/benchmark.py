@@ -225,13 +225,19 @@ def _model_calls(items: list[Timed], threads: int, tmp: Path,
             model = prepare_for_export(src, "cpu")  # a fused eval copy in fp32; the input model is not changed
             if "torch" in runtimes:
                 out[(it.key, "torch")] = _forward(model, it.imgsz, it.imgsz, 1, False, inputs)[0]
-            if "ort" in runtimes:
+            if "ort" in runtimes or "ov" in runtimes:
                 onnx_file = tmp / f"{len(out)}_{it.key}.onnx"
                 export_onnx(model, onnx_file, it.imgsz, dynamic=False, device="cpu", check=False, prepared=True)
+        x = example_input(1, it.imgsz, it.imgsz).numpy()
         if "ort" in runtimes:
             sess = _ort_session(onnx_file, threads)
-            feed = {sess.get_inputs()[0].name: example_input(1, it.imgsz, it.imgsz).numpy()}
+            feed = {sess.get_inputs()[0].name: x}
             out[(it.key, "ort")] = lambda s=sess, f=feed: s.run(None, f)
+        if "ov" in runtimes:  # OpenVINO reads the ONNX file itself, pinned to float32 like an FP32 export
+            from engine.exporters.openvino_export import compile_openvino
+
+            request = compile_openvino(onnx_file, threads=threads or None).create_infer_request()
+            out[(it.key, "ov")] = lambda r=request, f=x: r.infer({0: f})
     return out
 
 
@@ -245,12 +251,13 @@ def time_models(items: list[Timed], threads: int = 1, repeats: int = 50, rounds:
         threads: PyTorch and ONNX Runtime intra-op threads while timing (PyTorch's setting is restored after; 0 leaves
             PyTorch's setting and gives ONNX Runtime its default).
         repeats, rounds, warmup: as for :func:`time_interleaved`.
-        runtimes: which of "torch" and "ort" to time (the other's figures are None).
+        runtimes: which of "torch", "ort" (ONNX Runtime) and "ov" (OpenVINO, float32) to time (the others' figures
+            are None).
 
     Returns:
-        ``{key: {"torch_ms", "torch_p90_ms", "torch_iqr_ms", "ort_ms", "ort_p90_ms", "ort_iqr_ms", "threads",
-        "repeats"}}`` in milliseconds (median, 90th percentile and interquartile range; the torch figures are None
-        for ONNX files).
+        ``{key: {"torch_ms", "torch_p90_ms", "torch_iqr_ms", "ort_ms", "ort_p90_ms", "ort_iqr_ms", "ov_ms", ...,
+        "threads", "repeats"}}`` in milliseconds (median, 90th percentile and interquartile range; the torch figures
+        are None for ONNX files).
     """
     before = torch.get_num_threads()
     if threads:
@@ -265,7 +272,7 @@ def time_models(items: list[Timed], threads: int = 1, repeats: int = 50, rounds:
     out: dict[str, dict] = {}
     for it in items:
         row: dict[str, Any] = {"threads": threads, "repeats": repeats}
-        for rt in ("torch", "ort"):
+        for rt in ("torch", "ort", "ov"):
             t = timed.get((it.key, rt), {})
             row.update({f"{rt}_ms": t.get("median_ms"), f"{rt}_p90_ms": t.get("p90_ms"),
                         f"{rt}_iqr_ms": t.get("iqr_ms")})

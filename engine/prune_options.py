@@ -14,7 +14,7 @@ from utils.options import at_least, in_range, not_a_file, opt, or_auto
 
 __all__ = ["PruneOptions"]
 
-_BUDGETS = ("target_gflops", "target_params", "target_latency")
+_BUDGETS = ("target_gflops", "target_params", "target_latency", "target_speedup")
 
 
 @dataclass
@@ -46,8 +46,12 @@ class PruneOptions:
     target_latency: float = opt(0.0, "--target-latency", check=at_least(0, "0: off"),
                                 help="instead of --percent: the smallest prune whose batch-1 latency in ms (measured "
                                      "here, in --latency-backend with --threads at --imgsz) is at most this")
+    target_speedup: float = opt(0.0, "--target-speedup", check=at_least(0, "0: off"),
+                                help="instead of --percent: the smallest prune at least this many times faster than "
+                                     "the input model (batch 1, each probe timed interleaved with it in "
+                                     "--latency-backend with --threads at --imgsz)")
     latency_backend: str = opt("onnxruntime", "--latency-backend", choices=tuple(LATENCY_BACKENDS),
-                               help="runtime that --target-latency and --round auto measure")
+                               help="runtime that --target-latency, --target-speedup and --round auto measure")
     threads: int = opt(1, "--threads", help="intra-op threads for every latency measured", check=at_least(1))
     max_map_drop: float = opt(0.0, "--max-map-drop",
                               check=in_range(0, 1, note="mAP points as a fraction, e.g. 0.01"),

@@ -16,15 +16,18 @@ from torch import nn
 if TYPE_CHECKING:
     from engine.prune_options import PruneOptions
 
-__all__ = ["LATENCY_BACKENDS", "ROUND_CHOICES", "has_target", "search_budget", "search_map_guard", "choose_round"]
+__all__ = ["LATENCY_BACKENDS", "ROUND_CHOICES", "has_target", "latency_pair", "search_budget", "search_map_guard",
+           "choose_round"]
 
-LATENCY_BACKENDS = {"onnxruntime": "ort", "torch": "torch"}  # --latency-backend -> engine.benchmark.time_models runtime
+# --latency-backend -> engine.benchmark.time_models runtime
+LATENCY_BACKENDS = {"onnxruntime": "ort", "openvino": "ov", "torch": "torch"}
 ROUND_CHOICES = (1, 4, 8, 16)  # the multiples --round auto compares
 
 
 def has_target(opt: PruneOptions) -> bool:
-    """True when a budget (``--target-gflops``, ``--target-params`` or ``--target-latency``) chooses the percent."""
-    return bool(opt.target_gflops or opt.target_params or opt.target_latency)
+    """True when a budget (``--target-gflops``, ``--target-params``, ``--target-latency`` or ``--target-speedup``)
+    chooses the percent."""
+    return bool(opt.target_gflops or opt.target_params or opt.target_latency or opt.target_speedup)
 
 
 def _pruner(opt: PruneOptions, model: nn.Module, groups: list, scores: dict) -> Callable[..., nn.Module]:
@@ -47,7 +50,7 @@ def _candidates(opt: PruneOptions, groups: list, scores: dict) -> tuple[int, flo
     return sum(g.width for g in cands), safe_max_percent(scores, cands, opt.min_channels)[0]
 
 
-def _latency_pair(source: nn.Module, pruned: nn.Module | None, opt: PruneOptions,
+def latency_pair(source: nn.Module, pruned: nn.Module | None, opt: PruneOptions,
                   repeats: int = 20) -> tuple[float, float]:
     """(pruned ms, unpruned ms) in ``--latency-backend``, batch 1, ``--threads``, at ``--imgsz``, timed interleaved
     (``pruned`` None: the unpruned model alone, both figures its own)."""
@@ -72,16 +75,21 @@ def search_budget(opt: PruneOptions, source: nn.Module, model: nn.Module, groups
 
     prune = _pruner(opt, model, groups, scores)
     n, safe = _candidates(opt, groups, scores)
-    if opt.target_latency:
-        what, target = f"ms {opt.latency_backend} latency ({opt.threads} thread(s), {opt.imgsz} px)", opt.target_latency
-        base: list[float] = []
-        ratios: dict[float, float] = {}
+    timed = bool(opt.target_latency or opt.target_speedup)
+    base: list[float] = []
+    ratios: dict[float, float] = {}
+    if timed:
+        where = f"{opt.latency_backend}, {opt.threads} thread(s), {opt.imgsz} px"
+        if opt.target_latency:
+            what, target = f"ms latency ({where})", opt.target_latency
+        else:  # the latency as a share of the unpruned model's: 1 / speed-up
+            what, target = f"x the unpruned model's latency ({where})", 1 / opt.target_speedup
 
         def measure(p: float) -> float:
-            ms, ms0 = _latency_pair(source, prune(p) if p > 0 else None, opt)
+            ms, ms0 = latency_pair(source, prune(p) if p > 0 else None, opt)
             base.append(ms0)
             ratios[p] = ms / ms0
-            return ratios[p] * float(torch.tensor(base).median())
+            return ratios[p] * (float(torch.tensor(base).median()) if opt.target_latency else 1.0)
     elif opt.target_gflops:
         what, target = f"GFLOPs at {opt.imgsz} px", opt.target_gflops
 
@@ -98,9 +106,11 @@ def search_budget(opt: PruneOptions, source: nn.Module, model: nn.Module, groups
     print(f"Budget: {target:g} {what} -> --percent {r.percent:.4f} ({r.value:.4g} {what} predicted, "
           f"{len(r.probes)} probes)")
     out = {"target": target, "what": what, "percent": r.percent, "value": r.value, "probes": r.probes}
-    if opt.target_latency:
-        out.update(backend=opt.latency_backend, threads=opt.threads, imgsz=opt.imgsz, predicted_ms=r.value,
-                   unpruned_ms=float(torch.tensor(base).median()))
+    if timed:
+        unpruned = float(torch.tensor(base).median())
+        out.update(backend=opt.latency_backend, threads=opt.threads, imgsz=opt.imgsz, unpruned_ms=unpruned,
+                   predicted_ms=r.value if opt.target_latency else r.value * unpruned,
+                   predicted_speedup=unpruned / r.value if opt.target_latency else 1 / r.value)
         for q in out["probes"]:
             q["ratio"] = ratios[q["percent"]]
     return out

@@ -50,7 +50,7 @@ def check_cfg_matches(cfg: str, model: nn.Module) -> None:
 
 def run(opt: PruneOptions) -> dict:
     """Prune ``opt.weights`` and write ``pruned_model.pt``, ``pruned.yaml``, ``layers.csv`` and ``results.json``."""
-    from engine.prune_search import choose_round, has_target, search_budget, search_map_guard
+    from engine.prune_search import choose_round, has_target, latency_pair, search_budget, search_map_guard
     from models.summary import count_flops
     from pruning import build_groups, compute_masks, masked_model, prune_layers, prune_model
     from utils.data import load_dataset_config
@@ -130,7 +130,7 @@ def run(opt: PruneOptions) -> dict:
     if opt.latency or opt.target_latency:
         res["latency_ms"] = _latency(source, pruned, opt.imgsz, opt.threads)
         if opt.target_latency:
-            measured = res["latency_ms"]["onnxruntime" if opt.latency_backend == "onnxruntime" else "torch"]["after"]
+            measured = latency_pair(source, pruned, opt, repeats=50)[0]
             budget.update(measured_ms=measured, measured_vs_target=measured / opt.target_latency)
             print(f"Latency budget: target {opt.target_latency:.2f} ms, predicted {budget['predicted_ms']:.2f} ms, "
                   f"measured again {measured:.2f} ms ({opt.latency_backend}, {opt.threads} thread(s), {opt.imgsz} px)")
