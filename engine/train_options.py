@@ -85,6 +85,9 @@ class TrainOptions:
     # knowledge distillation
     teacher: str = opt("", "--teacher", "--t_weights", group=KD, help="teacher weights for distillation")
     kd_weight: float = opt(1.0, "--kd-weight", "--kd_weight", group=KD, help="distillation loss weight")
+    distill: str = opt("output", "--distill", choices=("output", "feature"), group=KD,
+                       help="with --teacher: match the head's outputs ('output'), or the neck's three feature maps "
+                            "through 1x1 projections ('feature', normalised L2; a --kd-weight of 0.1 suits it)")
     # filled in by the trainer (no flag)
     save_dir: str = ""
 

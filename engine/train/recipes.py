@@ -9,7 +9,8 @@ __all__ = ["hooks_for"]
 
 
 def hooks_for(opt: TrainOptions) -> list[TrainHook]:
-    """The hooks for ``opt``: a BN-sparsity hook with ``--bn_sparsity``, a distillation hook with ``--teacher``."""
+    """The hooks for ``opt``: a BN-sparsity hook with ``--bn_sparsity``, a distillation hook with ``--teacher``
+    (``--distill`` output or feature)."""
     hooks: list[TrainHook] = []
     if opt.bn_sparsity:
         from engine.train.sparsity_hook import SparsityHook
@@ -17,7 +18,11 @@ def hooks_for(opt: TrainOptions) -> list[TrainHook]:
         hooks.append(SparsityHook(opt.sparsity_rate, constant=opt.sparsity_constant, mode=opt.sparsity_mode,
                                   target=opt.sparsity_target, round_to=opt.sparsity_round,
                                   importance=opt.sparsity_importance))
-    if opt.teacher:
+    if opt.teacher and opt.distill == "feature":
+        from engine.train.feature_distill import FeatureDistillHook
+
+        hooks.append(FeatureDistillHook(opt.teacher, weight=opt.kd_weight))
+    elif opt.teacher:
         from engine.train.distill_hook import DistillHook
 
         hooks.append(DistillHook(opt.teacher, weight=opt.kd_weight))

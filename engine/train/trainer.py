@@ -391,8 +391,9 @@ class Trainer:
             plot_results(self.save_dir / "results.csv")
         for h in self.hooks:
             h.after_train(self._step_info())
-        summary = dict(results, epochs=epochs_done, train_seconds=self.train_time, train_images_per_second=ips,
-                       best_fitness=self.best_fitness, save_dir=str(self.save_dir))
+        summary = dict(results, epochs=epochs_done, planned_epochs=self.opt.epochs, best_epoch=self.best_epoch,
+                       stopped_early=self.epoch + 1 < self.opt.epochs, train_seconds=self.train_time,
+                       train_images_per_second=ips, best_fitness=self.best_fitness, save_dir=str(self.save_dir))
         (self.save_dir / "results.json").write_text(json.dumps(summary, indent=1, default=float))
         print(f"Results saved to {self.save_dir}")
         return summary
