@@ -1,16 +1,19 @@
-"""Iterative slimming: prune towards a budget in K steps, BN-recalibrated and briefly fine-tuned between steps:
-``python slim.py --weights runs/train/sparsity/weights/best.pt --data data/aquarium.yaml --target-gflops 0.6
---steps 3 --ft-epochs 2``.
+"""Make a trained model faster: ``python slim.py --weights runs/train/exp/weights/best.pt --data data/aquarium.yaml
+--speedup 1.5``.
 
-Each step is a normal prune.py / train.py run in ``<project>/<name>/step<k>_*`` (logs in ``logs/``); the same command
-resumes an interrupted run. ``--max-map-drop D`` stops before the step whose val mAP50-95 falls more than D below the
-source model's, and keeps the last step that did not. Writes ``steps.md`` and ``steps.json``.
+Prunes in 3 Taylor steps (BN-recalibrated, 2 epochs of fine-tuning between them) to a measured speed-up over the
+source (``--speedup``, ``--target-latency``; or ``--target-gflops``/``--target-params``), fine-tunes the result until
+val stops improving, exports source and result to ONNX and OpenVINO and compares them (report.md/json/png). Each
+stage is a normal prune.py / train.py / export.py / val.py run in ``<project>/<name>/`` (logs in ``logs/``); the same
+command resumes an interrupted run. ``--max-map-drop D`` stops before a step whose val mAP50-95 falls more than D
+below the source's.
 """
 
 from __future__ import annotations
 
-from engine.slimming.iterative import SlimOptions, run
-from utils.cli import Flags, run_script
+from engine.slimming.iterative import SlimOptions
+from engine.slimming.iterative import run as slim
+from utils.cli import Flags, python_api, run_script
 from utils.options import parse_options
 
 
@@ -21,7 +24,10 @@ def parse_opt(argv: Flags = None) -> SlimOptions:
 
 def main(argv: Flags = None) -> dict:
     """Entry point: parse flags and slim."""
-    return run(parse_opt(argv))
+    return slim(parse_opt(argv))
+
+
+run = python_api(main, "slim.py", 'slim.run(weights="best.pt", data="data/aquarium.yaml", speedup=1.5)')
 
 
 if __name__ == "__main__":

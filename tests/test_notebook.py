@@ -1,5 +1,5 @@
 """tutorial.ipynb: the committed file is its generator's output, and it runs headless with tiny settings, showing the
-library's log lines, a comparison whose figures are those of direct val.run calls, and the detection picture."""
+library's log lines, slim.py's report whose figures are those of direct val.run calls, and the detection picture."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "tutorial.ipynb"
 
-# One epoch on 16 images at 64 px: every step runs in seconds. Two batches per epoch, so that the learning rate leaves
-# 0 and sparsity_rate="auto" has a step to plan for.
-TINY = dict(EPOCHS=1, FT_EPOCHS=1, IMGSZ=64, IMAGES=16, PERCENT=0.3, BATCH_SIZE=8, WORKERS=0, DEVICE="cpu")
+# One epoch on 16 images at 64 px, one prune step and one epoch of the final fine-tune: every step runs in seconds.
+TINY = dict(EPOCHS=1, SPEEDUP=1.2, STEPS=1, FINAL_EPOCHS=1, IMGSZ=64, IMAGES=16, BATCH_SIZE=8, WORKERS=0,
+            DEVICE="cpu")
 
 
 def _generator():  # noqa: ANN202 - a module
@@ -61,35 +61,35 @@ def executed(tmp_path_factory: pytest.TempPathFactory, datasets_dir: Path, yolov
 def test_notebook_runs_with_log_lines_once_per_call(executed: tuple[nbformat.NotebookNode, Path]) -> None:
     nb, _ = executed
     assert not [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o["output_type"] == "error"]
-    reference, sparse = _stream(_cell(nb, "reference = train.run(")), _stream(_cell(nb, "sparse = train.run("))
-    for text in (reference, sparse):  # INFO lines from the library, each once: run() adds no second handler
-        assert len(re.findall(r"Transferred \d+/\d+ items from", text)) == 1
-        assert re.search(r"train: Scanning .*16 found", text) and "Starting training for 1 epochs" in text
-    assert "--sparsity_rate auto chose S=" in sparse
-    assert _stream(_cell(nb, "photo = ")).count("Loaded ONNXBackend(best.onnx") == 1
+    assert "torch " in _stream(_cell(nb, "# On a fresh Colab"))  # the device check ran (no clone outside Colab)
+    source = _stream(_cell(nb, "source = train.run("))
+    assert len(re.findall(r"Transferred \d+/\d+ items from", source)) == 1  # run() adds no second log handler
+    assert re.search(r"train: Scanning .*16 found", source) and "Starting training for 1 epochs" in source
+    slimmed = _stream(_cell(nb, "result = slim.run("))
+    assert "slim: step 1/1:" in slimmed and "slim: budget: 1.2x faster" in slimmed
+    assert _stream(_cell(nb, "photo = ")).count("Loaded ONNXBackend(final.onnx") == 1
 
 
 @pytest.mark.slow
-def test_notebook_table_matches_direct_val_runs_and_shows_the_detection(
+def test_notebook_report_matches_direct_val_runs_and_shows_the_detection(
         executed: tuple[nbformat.NotebookNode, Path], tmp_path: Path) -> None:
+    import json
+
     import val
 
     nb, project = executed
-    table, = (o["data"]["text/markdown"] for o in _cell(nb, "rows = compare_models(").outputs if "data" in o)
-    rows = {r[0]: r for r in ([x.strip() for x in line.strip("|").split("|")] for line in table.splitlines()[2:])}
-    weights = {"reference": project / "reference" / "weights" / "best.pt",
-               "sparsity": project / "sparsity" / "weights" / "best.pt",
-               "pruned": project / "prune" / "pruned_model.pt",
-               "fine-tuned": project / "finetune" / "weights" / "best.pt"}
-    assert list(rows) == list(weights)
+    shown = [o["data"]["text/markdown"] for o in _cell(nb, "result = slim.run(").outputs if "text/markdown" in
+             o.get("data", {})]
+    assert len(shown) == 1 and "| mAP50-95 val |" in shown[0] and "| ONNX Runtime ms |" in shown[0]
+    report = json.loads((project / "slim" / "report.json").read_text())
     data = str(project / "data" / "aquarium.yaml")
-    for label, w in weights.items():
-        direct = val.run(weights=str(w), data=data, imgsz=TINY["IMGSZ"], batch_size=TINY["BATCH_SIZE"], workers=0,
-                         device="cpu", project=str(tmp_path), name=label)
-        assert direct["images"] == TINY["IMAGES"]
-        for column, key in ((4, "mAP50"), (5, "mAP50_95")):
-            assert float(rows[label][column]) == pytest.approx(direct[key], abs=5e-4 + 1e-9), (label, key)
-    assert float(rows["reference"][4]) > 0  # a figure, not 0 == 0
+    for which in ("source", "final"):
+        for split in ("val", "test"):
+            direct = val.run(weights=str(project / "slim" / "export" / f"{which}.pt"), data=data, task=split,
+                             imgsz=TINY["IMGSZ"], workers=0, device="cpu", project=str(tmp_path), name=which + split)
+            assert direct["images"] == TINY["IMAGES"]
+            assert report[which][f"map50_95_{split}"] == pytest.approx(direct["mAP50_95"], abs=1e-9)
+    assert report["final"]["gflops"] < report["source"]["gflops"]
     last = [c for c in nb.cells if c.cell_type == "code"][-1]
     assert any("image/jpeg" in o.get("data", {}) for o in last.outputs)
     photos = list((project / "detect").glob("*.jpg"))

@@ -256,7 +256,7 @@ def test_slim_steps_towards_the_budget_and_resumes(tmp_path: Path, tiny_data: Pa
     full = count_flops(load_model(yolov5n_pt)[0], imgsz)
     argv = _slim_args(tmp_path, tiny_data, yolov5n_pt, 0.7 * full, "--steps", "2", "--ft-epochs", "1",
                       "--final-ft-epochs", "2", "--final-ft-hyp", "data/hyps/hyp.scratch-low.yaml", "--name", "s",
-                      imgsz=imgsz)
+                      "--no-export", imgsz=imgsz)
     out = slim.main(argv)
     rows = out["rows"]
     assert [r["step"] for r in rows] == [1, 2] and not out["stopped_early"]
@@ -298,6 +298,9 @@ def test_slim_accuracy_guard_stops_before_the_step_that_breaks_it(tmp_path: Path
 @pytest.mark.parametrize(("args", "message"), [
     ([], "give one budget"),
     (["--target-gflops", "1", "--target-params", "5"], "give one budget"),
+    (["--speedup", "1.5", "--target-latency", "9"], "give one budget"),
+    (["--speedup", "0.8"], "--speedup must be > 1"),
+    (["--speedup", "1.5", "--distill", "logits"], "invalid choice: 'logits'"),
     (["--target-gflops", "1", "--steps", "0"], "--steps must be >= 1, got 0"),
     (["--target-gflops", "1", "--max-map-drop", "1.5"], "--max-map-drop must be in [0, 1), got 1.5"),
 ])
@@ -324,3 +327,74 @@ def test_slim_refuses_a_bad_source_before_writing_anything(tmp_path: Path) -> No
     with pytest.raises(CheckpointError, match="not a PyTorch checkpoint"):
         slim.main(["--weights", str(bad), "--target-gflops", "1", "--project", str(tmp_path / "runs")])
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+def test_slim_speedup_budget_is_met_as_measured_and_reported(tmp_path: Path, tiny_data: Path,
+                                                             yolov5n_pt: Path) -> None:
+    """``--speedup 1.4`` in one step at 160 px with feature distillation: the result, timed interleaved with the
+    source, is at least about 1.4x faster; report.json/.md/.png compare source and result (exports, val and test mAP
+    of val.py, latency per backend) and the final fine-tune says why it stopped."""
+    argv = _slim_args(tmp_path, tiny_data, yolov5n_pt, 0, "--steps", "1", "--final-ft-epochs", "1", "--distill",
+                      "feature", "--name", "x", imgsz=160)
+    i = argv.index("--target-gflops")
+    argv[i:i + 2] = ["--speedup", "1.4"]
+    out = slim.main(argv)
+    root = tmp_path / "x"
+    budget = json.loads((root / "budget.json").read_text())
+    assert budget["speedup"] == 1.4 and budget["source_ms"] > 0
+    check = json.loads((root / "step1_prune" / "speedup.json").read_text())
+    measured = (check["retry"] or check)["measured"]["speedup"]
+    assert measured >= 1.4 * 0.95, check  # timing noise allowed for; an unmet budget is ~1.0x
+    report = json.loads((root / "report.json").read_text())
+    src, fin = report["source"], report["final"]
+    assert fin["gflops"] < src["gflops"] and fin["params"] < src["params"] and fin["speedup"] > 1.2
+    for row in (src, fin):
+        assert all(row[k] > 0 for k in ("ort_ms", "openvino_ms", "torch_ms", "size_mb"))
+        assert all(0 <= row[k] <= 1 for k in ("map50_val", "map50_95_val", "map50_95_test"))
+    val_res = json.loads((root / "val" / "final_test" / "results.json").read_text())
+    assert fin["map50_95_test"] == val_res["mAP50_95"] and val_res["weights"].endswith("export/final.pt")
+    assert Path(fin["onnx"]).is_file() and (Path(fin["openvino"]) / "final.xml").is_file()
+    assert report["epochs"] == 1 and report["stopped"].startswith("ran all 1 epochs")
+    assert "| speed-up (ONNX Runtime) | 1.00x |" in (root / "report.md").read_text()
+    assert (root / "report.png").stat().st_size > 10_000
+    ft = yaml.safe_load((root / "step1_ft" / "opt.yaml").read_text())
+    assert ft["teacher"] == str(yolov5n_pt) and ft["distill"] == "feature"
+    assert "distill_loss" in (root / "step1_ft" / "results.csv").read_text().splitlines()[0]
+    assert out["report"] == report
+
+
+def test_final_fine_tune_length_comes_from_the_source() -> None:
+    from engine.slimming.iterative import SlimOptions, final_epochs
+
+    opt = SlimOptions(weights="w.pt", speedup=1.5)
+    assert final_epochs(opt, 40) == (60, "cap 60 = 1.5 x the source's 40 training epochs")
+    assert final_epochs(opt, 4)[0] == opt.patience + 1  # room for the patience window to act
+    assert final_epochs(opt, None)[0] == 60
+    assert final_epochs(SlimOptions(weights="w.pt", speedup=1.5, final_ft_epochs=7), 40) == (7, "--final-ft-epochs 7")
+
+
+def test_final_fine_tune_stops_on_a_flat_curve_and_runs_on_a_rising_one() -> None:
+    """slim.py's final fine-tune uses the trainer's early stopping with --patience 10: a val curve that rises and then
+    wanders on a plateau stops 10 epochs after its best; one still rising runs to the cap. stop_reason says which."""
+    import math
+
+    from engine.slimming.iterative import stop_reason
+    from utils.optim import EarlyStopping
+
+    def run(curve: list[float]) -> tuple[int, int]:
+        stopper = EarlyStopping(patience=10)
+        for epoch, fit in enumerate(curve):
+            if stopper(epoch, fit):
+                return epoch + 1, stopper.best_epoch
+        return len(curve), stopper.best_epoch
+
+    plateau = [min(0.3, 0.02 * e) + 0.003 * math.sin(e) for e in range(60)]  # flat from epoch 15, noisy
+    done, best = run(plateau)
+    assert done < 60 and done == best + 11  # 10 epochs after its best, well before the cap
+    rising = [0.3 * (1 - math.exp(-e / 30)) for e in range(60)]  # slowing down, but still gaining
+    assert run(rising) == (60, 59)
+    why = stop_reason({"epochs": done, "planned_epochs": 60, "stopped_early": True, "best_epoch": best}, 10, "cap 60")
+    assert why.startswith(f"early stop after {done} of 60 epochs") and f"best epoch {best})" in why
+    assert stop_reason({"epochs": 60, "planned_epochs": 60, "stopped_early": False}, 10, "cap 60") == \
+        "ran all 60 epochs (cap 60), still improving within the patience window"

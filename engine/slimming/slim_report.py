@@ -1,0 +1,197 @@
+"""slim.py's result, ready to use: the source and the slimmed model exported (ONNX, OpenVINO), validated on val and
+test, timed together per backend, and compared in one table (``report.md``, ``report.json``, ``report.png``).
+
+Every stage is a normal run of export.py or val.py under the slim run's folder (``export/``, ``val/``), skipped when
+done; the timing runs in this process, all six (model, backend) pairs interleaved (:mod:`engine.benchmark`).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from engine.slimming.stages import StageRunner
+from engine.sweep.files import atomic_write_json, atomic_write_text
+from engine.val_options import ValOptions
+from utils.options import to_argv
+
+if TYPE_CHECKING:
+    from engine.slimming.iterative import SlimOptions
+
+__all__ = ["build_report", "format_report", "plot_report", "BACKENDS"]
+
+# report key -> (what load_backend opens for it, the column's name)
+BACKENDS = {"ort": (".onnx", "ONNX Runtime"), "openvino": ("_openvino_model", "OpenVINO (f32)"),
+            "torch": (".pt", "PyTorch")}
+
+
+def _stage_files(runner: StageRunner, opt: SlimOptions, which: str, weights: Path) -> Path:
+    """Copy ``weights`` to ``export/<which>.pt`` and export it there to ONNX and OpenVINO (one export.py stage)."""
+    d = runner.root / "export"
+    d.mkdir(parents=True, exist_ok=True)
+    pt = d / f"{which}.pt"
+    if not pt.exists() or pt.stat().st_mtime < weights.stat().st_mtime:
+        shutil.copy2(weights, pt)
+        for old in (d / f"{which}.onnx", d / f"{which}_openvino_model"):
+            shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(missing_ok=True)
+    runner.run(f"export_{which}", "export.py", ["--weights", str(pt), "--include", "onnx", "openvino", "--imgsz",
+                                               str(opt.imgsz), "--data", opt.data], d / f"{which}.onnx")
+    return pt
+
+
+def _scores(runner: StageRunner, opt: SlimOptions, which: str, pt: Path, splits: list[str]) -> dict:
+    """val.py on each split (``val/<which>_<split>``): ``{"map50_val", "map50_95_val", ...}``, None for a split the
+    dataset lacks."""
+    import json
+
+    out: dict = {}
+    for split in ("val", "test"):
+        if split not in splits:
+            out[f"map50_{split}"] = out[f"map50_95_{split}"] = None
+            continue
+        d = runner.root / "val" / f"{which}_{split}"
+        runner.run(f"val_{which}_{split}", "val.py", to_argv(ValOptions(
+            weights=str(pt), data=opt.data, imgsz=opt.imgsz, task=split, workers=opt.workers, project=str(d.parent),
+            name=d.name, exist_ok=True)), d / "results.json")
+        res = json.loads((d / "results.json").read_text())
+        out[f"map50_{split}"], out[f"map50_95_{split}"] = res["mAP50"], res["mAP50_95"]
+    return out
+
+
+def _latencies(files: dict[str, Path], opt: SlimOptions, repeats: int = 100) -> dict[str, dict]:
+    """``{which: {"ort_ms", "ort_p90_ms", "openvino_ms", ..., "torch_ms", ...}}``: every model in every backend at
+    batch 1 with ``--threads``, all timed interleaved in this process."""
+    from engine.backends import load_backend
+    from engine.benchmark import measure_latencies
+    from utils.checkpoint import load_model
+
+    cases, keys = [], []
+    for which, pt in files.items():
+        for key, (suffix, _) in BACKENDS.items():
+            if key == "torch":
+                model = load_model(pt, device="cpu", fuse=True)[0]
+            else:
+                model = load_backend(pt.with_name(pt.stem + suffix), "cpu", threads=opt.threads)
+            cases.append((model, opt.imgsz, 1))
+            keys.append((which, key))
+    before = torch.get_num_threads()
+    torch.set_num_threads(opt.threads)
+    try:
+        rows = measure_latencies(cases, warmup=10, repeats=repeats, rounds=10)
+    finally:
+        torch.set_num_threads(before)
+    out: dict[str, dict] = {which: {} for which in files}
+    for (which, key), row in zip(keys, rows):
+        out[which][f"{key}_ms"], out[which][f"{key}_p90_ms"] = row.get("median_ms"), row.get("p90_ms")
+    return out
+
+
+def build_report(runner: StageRunner, opt: SlimOptions, source: Path, final: Path, stopped: str, epochs: int,
+                 steps: dict) -> dict:
+    """Export, validate and time ``source`` and ``final``; write report.json/.md/.png in the run folder and print the
+    table. Returns the report: ``{"source": ROW, "final": ROW, "stopped", "epochs", "budget", "threads", ...}``, each
+    ROW with file, params, gflops, imgsz, size_mb, map50/map50_95 on val and test (None without a test split),
+    ort_ms, openvino_ms, torch_ms (and their p90) and speedup (ONNX Runtime, over the source)."""
+    from models.summary import count_flops
+    from utils.checkpoint import load_model
+    from utils.data import load_dataset_config
+
+    data = load_dataset_config(opt.data)
+    splits = [s for s in ("val", "test") if data.get(s)]
+    files = {which: _stage_files(runner, opt, which, w) for which, w in (("source", source), ("final", final))}
+    print(f"slim: timing source and result in {', '.join(n for _, n in BACKENDS.values())} (batch 1, {opt.threads} "
+          "thread(s), interleaved)", flush=True)
+    times = _latencies(files, opt)
+    rows = {}
+    for which, pt in files.items():
+        model = load_model(pt, device="cpu")[0]
+        rows[which] = {"file": str(source if which == "source" else final), "params": sum(p.numel() for p in
+                                                                                          model.parameters()),
+                       "gflops": count_flops(model, opt.imgsz), "imgsz": opt.imgsz, "size_mb": pt.stat().st_size / 1e6,
+                       "onnx": str(pt.with_suffix(".onnx")), "openvino": str(pt.with_name(pt.stem + "_openvino_model")),
+                       **_scores(runner, opt, which, pt, splits), **times[which]}
+    for row in rows.values():
+        row["speedup"] = rows["source"]["ort_ms"] / row["ort_ms"]
+    report = {"source": rows["source"], "final": rows["final"], "stopped": stopped, "epochs": epochs,
+              "budget": steps.get("budget"), "threads": opt.threads, "data": opt.data,
+              "distill": opt.distill, "steps": len(steps["rows"])}
+    root = runner.root
+    atomic_write_json(root / "report.json", report)
+    text = format_report(report)
+    atomic_write_text(root / "report.md", f"# slim.py: {Path(report['source']['file'])} slimmed\n\n{text}\n")
+    fig = plot_report(report)
+    fig.savefig(root / "report.png", dpi=150)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    print(f"\n{text}")
+    return report
+
+
+def _fmt(v: float | None, spec: str) -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def format_report(report: dict) -> str:
+    """The before/after Markdown table, with how the final fine-tune ended under it."""
+    s, f = report["source"], report["final"]
+    lines = ["| | source | slimmed | change |", "| --- | ---: | ---: | ---: |"]
+
+    def add(name: str, key: str, spec: str, change: str = "ratio") -> None:
+        a, b = s.get(key), f.get(key)
+        if change == "ratio" and a and b:
+            delta = f"{b / a:.2f}x"
+        elif change == "diff" and a is not None and b is not None:
+            delta = f"{b - a:+.3f}"
+        else:
+            delta = ""
+        lines.append(f"| {name} | {_fmt(a, spec)} | {_fmt(b, spec)} | {delta} |")
+
+    add("parameters", "params", ",")
+    add(f"GFLOPs ({s['imgsz']} px)", "gflops", ".3f")
+    add("file size (MB)", "size_mb", ".2f")
+    for split in ("val", "test"):
+        if s.get(f"map50_95_{split}") is not None:
+            add(f"mAP50 {split}", f"map50_{split}", ".3f", "diff")
+            add(f"mAP50-95 {split}", f"map50_95_{split}", ".3f", "diff")
+    for key, (_, name) in BACKENDS.items():
+        for k, label in ((f"{key}_ms", f"{name} ms"), (f"{key}_p90_ms", f"{name} ms p90")):
+            a, b = s.get(k), f.get(k)
+            lines.append(f"| {label} | {_fmt(a, '.2f')} | {_fmt(b, '.2f')} | "
+                         f"{f'{a / b:.2f}x faster' if a and b else ''} |")
+    lines.append(f"| speed-up (ONNX Runtime) | 1.00x | {f['speedup']:.2f}x | |")
+    return ("\n".join(lines) + f"\n\nBatch 1, {report['threads']} thread(s), all six timed interleaved in one process. "
+            f"Fine-tuning: {report['epochs']} epochs in all; the final fine-tune {report['stopped']}.\nSlimmed model: "
+            f"{f['file']} (ONNX {f['onnx']}, OpenVINO {f['openvino']})")
+
+
+def plot_report(report: dict):  # noqa: ANN201 - a matplotlib Figure
+    """Two panels: latency per backend and mAP50-95 per split, source against slimmed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    s, f = report["source"], report["final"]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    names = [n for k, (_, n) in BACKENDS.items() if s.get(f"{k}_ms")]
+    keys = [k for k in BACKENDS if s.get(f"{k}_ms")]
+    x = range(len(keys))
+    ax1.bar([i - 0.2 for i in x], [s[f"{k}_ms"] for k in keys], 0.4, label="source")
+    ax1.bar([i + 0.2 for i in x], [f[f"{k}_ms"] for k in keys], 0.4, label=f"slimmed ({f['speedup']:.2f}x in ORT)")
+    ax1.set_xticks(list(x), names)
+    ax1.set_ylabel(f"ms per image (batch 1, {report['threads']} thread(s))")
+    ax1.legend()
+    splits = [sp for sp in ("val", "test") if s.get(f"map50_95_{sp}") is not None]
+    y = range(len(splits))
+    ax2.bar([i - 0.2 for i in y], [s[f"map50_95_{sp}"] for sp in splits], 0.4, label="source")
+    ax2.bar([i + 0.2 for i in y], [f[f"map50_95_{sp}"] for sp in splits], 0.4, label="slimmed")
+    ax2.set_xticks(list(y), splits)
+    ax2.set_ylabel("mAP50-95")
+    ax2.legend()
+    fig.suptitle(f"{Path(s['file']).name}: {s['gflops']:.2f} -> {f['gflops']:.2f} GFLOPs at {s['imgsz']} px")
+    fig.tight_layout()
+    return fig
