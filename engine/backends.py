@@ -268,7 +268,7 @@ class OpenVINOBackend(ArrayBackend):
     format = "openvino"
 
     def __init__(self, file: Path, device: torch.device, threads: int | None = None) -> None:
-        from engine.exporters.openvino_export import compile_openvino, openvino_xml
+        from engine.exporters.openvino_export import compile_openvino, inference_precision, openvino_xml
         from utils.yaml_io import read_yaml
 
         if importlib.util.find_spec("openvino") is None:
@@ -286,6 +286,7 @@ class OpenVINOBackend(ArrayBackend):
             self.compiled = compile_openvino(xml, half=bool(meta.get("half")), threads=threads)
         except Exception as e:  # noqa: BLE001 - OpenVINO raises RuntimeError and its own types for invalid files
             raise ValueError(f"{xml}: not a usable OpenVINO model ({str(e).splitlines()[0]})") from None
+        self.precision = inference_precision(self.compiled)  # bf16 for an FP16 IR on CPUs with bf16 units
         inp, out = self.compiled.input(0), self.compiled.output(0)
         shape, out_shape = inp.get_partial_shape(), out.get_partial_shape()
         if shape.rank.is_dynamic or shape.rank.get_length() != 4:
@@ -302,6 +303,9 @@ class OpenVINOBackend(ArrayBackend):
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         return self.compiled(x)[0]
+
+    def __repr__(self) -> str:
+        return f"{super().__repr__()[:-1]}, {self.precision})"
 
 
 def _format_of(weights: str | Path) -> str:

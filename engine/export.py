@@ -177,6 +177,7 @@ def _print_export(res: dict[str, Any]) -> None:
     if c:
         runtime = {"onnx": "ONNX Runtime", "openvino": "OpenVINO"}.get(res["format"], "reloaded TorchScript")
         verdict = "match" if c["ok"] else "MISMATCH"
+        runtime += f" ({c['precision']})" if c.get("precision") else ""
         print(f"{name}: {runtime} vs PyTorch on one input: max abs diff {c['max_abs']:.2e} "
               f"(boxes {c['max_abs_boxes']:.2e} px, scores {c['max_abs_scores']:.2e}) -> {verdict}")
 

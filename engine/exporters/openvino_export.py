@@ -20,12 +20,17 @@ from torch import nn
 from engine.exporters.common import build_metadata, compare_outputs, start_export
 from engine.exporters.onnx_export import DEFAULT_OPSET, export_onnx
 
-__all__ = ["export_openvino", "openvino_xml", "compile_openvino", "FP16_ATOL", "FP16_RTOL"]
+__all__ = ["export_openvino", "openvino_xml", "compile_openvino", "inference_precision", "FP16_ATOL", "FP16_RTOL",
+           "BF16_ATOL", "BF16_RTOL"]
 
 LOGGER = logging.getLogger(__name__)
 # FP16 weight compression rounds every weight to 11 significant bits: yolov5n at 160 px then moves scores by ~2e-3
 # and boxes by a few tenths of a pixel against float32 PyTorch, far beyond the float32 bounds of compare_outputs.
 FP16_ATOL, FP16_RTOL = 1e-2, 1e-2
+# bfloat16 keeps 8 bits of mantissa against float16's 11: errors 8x as large. An FP16-compressed IR runs in bf16 on
+# CPUs with bf16 units (AMD EPYC with AVX512_BF16, Intel Xeons with AMX), in f16 or f32 elsewhere.
+BF16_ATOL, BF16_RTOL = 8 * FP16_ATOL, 8 * FP16_RTOL
+CHECK_TOLERANCE = {"f16": {"atol": FP16_ATOL, "rtol": FP16_RTOL}, "bf16": {"atol": BF16_ATOL, "rtol": BF16_RTOL}}
 
 
 def openvino_xml(path: str | Path) -> Path:
@@ -70,6 +75,11 @@ def compile_openvino(xml: str | Path, half: bool = False, threads: int | None = 
         config["INFERENCE_NUM_THREADS"] = int(threads)
     core = ov.Core()
     return core.compile_model(core.read_model(str(xml)), "CPU", config)
+
+
+def inference_precision(compiled: Any) -> str:
+    """The precision an ``openvino.CompiledModel`` actually runs in: 'f32', 'bf16' or 'f16'."""
+    return compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
 
 
 def export_openvino(model: nn.Module, file: str | Path, imgsz: int | tuple[int, int] | list[int] = 640,
@@ -121,9 +131,11 @@ def export_openvino(model: nn.Module, file: str | Path, imgsz: int | tuple[int, 
                            "metadata": meta, "notes": [f"OpenVINO {ov.get_version()}"
                                                        + (", FP16-compressed weights" if half else "")]}
     if check:
-        y = compile_openvino(xml, half=half)(im.float().cpu().numpy())[0]
-        tol = {"atol": FP16_ATOL, "rtol": FP16_RTOL} if half else {}
-        out["check"] = compare_outputs(np.asarray(y), y_ref, **tol)
+        compiled = compile_openvino(xml, half=half)
+        y = compiled(im.float().cpu().numpy())[0]
+        precision = inference_precision(compiled)
+        out["check"] = compare_outputs(np.asarray(y), y_ref, **CHECK_TOLERANCE.get(precision, {}))
+        out["check"]["precision"] = precision
         if not out["check"]["ok"]:
             LOGGER.warning("%s: OpenVINO output differs from PyTorch beyond tolerance: %s", folder, out["check"])
     return out
