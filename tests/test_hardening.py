@@ -193,6 +193,35 @@ def test_disk_full_keeps_the_previous_checkpoint_and_is_one_error_line(tmp_path:
     assert last.read_bytes() == before and [p.name for p in last.parent.iterdir()] == ["last.pt"]
 
 
+@pytest.fixture
+def small_disk(tmp_path: Path):  # noqa: ANN201 - yields a Path
+    """A real 1 MB file system (tmpfs; needs root, as on this project's machines and CI)."""
+    mnt = tmp_path / "small_disk"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("mounting a tmpfs needs root")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+
+
+def test_a_real_full_disk_while_saving_is_one_error_line(small_disk: Path) -> None:
+    """torch.save reports a full disk as a RuntimeError ('unexpected pos ...'), not an OSError: still one ERROR line
+    naming the file, exit 2, and the previous checkpoint intact."""
+    last = small_disk / "last.pt"
+    atomic_save({"epoch": 1}, last)
+    before = last.read_bytes()
+    code = ("import sys, torch; from utils.checkpoint import atomic_save; from utils.cli import run_script; "
+            "run_script(lambda: atomic_save({'epoch': 2, 'w': torch.zeros(2_000_000)}, sys.argv[1]))")
+    p = subprocess.run([sys.executable, "-c", code, str(last)], capture_output=True, text=True,
+                       cwd=Path(__file__).resolve().parents[1])
+    err = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert p.returncode == 2 and len(err) == 1, p.stderr
+    assert err[0] == f"ERROR: no space left on device writing {last} (the previous file, if any, is intact)"
+    assert last.read_bytes() == before and [f.name for f in small_disk.iterdir()] == ["last.pt"]
+
+
 def test_resume_finishes_a_run_stopped_while_finalising(tmp_path: Path, coco128_dir: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """A kill after the last epoch's save, before the fp16 rewrite and results.json: --resume finishes the run

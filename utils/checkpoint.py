@@ -14,6 +14,7 @@ import errno
 import logging
 import os
 import pickle
+import shutil
 import tempfile
 import urllib.request
 import zipfile
@@ -55,6 +56,9 @@ def _plain(x: Any) -> Any:
     return x
 
 
+_NEARLY_FULL = 64 * 2**20  # bytes free below which a failed checkpoint write is put down to a full disk
+
+
 def atomic_save(obj: dict, path: str | Path) -> None:
     """Write ``obj`` with ``torch.save`` to a temporary file beside ``path``, fsync, then rename over ``path``.
 
@@ -74,9 +78,12 @@ def atomic_save(obj: dict, path: str | Path) -> None:
         os.replace(tmp, path)
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise OSError(e.errno, f"no space left on device writing {path} (the previous file, if any, is intact)",
-                          str(path)) from None
+        # torch.save's zip writer reports a full disk as a RuntimeError ("unexpected pos ..."): judge by the space left
+        full = isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT) or (
+            isinstance(e, RuntimeError) and shutil.disk_usage(path.parent).free < _NEARLY_FULL)
+        if full:
+            raise OSError(errno.ENOSPC, f"no space left on device writing {path} (the previous file, if any, is "
+                                        "intact)", str(path)) from None
         raise
 
 
