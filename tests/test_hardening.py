@@ -222,6 +222,29 @@ def test_a_real_full_disk_while_saving_is_one_error_line(small_disk: Path) -> No
     assert last.read_bytes() == before and [f.name for f in small_disk.iterdir()] == ["last.pt"]
 
 
+@pytest.mark.parametrize("script", ["train.py", "val.py", "detect.py"])
+def test_a_run_folder_that_cannot_be_made_is_one_error_line(script: str, tmp_path: Path, coco128_dir: Path,
+                                                            yolov5n_pt: Path) -> None:
+    """--project on a read-only file system (a tmpfs mounted read-only: root may write anywhere else): exit 2 with one
+    ERROR line naming the folder and the reason (issue 31, item 3)."""
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)], capture_output=True).returncode:
+        pytest.skip("mounting a tmpfs needs root")
+    try:
+        args = {"train.py": ["--data", "data/coco128.yaml", "--epochs", "1", "--workers", "0"],
+                "val.py": ["--data", "data/coco128.yaml", "--workers", "0"],
+                "detect.py": ["--source", str(next((coco128_dir / "images" / "val2017").glob("*.jpg")))]}[script]
+        p = subprocess.run([sys.executable, script, "--weights", str(yolov5n_pt), "--imgsz", "64", *args,
+                            "--project", str(ro / "runs")], capture_output=True, text=True,
+                           cwd=Path(__file__).resolve().parents[1])
+    finally:
+        subprocess.run(["umount", str(ro)], check=True)
+    err = [ln for ln in p.stderr.splitlines() if ln.startswith("ERROR") or "Traceback" in ln]
+    assert p.returncode == 2 and len(err) == 1, p.stderr[-2000:]
+    assert err[0].startswith(f"ERROR: cannot create the run folder {ro / 'runs'}") and "read-only" in err[0], err
+
+
 def test_resume_finishes_a_run_stopped_while_finalising(tmp_path: Path, coco128_dir: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """A kill after the last epoch's save, before the fp16 rewrite and results.json: --resume finishes the run

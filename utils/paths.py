@@ -49,25 +49,32 @@ def increment_path(path: str | Path, exist_ok: bool = False, mkdir: bool = False
     process made it first), so runs started at the same moment get different folders.
     """
     path = Path(path)
-    if exist_ok:
-        if mkdir:
-            path.mkdir(parents=True, exist_ok=True)
-        return path
-    base, suffix = (path.with_suffix(""), path.suffix) if path.is_file() else (path, "")
-    n = 1
-    while True:
-        cand = path if n == 1 else base.parent / f"{base.name}{n}{suffix}"
-        if not mkdir:
-            if not cand.exists():
-                return cand
-        else:
-            cand.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                cand.mkdir()
-                return cand
-            except FileExistsError:
-                pass
-        n += 1
+    try:
+        if exist_ok:
+            if mkdir:
+                path.mkdir(parents=True, exist_ok=True)
+            return path
+        base, suffix = (path.with_suffix(""), path.suffix) if path.is_file() else (path, "")
+        n = 1
+        while True:
+            cand = path if n == 1 else base.parent / f"{base.name}{n}{suffix}"
+            if not mkdir:
+                if not cand.exists():
+                    return cand
+            else:
+                cand.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    cand.mkdir()
+                    return cand
+                except FileExistsError:
+                    pass
+            n += 1
+    except (FileExistsError, NotADirectoryError) as e:  # a file where a folder should be: name it
+        raise ValueError(f"cannot create the run folder {path}: {e.filename} is a file, not a folder "
+                         "(--project/--name)") from None
+    except OSError as e:  # read-only file system, no permission, ...
+        raise ValueError(f"cannot create the run folder {path}: {e.strerror.lower()} ({e.filename}); choose "
+                         "another --project") from None
 
 
 class RunLock:
