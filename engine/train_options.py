@@ -9,7 +9,7 @@ from typing import Collection
 from pruning.masks import MODES
 from pruning.sparsity import SPARSITY_IMPORTANCES
 from utils.cli import FlagError
-from utils.options import at_least, flag_name, in_range, not_a_file, opt, or_auto
+from utils.options import at_least, flag_name, in_range, not_a_file, opt, or_auto, stored_value_refusal
 
 __all__ = ["TrainOptions", "options_from_dict", "RESUME_KEEPS"]
 
@@ -118,7 +118,16 @@ class TrainOptions:
                             "normalised by the gradient's size, so give --sparsity_rate explicitly (e.g. 0.01)")
 
 
-def options_from_dict(d: dict) -> TrainOptions:
-    """Rebuild options saved in a checkpoint, ignoring keys this version does not know."""
+def options_from_dict(d: dict, source: str = "checkpoint") -> TrainOptions:
+    """Rebuild options saved in a checkpoint, ignoring keys this version does not know.
+
+    Raises:
+        ValueError: a stored value of the wrong type or out of its flag's range, naming ``source`` and the entry.
+    """
     known = {f.name for f in fields(TrainOptions)}
+    for k, v in d.items():
+        why = stored_value_refusal(TrainOptions, k, v) if k in known else None
+        if why:
+            raise ValueError(f"{source}: its stored training option '{k}' {why}; the checkpoint is damaged or was "
+                             "edited")
     return TrainOptions(**{k: v for k, v in d.items() if k in known})

@@ -342,3 +342,29 @@ def test_two_trainings_started_together_get_two_folders_and_exist_ok_is_refused_
     finally:
         holder.kill()
         holder.wait()
+
+
+@pytest.mark.parametrize(("entry", "value", "why"), [
+    ("epochs", "four", "must be int, got 'four'"),
+    ("batch_size", 0, "must be >= 1, got 0"),
+    ("optimizer", "Lion", "must be one of SGD, Adam, AdamW, got 'Lion'"),
+])
+def test_resume_refuses_stored_options_of_the_wrong_type(entry: str, value: object, why: str, tmp_path: Path) -> None:
+    """A resume checkpoint whose stored training options are damaged (issue 31, item 4): one ERROR line naming the file
+    and the entry, exit 2, the file unchanged; not a TypeError deep in the trainer."""
+    from dataclasses import asdict
+
+    from engine.train_options import TrainOptions
+
+    model = Model("yolov5n.yaml", nc=80)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    last = tmp_path / "exp" / "weights" / "last.pt"
+    args = {**asdict(TrainOptions(weights="yolov5n.pt", data="data/coco128.yaml", epochs=4)), entry: value}
+    atomic_save(make_checkpoint(model, epoch=0, optimizer=opt.state_dict(), train_args=args), last)
+    before = last.read_bytes()
+    p = subprocess.run([sys.executable, "train.py", "--resume", str(last)], capture_output=True, text=True,
+                       cwd=Path(__file__).resolve().parents[1])
+    err = [ln for ln in p.stderr.splitlines() if ln.startswith("ERROR") or "Traceback" in ln]
+    assert p.returncode == 2 and err == [f"ERROR: --resume {last}: its stored training option '{entry}' {why}; the "
+                                         "checkpoint is damaged or was edited"], p.stderr[-2000:]
+    assert last.read_bytes() == before

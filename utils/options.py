@@ -26,7 +26,7 @@ from utils.cli import Flags, FlagError, ScriptParser
 
 __all__ = ["Check", "Flag", "opt", "at_least", "above", "in_range", "not_empty", "not_a_file", "all_of", "build_parser",
            "parse_options", "check_options", "to_argv", "with_flags", "or_auto", "changed_fields", "flag_name",
-           "spellings", "argument_group", "refusal"]
+           "spellings", "argument_group", "refusal", "stored_value_refusal"]
 
 T = TypeVar("T")
 Check = Callable[[Any], "str | None"]  # a value -> why it is refused (the flag is put in front), or None
@@ -241,6 +241,30 @@ def refusal(cls: type, name: str, value: Any) -> str | None:
     if s.choices is not None and value not in s.choices:
         return f"must be one of {', '.join(map(str, s.choices))}, got {value!r}"
     return _refused(f, value)
+
+
+_TYPES: dict[str, Callable[[Any], bool]] = {
+    "bool": lambda v: isinstance(v, bool),
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "str": lambda v: isinstance(v, str),
+    "None": lambda v: v is None,
+    "list[int]": lambda v: isinstance(v, list) and all(_TYPES["int"](x) for x in v),
+    "list[float]": lambda v: isinstance(v, list) and all(_TYPES["float"](x) for x in v),
+    "list[str]": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+}
+
+
+def stored_value_refusal(cls: type, name: str, value: Any) -> str | None:
+    """Why a value stored in a file (a checkpoint's training options) does not fit field ``name`` of ``cls``: not of
+    the field's declared type, or refused by its flag's checks (:func:`refusal`); else None."""
+    f = next(f for f in fields(cls) if f.name == name)
+    if value == _default(f) and type(value) is type(_default(f)):
+        return None
+    kinds = [k.strip() for k in str(f.type).split("|")]
+    if all(k in _TYPES for k in kinds) and not any(_TYPES[k](value) for k in kinds):
+        return f"must be {' or '.join(kinds)}, got {value!r}"
+    return refusal(cls, name, value) if _spec(f) else None
 
 
 def _refused(f: dataclasses.Field, value: Any) -> str | None:

@@ -152,7 +152,7 @@ def resolve_resume(opt: TrainOptions) -> tuple[TrainOptions, ResumeState | None]
     ckpt = load_checkpoint(path)
     if "train_args" not in ckpt or "optimizer" not in ckpt:
         raise ValueError(f"--resume {path}: not a training checkpoint (no options or optimizer state)")
-    opt = options_from_dict(ckpt["train_args"])
+    opt = options_from_dict(ckpt["train_args"], f"--resume {path}")
     start = int(ckpt.get("epoch", -1)) + 1
     run_dir = path.parent.parent
     # Every epoch ran but results.json is missing: the run was stopped while finalising (fp16 rewrite of last.pt and
