@@ -40,7 +40,15 @@ def main(argv: Flags = None) -> dict:
         script, args = (sys.argv[0], sys.argv[1:]) if argv is None else \
             ("train.py", _parser().to_argv(argv) if isinstance(argv, Mapping) else list(argv))
         raise e.with_command(torchrun_command(e.nproc, script, args)) from None
-    return trainer.train()
+    try:
+        return trainer.train()
+    except KeyboardInterrupt:
+        wdir = getattr(trainer, "wdir", None)  # set once the run folder exists
+        last = wdir / "last.pt" if wdir is not None else None
+        if last is not None and last.exists():
+            raise KeyboardInterrupt(f"training stopped; the last checkpoint is {last}, continue with: python train.py "
+                                    f"--resume {last}") from None
+        raise KeyboardInterrupt("training stopped before its first checkpoint was saved") from None
 
 
 run = python_api(main, "train.py", 'train.run(weights="yolov5n.pt", data="data/aquarium.yaml", imgsz=320, epochs=3)')

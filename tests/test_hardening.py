@@ -368,3 +368,27 @@ def test_resume_refuses_stored_options_of_the_wrong_type(entry: str, value: obje
     assert p.returncode == 2 and err == [f"ERROR: --resume {last}: its stored training option '{entry}' {why}; the "
                                          "checkpoint is damaged or was edited"], p.stderr[-2000:]
     assert last.read_bytes() == before
+
+
+def test_ctrl_c_during_training_is_one_line_with_the_resume_command(tmp_path: Path, coco128_dir: Path,
+                                                                   yolov5n_pt: Path) -> None:
+    """SIGINT after the first checkpoint (issue 31, item 6): exit 130, no traceback, one line naming last.pt and the
+    --resume command."""
+    import signal
+    import time
+
+    cmd = [sys.executable, "train.py", "--weights", str(yolov5n_pt), "--data", "data/coco128.yaml", "--imgsz", "64",
+           "--epochs", "50", "--batch-size", "16", "--workers", "0", "--noval", "--noplots", "--project",
+           str(tmp_path), "--name", "run"]
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    last = tmp_path / "run" / "weights" / "last.pt"
+    deadline = time.time() + 120
+    while not last.exists() and time.time() < deadline and p.poll() is None:
+        time.sleep(0.2)
+    p.send_signal(signal.SIGINT)
+    err = p.communicate(timeout=60)[1]
+    assert last.exists() and p.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert f"Interrupted: training stopped; the last checkpoint is {last}, continue with: python train.py --resume " \
+           f"{last}" in err.splitlines()

@@ -23,13 +23,17 @@ _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)  # OSErrors that are the user's to fix
 
 
 def run_script(fn: Callable[[], T]) -> T:
-    """Run a script's main with INFO logging; exit with status 2 and a one-line message on a user error.
+    """Run a script's main with INFO logging; exit with status 2 and a one-line message on a user error, 130 and one
+    line on Ctrl-C.
 
     Set ``YOLO_TRACEBACK=1`` to see the full traceback of such errors.
     """
     setup_logging()
     try:
         return fn()
+    except KeyboardInterrupt as e:  # Ctrl-C: one line (what the script can say about resuming), exit 130 as shells do
+        print(f"\nInterrupted{': ' + str(e) if str(e) else ''}", file=sys.stderr)
+        raise SystemExit(130) from None
     except (*USER_ERRORS, OSError) as e:
         if os.environ.get("YOLO_TRACEBACK") or (type(e) is OSError and e.errno not in _DISK_FULL):
             raise
