@@ -100,6 +100,26 @@ def test_coco128_yaml(coco128_dir):
 
 
 # ------------------------------------------------------------------------------------------------ files
+def test_a_symlink_loop_in_an_image_folder_is_walked_once(tmp_path: Path) -> None:
+    """images/train/loop -> . (and a link to a sibling folder) made train.py walk forever while its memory grew
+    (issue 31, item 1): links are followed, each real folder once, so each image is listed once."""
+    import subprocess
+    import sys
+
+    train = tmp_path / "images" / "train"
+    a = _write_image(train / "a.jpg")
+    b = _write_image(tmp_path / "images" / "more" / "b.jpg")
+    os.symlink(".", train / "loop")
+    os.symlink(tmp_path / "images" / "more", train / "more")
+    os.symlink(train, tmp_path / "images" / "more" / "back")
+    assert list_image_files(train) == [str(a), str(train / "more" / "b.jpg")]
+    code = "import sys; from utils.data import list_image_files; print(len(list_image_files(sys.argv[1])))"
+    p = subprocess.run([sys.executable, "-c", code, str(train)], capture_output=True, text=True, timeout=60,
+                       cwd=Path(__file__).resolve().parents[1])
+    assert p.returncode == 0 and p.stdout.strip() == "2"
+    assert b.exists()
+
+
 def test_file_sources_and_label_paths(tmp_path):
     a = _write_image(tmp_path / "ds" / "images" / "a.jpg")
     b = _write_image(tmp_path / "ds" / "images" / "sub" / "b.png")

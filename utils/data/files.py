@@ -39,14 +39,21 @@ def is_video(p: PathLike) -> bool:
 
 
 def _walk(d: str, recursive: bool) -> Iterable[str]:
-    """Files in a directory; hidden entries are skipped like glob's ``*.*`` does."""
+    """Files in a directory; hidden entries are skipped like glob's ``*.*`` does. Links to folders are followed, each
+    real folder once."""
     if not recursive:
         for name in os.listdir(d):
             full = os.path.join(d, name)
             if not name.startswith(".") and os.path.isfile(full):
                 yield full
         return
+    seen: set[str] = set()  # real folders visited: a link back up (images/train/loop -> .) is walked once, not forever
     for root, dirs, files in os.walk(d, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
         dirs[:] = [x for x in dirs if not x.startswith(".")]
         for name in files:
             if not name.startswith("."):
