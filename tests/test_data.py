@@ -355,3 +355,46 @@ def test_load_images_folder_with_video(tmp_path, caplog):
     assert vinfo == f"video 4/4 (frame 3/5) {vid}: "
     with pytest.raises(FileNotFoundError, match="missing_source"):
         LoadImages(tmp_path / "missing_source")
+
+
+def _png_header(path: Path, w: int, h: int) -> Path:
+    """A PNG whose header claims w x h pixels, with a few bytes of data: nothing is decoded before the check."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+    return path
+
+
+def test_huge_images_and_label_files_are_skipped_before_reading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                                ) -> None:
+    """A 20000x20000 PNG (by its header) and a 20 MB label file (sparse) are skipped naming the file, the limit and the
+    setting that raises it (issue 31, item 1); raised, they are read (and found broken)."""
+    from utils.data.labels import verify_image_label
+
+    big = _png_header(tmp_path / "images" / "big.png", 20000, 20000)
+    r = verify_image_label(str(big), str(tmp_path / "labels" / "big.txt"))
+    assert r.status == "corrupt" and r.msgs == [
+        f"{big}: image of 400,000,000 pixels is above the limit of 100,000,000, skipped (raise it with "
+        "YOLO_MAX_IMAGE_PIXELS=N)"]
+    monkeypatch.setenv("YOLO_MAX_IMAGE_PIXELS", str(20000 * 20000))
+    assert "unreadable" in verify_image_label(str(big), str(tmp_path / "labels" / "big.txt")).msgs[0]
+    monkeypatch.setenv("YOLO_MAX_IMAGE_PIXELS", str(100))  # below PIL's own limit: the header's size is named
+    assert verify_image_label(str(ok := _write_image(tmp_path / "images" / "ok.jpg")), "none.txt").msgs[0].startswith(
+        f"{ok}: image of 64x48 = 3,072 pixels is above the limit of 100, skipped")
+    monkeypatch.delenv("YOLO_MAX_IMAGE_PIXELS")
+    label = tmp_path / "labels" / "ok.txt"
+    label.parent.mkdir(parents=True)
+    with open(label, "wb") as f:
+        f.truncate(20 * 2**20)  # sparse: 20 MB by its size, nothing on disk
+    r = verify_image_label(str(ok), str(label))
+    assert r.status == "corrupt" and r.msgs == [
+        f"{label}: label file of 20,971,520 bytes is above the limit of 16,777,216, image skipped (raise it with "
+        "YOLO_MAX_LABEL_BYTES=N)"]
+    monkeypatch.setenv("YOLO_MAX_LABEL_BYTES", str(2**30))
+    assert verify_image_label(str(ok), str(label)).msgs != r.msgs

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
+import warnings
 from dataclasses import dataclass, field
 from multiprocessing.pool import ThreadPool
 from pathlib import Path
@@ -20,6 +22,10 @@ __all__ = ["ImageLabelResult", "LabelScan", "verify_image_label", "scan_labels",
 LOGGER = logging.getLogger(__name__)
 
 MIN_IMAGE_SIZE = 10  # px; smaller images are treated as corrupt (as YOLOv5)
+# Above these an image or label file is skipped before it is read (a 20000x20000 PNG decodes to 1.2 GB; a 10-million-row
+# label file took 60 s and 4.8 GB); environment variables raise them.
+MAX_PIXELS_ENV, MAX_PIXELS = "YOLO_MAX_IMAGE_PIXELS", 100_000_000
+MAX_LABEL_BYTES_ENV, MAX_LABEL_BYTES = "YOLO_MAX_LABEL_BYTES", 16 * 2**20
 COORD_TOL = 1e-3  # normalised coordinates slightly outside [0, 1] (float round-off in converters) are clipped
 
 
@@ -112,6 +118,40 @@ def _read_labels(lb_file: str, nc: Optional[int], msgs: list[str]) -> tuple[np.n
     return lb, seen
 
 
+def _limit(env: str, default: int) -> int:
+    value = os.environ.get(env, "")
+    return int(value) if value.strip().isdigit() else default
+
+
+def _too_large(im_file: str, label_file: str) -> str | None:
+    """Why the pair must be skipped before reading it (an image above the pixel limit by its header, a label file above
+    the size limit), or None."""
+    from PIL import Image
+
+    limit = _limit(MAX_PIXELS_ENV, MAX_PIXELS)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(im_file) as im:  # reads the header only
+                size = f"{im.size[0]}x{im.size[1]} = {im.size[0] * im.size[1]:,} pixels"
+                pixels = im.size[0] * im.size[1]
+    except Image.DecompressionBombError as e:  # PIL's own limit (2x 89 MP) refuses to open it; its message has the size
+        found = re.search(r"\((\d+) pixels\)", str(e))
+        pixels = int(found.group(1)) if found else limit + 1
+        size = f"{pixels:,} pixels"
+    except Exception:  # noqa: BLE001 - unreadable headers are cv2's to judge (and report as corrupt) below
+        pixels, size = 0, ""
+    if pixels > limit:
+        return (f"{im_file}: image of {size} is above the limit of {limit:,}, skipped (raise it with "
+                f"{MAX_PIXELS_ENV}=N)")
+    size = os.path.getsize(label_file) if os.path.isfile(label_file) else 0
+    max_bytes = _limit(MAX_LABEL_BYTES_ENV, MAX_LABEL_BYTES)
+    if size > max_bytes:
+        return (f"{label_file}: label file of {size:,} bytes is above the limit of {max_bytes:,}, image skipped (raise "
+                f"it with {MAX_LABEL_BYTES_ENV}=N)")
+    return None
+
+
 def verify_image_label(im_file: str, label_file: str, nc: Optional[int] = None) -> ImageLabelResult:
     """Check one image (readable by cv2, at least 10x10 px) and its label rows.
 
@@ -119,6 +159,10 @@ def verify_image_label(im_file: str, label_file: str, nc: Optional[int] = None) 
     'corrupt'. Nothing is logged here (this runs in worker threads); the messages are returned.
     """
     msgs: list[str] = []
+    too_big = _too_large(im_file, label_file)
+    if too_big:
+        msgs.append(too_big)
+        return ImageLabelResult(im_file, label_file, None, _empty_labels(), "corrupt", msgs)
     # A full decode catches files whose header is fine but whose data is not.
     im = cv2.imread(im_file, cv2.IMREAD_COLOR)
     if im is None:
