@@ -392,3 +392,32 @@ def test_ctrl_c_during_training_is_one_line_with_the_resume_command(tmp_path: Pa
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
     assert f"Interrupted: training stopped; the last checkpoint is {last}, continue with: python train.py --resume " \
            f"{last}" in err.splitlines()
+
+
+@pytest.mark.parametrize("script", ["val.py", "detect.py", "export.py", "prune.py", "train.py"])
+def test_weights_with_nan_are_refused_at_load_by_every_script(script: str, tmp_path: Path, yolov5n_pt: Path,
+                                                              coco128_dir: Path) -> None:
+    """All-NaN weights validated to 0 and detected nothing, with exit 0 (issue 31, item 5): refused at load naming the
+    file and the first tensor, one ERROR line, exit 2."""
+    from utils.checkpoint import load_model
+
+    model = load_model(yolov5n_pt)[0]
+    with torch.no_grad():
+        model.model[2].cv1.conv.weight.fill_(float("nan"))
+        model.model[4].cv1.conv.weight[0, 0, 0, 0] = float("inf")
+    bad = tmp_path / "nan.pt"
+    atomic_save(make_checkpoint(model), bad)
+    image = str(next((coco128_dir / "images" / "val2017").glob("*.jpg")))
+    extra = {"val.py": ["--data", "data/coco128.yaml"], "detect.py": ["--source", image], "export.py": [],
+             "prune.py": ["--data", "data/coco128.yaml", "--percent", "0.1"],
+             "train.py": ["--data", "data/coco128.yaml", "--epochs", "1"]}[script]
+    project = [] if script == "export.py" else ["--project", str(tmp_path / "runs")]  # export writes beside weights
+    p = subprocess.run([sys.executable, script, "--weights", str(bad), "--imgsz", "64", *extra, *project],
+                       capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    err = [ln for ln in p.stderr.splitlines() if ln.startswith("ERROR") or "Traceback" in ln]
+    assert p.returncode == 2 and err == [f"ERROR: {bad}: checkpoint entry 'model' holds NaN or infinite values "
+                                         "(first in 'model.2.cv1.conv.weight'); the weights are damaged, e.g. by a "
+                                         "training run that diverged"], p.stderr[-2000:]
+    # train.py claims its run folder first (opt.yaml, hyp.yaml): no checkpoint there; the others write nothing
+    assert not list(tmp_path.rglob("*.pt"))[1:] and not list(tmp_path.glob("nan.*[!t]"))
+    assert script == "train.py" or not (tmp_path / "runs").exists()

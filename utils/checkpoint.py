@@ -255,9 +255,13 @@ def load_weights(model: torch.nn.Module, state: dict, path: str | Path, entry: s
     """Load the state dict ``state`` (checkpoint entry ``entry`` of ``path``) into ``model`` exactly, as fp32.
 
     Raises:
-        CheckpointError: the weights do not fit the model (missing, unexpected or differently shaped tensors),
-            naming the file, the entry and the first mismatch.
+        CheckpointError: the weights do not fit the model (missing, unexpected or differently shaped tensors), or
+            hold NaN/Inf, naming the file, the entry and the first tensor at fault.
     """
+    bad = next((k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if bad is not None:  # such weights validate to 0 and detect nothing, silently
+        raise CheckpointError(f"{path}: checkpoint entry '{entry}' holds NaN or infinite values (first in '{bad}'); "
+                              "the weights are damaged, e.g. by a training run that diverged")
     try:
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=True)
     except RuntimeError as e:
