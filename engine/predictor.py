@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -146,6 +147,15 @@ def run(opt: DetectOptions) -> dict:
     finally:
         sink.close()
         dataset.close()
+    skipped = getattr(dataset, "skipped", [])
+    if skipped:
+        listed = "; ".join(f"{f} ({why})" for f, why in skipped[:10]) + ("; ..." if len(skipped) > 10 else "")
+        if not seen:  # nothing was detected on: a failure, not an empty success
+            if not any(f.is_file() for f in save_dir.rglob("*")):
+                shutil.rmtree(save_dir)  # no empty run folder left behind to be mistaken for a result
+            raise ValueError(f"--source {opt.source}: every input was skipped ({len(skipped)}): {listed}")
+        print(f"Skipped {len(skipped)} input(s): {listed}")
+        summary["skipped"] = [{"path": f, "why": why} for f, why in skipped]
     t = tuple(1e3 * dt / max(seen, 1))
     summary["speed"] = dict(zip(("preprocess", "inference", "nms"), t))
     h, w = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz

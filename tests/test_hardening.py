@@ -4,6 +4,7 @@ exit code 2, no traceback, nothing already written changed, and no code from a c
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -421,3 +422,30 @@ def test_weights_with_nan_are_refused_at_load_by_every_script(script: str, tmp_p
     # train.py claims its run folder first (opt.yaml, hyp.yaml): no checkpoint there; the others write nothing
     assert not list(tmp_path.rglob("*.pt"))[1:] and not list(tmp_path.glob("nan.*[!t]"))
     assert script == "train.py" or not (tmp_path / "runs").exists()
+
+
+def test_detect_fails_when_every_input_is_skipped_and_lists_the_skipped_otherwise(tmp_path: Path, yolov5n_pt: Path,
+                                                                                  coco128_dir: Path) -> None:
+    """A 0-byte image and a broken video (issue 31, item 5): alone they are exit 2 with one ERROR line listing them and
+    no run folder; beside a good image, exit 0 with the skipped listed in the output and results.json."""
+    import json
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "empty.jpg").write_bytes(b"")
+    (src / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(256))
+    cmd = [sys.executable, "detect.py", "--weights", str(yolov5n_pt), "--imgsz", "64", "--project", str(tmp_path / "r")]
+    repo = Path(__file__).resolve().parents[1]
+    p = subprocess.run([*cmd, "--source", str(src)], capture_output=True, text=True, cwd=repo)
+    err = [ln for ln in p.stderr.splitlines() if ln.startswith("ERROR") or "Traceback" in ln]
+    assert p.returncode == 2 and len(err) == 1, p.stderr[-2000:]
+    assert err[0].startswith(f"ERROR: --source {src}: every input was skipped (2): ")
+    assert "empty.jpg (image unreadable (empty or corrupt))" in err[0] and "broken.mp4 (video cannot be opened)" in err[0]
+    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())
+    shutil.copy(next((coco128_dir / "images" / "val2017").glob("*.jpg")), src / "good.jpg")
+    p = subprocess.run([*cmd, "--source", str(src)], capture_output=True, text=True, cwd=repo)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "Skipped 2 input(s): " in p.stdout
+    res = json.loads(next((tmp_path / "r").glob("*/results.json")).read_text())
+    assert len(res["images"]) == 1 and sorted(Path(s["path"]).name for s in res["skipped"]) == ["broken.mp4",
+                                                                                                 "empty.jpg"]

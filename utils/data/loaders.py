@@ -130,6 +130,7 @@ class LoadImages:
         self.mode = "video" if self.video_flag[0] else "image"
         self.frame = self.frames = 0
         self.count = 0
+        self.skipped: list[tuple[str, str]] = []  # (file as named by the source, why) for inputs that gave nothing
 
     def __len__(self) -> int:
         return self.nf
@@ -161,6 +162,7 @@ class LoadImages:
             self._open_video(path)
             if not self.cap.isOpened():
                 LOGGER.warning("Cannot open video %s, skipped", self.shown.get(path, path))
+                self.skipped.append((self.shown.get(path, path), "video cannot be opened"))
                 return None
         ok = True
         for _ in range(self.vid_stride):  # skip vid_stride - 1 frames cheaply
@@ -178,8 +180,12 @@ class LoadImages:
                 self.mode = "video"
                 im0 = self._next_frame(path)
                 if im0 is None:  # end of this video (or unreadable): next file
+                    if self.frame == 0 and self.cap is not None and self.cap.isOpened():
+                        LOGGER.warning("Video %s has no readable frame, skipped", shown)
+                        self.skipped.append((shown, "no readable frame"))
                     self._release()
                     self.count += 1
+                    self.frame = 0
                     continue
                 self.frame += 1
                 info = f"video {self.count + 1}/{self.nf} (frame {self.frame}/{self.frames}) {shown}: "
@@ -189,6 +195,7 @@ class LoadImages:
                 im0 = cv2.imread(path)
                 if im0 is None:
                     LOGGER.warning("Image unreadable (corrupt?), skipped: %s", path)
+                    self.skipped.append((shown, "image unreadable (empty or corrupt)"))
                     continue
                 info = f"image {self.count}/{self.nf} {shown}: "
             im = letterbox(im0, self.img_size, stride=self.stride, auto=self.auto)[0]
