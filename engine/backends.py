@@ -243,8 +243,11 @@ class ONNXBackend(ArrayBackend):
         self.input_dtype = np.float16 if inp.type == "tensor(float16)" else np.float32
         if len(inp.shape) != 4:
             raise ValueError(f"{file}: expected one image input (batch, 3, height, width), got shape {inp.shape}")
+        if len(out.shape) != 3 or (isinstance(out.shape[-1], int) and out.shape[-1] < 6):
+            raise ValueError(f"{file}: not a detector export: its output has shape {out.shape}, expected (batch, "
+                             "boxes, 5 + classes) as export.py writes")
         b, _, h, w = inp.shape
-        nc = out.shape[-1] - 5 if len(out.shape) == 3 and isinstance(out.shape[-1], int) else None
+        nc = out.shape[-1] - 5 if isinstance(out.shape[-1], int) else None
         self._apply_metadata(decode_metadata(self.session.get_modelmeta().custom_metadata_map), nc)
         self.fp16 = self.input_dtype == np.float16
         self.dynamic = not (isinstance(h, int) and isinstance(w, int))
@@ -291,6 +294,10 @@ class OpenVINOBackend(ArrayBackend):
         shape, out_shape = inp.get_partial_shape(), out.get_partial_shape()
         if shape.rank.is_dynamic or shape.rank.get_length() != 4:
             raise ValueError(f"{xml}: expected one image input (batch, 3, height, width), got shape {shape}")
+        if out_shape.rank.is_dynamic or out_shape.rank.get_length() != 3 or (
+                out_shape[2].is_static and out_shape[2].get_length() < 6):
+            raise ValueError(f"{xml}: not a detector export: its output has shape {out_shape}, expected (batch, "
+                             "boxes, 5 + classes) as export.py writes")
         nc = out_shape[2].get_length() - 5 if out_shape.rank.get_length() == 3 and out_shape[2].is_static else None
         self._apply_metadata(meta, nc)
         self.input_dtype = np.float16 if inp.get_element_type().get_type_name() == "f16" else np.float32

@@ -449,3 +449,21 @@ def test_detect_fails_when_every_input_is_skipped_and_lists_the_skipped_otherwis
     res = json.loads(next((tmp_path / "r").glob("*/results.json")).read_text())
     assert len(res["images"]) == 1 and sorted(Path(s["path"]).name for s in res["skipped"]) == ["broken.mp4",
                                                                                                  "empty.jpg"]
+
+
+def test_val_on_an_onnx_file_that_is_no_detector_is_one_error_line_about_the_file(tmp_path: Path) -> None:
+    """An ONNX classifier-like graph (output (1, 3)) is refused at load, naming the file, not deep inside NMS on the
+    line of a progress bar (issue 31, item 5)."""
+    onnx_file = tmp_path / "notdet.onnx"
+
+    class Pool(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.mean((2, 3))
+
+    torch.onnx.export(Pool(), torch.zeros(1, 3, 64, 64), str(onnx_file), dynamo=False)
+    repo = Path(__file__).resolve().parents[1]
+    p = subprocess.run([sys.executable, "val.py", "--weights", str(onnx_file), "--data", "data/coco128.yaml",
+                        "--imgsz", "64", "--project", str(tmp_path / "runs")], capture_output=True, text=True, cwd=repo)
+    assert p.returncode == 2 and p.stderr.splitlines()[-1] == (
+        f"ERROR: {onnx_file}: not a detector export: its output has shape [1, 3], expected (batch, boxes, 5 + "
+        "classes) as export.py writes"), p.stderr[-2000:]
