@@ -20,7 +20,7 @@ from pruning.sparsity import SPARSITY_IMPORTANCES
 from utils.options import above, at_least, in_range, not_a_file, opt, or_auto
 from utils.paths import REPO_ROOT
 
-__all__ = ["SlimmingOptions", "StageRunner", "ratio_tag"]
+__all__ = ["SlimmingOptions", "StageRunner", "StageError", "ratio_tag"]
 
 
 @dataclass
@@ -77,6 +77,11 @@ class SlimmingOptions:
     out: str = opt("", "--out", help="folder for <name>.md/.json/.png (default: the study folder)", check=not_a_file)
 
 
+class StageError(RuntimeError, ValueError):
+    """A stage's script failed: the message names the stage, its log and the log's last line (the script's own ERROR
+    line, usually), so a command made of stages ends with one ERROR line too (a ValueError to ``run_script``)."""
+
+
 def ratio_tag(p: float) -> str:
     """``0.5`` -> ``'0.5'``: the ratio as it appears in stage and row names."""
     return f"{p:g}"
@@ -94,7 +99,7 @@ class StageRunner:
         """Run ``script args`` unless ``done`` exists; return ``done``.
 
         Raises:
-            RuntimeError: the script failed or did not write ``done``, naming the log and its last line.
+            StageError: the script failed or did not write ``done``, naming the log and its last line.
         """
         if done.exists():
             print(f"{self.prefix}: {stage}: done ({done})", flush=True)
@@ -108,8 +113,8 @@ class StageRunner:
             p = subprocess.run(cmd, cwd=REPO_ROOT, stdout=f, stderr=subprocess.STDOUT)
         if p.returncode or not done.exists():
             lines = [ln for ln in log.read_text(errors="replace").replace("\r", "\n").splitlines() if ln.strip()]
-            raise RuntimeError(f"stage {stage} failed (exit {p.returncode}), see {log}: "
-                               f"{lines[-1] if lines else '(no output)'}")
+            raise StageError(f"stage {stage} failed (exit {p.returncode}), see {log}: "
+                             f"{lines[-1] if lines else '(no output)'}")
         return done
 
     def train(self, stage: str, args: list[str], after: Path | None = None) -> Path:
