@@ -27,6 +27,7 @@ from utils import dist
 from utils.checkpoint import atomic_save, make_checkpoint, model_from_checkpoint
 from utils.ema import ModelEMA
 from utils.hyp import load_hyp
+from utils.interrupt import DeferredInterrupt
 from utils.loss import ComputeLoss
 from utils.optim import EarlyStopping, build_lr_lambda, build_optimizer, warmup_step
 from utils.paths import RunLock
@@ -77,6 +78,7 @@ class Trainer:
         self.lock: RunLock | None = None
         self.logger: TrainLogger | None = None
         self.epoch, self.best_fitness, self.best_epoch, self.metrics = 0, 0.0, -1, {}
+        self.interrupt = DeferredInterrupt()
         self.best_stats: ValStats | None = None  # the best epoch's validation, for the final plots
 
     # -- set-up ------------------------------------------------------------------------------------------------------
@@ -196,10 +198,12 @@ class Trainer:
 
     # -- loop --------------------------------------------------------------------------------------------------------
     def train(self) -> dict:
-        """Run all epochs, the final validation of best.pt, and return the final metrics."""
+        """Run all epochs, the final validation of best.pt, and return the final metrics. Ctrl-C stops it before the
+        next iteration (a second Ctrl-C at once) with KeyboardInterrupt."""
         try:
-            self._setup()
-            return self._run_epochs()
+            with self.interrupt:
+                self._setup()
+                return self._run_epochs()
         finally:
             if self.logger is not None:
                 self.logger.close()
@@ -246,6 +250,7 @@ class Trainer:
         self.optimizer.zero_grad()
         t_epoch, seen = time.time(), 0
         for i, (imgs, targets, paths, _) in pbar:
+            self.interrupt.check()
             loss_items = self.train_one_iter(i + self.nb * epoch, imgs, targets)
             mloss = (mloss * i + loss_items) / (i + 1)
             if self.main:
