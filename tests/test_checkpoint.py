@@ -81,3 +81,17 @@ def test_non_checkpoint_and_missing_files(tmp_path: Path) -> None:
     torch.save({"just": torch.zeros(1)}, tmp_path / "plain.pt")
     with pytest.raises(CheckpointError, match="not a YOLO checkpoint"):
         load_checkpoint(tmp_path / "plain.pt")
+
+
+def test_atomic_text_files_get_the_permissions_of_a_plain_open(tmp_path: Path) -> None:
+    """slim.py's report.md/json were 0600 (mkstemp's mode): unreadable to anyone else on a shared machine."""
+    import os
+
+    from engine.sweep.files import atomic_write_json
+
+    before = os.umask(0o022)
+    try:
+        f = atomic_write_json(tmp_path / "report.json", {"a": 1})
+    finally:
+        os.umask(before)
+    assert f.stat().st_mode & 0o777 == 0o644
