@@ -91,6 +91,8 @@ class SlimOptions:
                        help="skip the final report (ONNX and OpenVINO exports of source and result, val/test mAP, "
                             "latency per backend)")
     batch_size: int = opt(16, "--batch-size", help="training and validation batch size", check=at_least(1))
+    device: str = opt("", "--device", help="cuda device for pruning, fine-tuning and val, i.e. 0 or cpu (latency is "
+                                           "always measured on the CPU)")
     workers: int = opt(2, "--workers", help="dataloader workers per run", check=at_least(0))
     project: str = opt("runs/slim", "--project", help="save to project/name", check=not_a_file)
     name: str = opt("exp", "--name", help="save to project/name (the same name resumes)")
@@ -221,9 +223,13 @@ def run(opt: SlimOptions) -> dict:
     root = Path(opt.project) / opt.name
     root.mkdir(parents=True, exist_ok=True)
     settings = root / "settings.json"
-    if settings.exists() and json.loads(settings.read_text()) != asdict(opt):
-        raise ValueError(f"{root} holds a slim.py run with other settings ({settings}); give another --name to start "
-                         "a new one, or the same flags to resume it")
+    if settings.exists():  # a setting added since the run started counts as its default
+        stored, defaults = json.loads(settings.read_text()), asdict(SlimOptions(weights=opt.weights))
+        changed = [k for k, v in asdict(opt).items() if stored.get(k, defaults[k]) != v]
+        if changed:
+            raise ValueError(f"{root} holds a slim.py run with other settings ({settings}: "
+                             f"{', '.join(changed)}); give another --name to start a new one, or the same flags to "
+                             "resume it")
     atomic_write_json(settings, asdict(opt))
     source_epochs, source_hyp = _source_facts(source, root)
     cap, cap_why = final_epochs(opt, source_epochs)
@@ -233,7 +239,7 @@ def run(opt: SlimOptions) -> dict:
         targets = [budget["speedup"] ** (k / opt.steps) for k in range(1, opt.steps + 1)]
     else:
         targets = step_targets(start, opt.target_gflops or float(opt.target_params), opt.steps)
-    common = dict(data=opt.data, imgsz=opt.imgsz, batch_size=opt.batch_size, workers=opt.workers)
+    common = dict(data=opt.data, imgsz=opt.imgsz, batch_size=opt.batch_size, workers=opt.workers, device=opt.device)
     teacher = dict(teacher=str(source), distill=opt.distill, kd_weight=opt.kd_weight) if opt.distill != "none" else {}
     print(f"slim: {opt.steps} steps to {_budget_text(opt, budget)}; fine-tunes: {opt.ft_epochs} epochs between "
           f"steps, then {'up to ' if not opt.final_ft_epochs else ''}{cap} ({cap_why}"

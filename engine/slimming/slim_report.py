@@ -54,7 +54,8 @@ def _scores(runner: StageRunner, opt: SlimOptions, which: str, pt: Path, splits:
             continue
         d = runner.root / "val" / f"{which}_{split}"
         runner.run(f"val_{which}_{split}", "val.py", to_argv(ValOptions(
-            weights=str(pt), data=opt.data, imgsz=opt.imgsz, task=split, workers=opt.workers, project=str(d.parent),
+            weights=str(pt), data=opt.data, imgsz=opt.imgsz, task=split, workers=opt.workers, device=opt.device,
+            project=str(d.parent),
             name=d.name, exist_ok=True)), d / "results.json")
         res = json.loads((d / "results.json").read_text())
         out[f"map50_{split}"], out[f"map50_95_{split}"] = res["mAP50"], res["mAP50_95"]

@@ -177,6 +177,8 @@ class Trainer:
         self.compute_loss = ComputeLoss(unwrap(model).detect, self.hyp_scaled)
         self.amp = self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        if self.main:
+            LOGGER.info(f"AMP: {'on (float16 autocast, gradient scaling)' if self.amp else 'off (float32 on the CPU)'}")
         self.stopper = EarlyStopping(patience=self.opt.patience)
         self.logger = TrainLogger(self.save_dir, tensorboard=True) if self.main else None
         if self.logger is not None and self.resume is not None:
