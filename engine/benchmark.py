@@ -98,6 +98,8 @@ def _runtime_name(model: nn.Module | Backend) -> str:
     if isinstance(model, Backend):
         name = {"pytorch": "pytorch", "torchscript": "torchscript", "onnx": "onnxruntime",
                 "openvino": "openvino"}[model.format]
+        if model.format == "openvino":  # the precision OpenVINO actually runs in (bf16 for an FP16 IR on bf16 CPUs)
+            return name + ("-int8" if model.metadata.get("int8") else "") + f" ({model.precision})"
         return name + ("-int8" if model.metadata.get("int8") else "") + ("-fp16" if model.fp16 else "")
     return "pytorch"
 

@@ -138,6 +138,6 @@ def test_latency_script_times_openvino(ov_dir: Path, yolov5n_pt: Path, capsys: p
     rows = script.main(["--weights", str(yolov5n_pt), str(ov_dir), "--openvino", "--imgsz", "64", "--batch-size", "1",
                         "--warmup", "1", "--repeats", "2"])
     assert [(r["model"], r["runtime"]) for r in rows] == [("yolov5n.pt", "pytorch"),
-                                                          ("yolov5n_openvino_model", "openvino"),
-                                                          ("yolov5n_openvino_model", "openvino")]
+                                                          ("yolov5n_openvino_model", "openvino (f32)"),
+                                                          ("yolov5n_openvino_model", "openvino (f32)")]
     assert all(r["median_ms"] > 0 for r in rows) and "openvino" in capsys.readouterr().out
