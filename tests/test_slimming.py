@@ -332,23 +332,23 @@ def test_slim_refuses_a_bad_source_before_writing_anything(tmp_path: Path) -> No
 @pytest.mark.slow
 def test_slim_speedup_budget_is_met_as_measured_and_reported(tmp_path: Path, tiny_data: Path,
                                                              yolov5n_pt: Path) -> None:
-    """``--speedup 1.4`` in one step at 160 px with feature distillation: the result, timed interleaved with the
-    source, is at least about 1.4x faster; report.json/.md/.png compare source and result (exports, val and test mAP
+    """``--speedup 1.3`` in one step at 160 px with feature distillation: the result, timed interleaved with the
+    source, is at least about 1.3x faster; report.json/.md/.png compare source and result (exports, val and test mAP
     of val.py, latency per backend) and the final fine-tune says why it stopped."""
     argv = _slim_args(tmp_path, tiny_data, yolov5n_pt, 0, "--steps", "1", "--final-ft-epochs", "1", "--distill",
                       "feature", "--name", "x", imgsz=160)
     i = argv.index("--target-gflops")
-    argv[i:i + 2] = ["--speedup", "1.4"]
+    argv[i:i + 2] = ["--speedup", "1.3"]
     out = slim.main(argv)
     root = tmp_path / "x"
     budget = json.loads((root / "budget.json").read_text())
-    assert budget["speedup"] == 1.4 and budget["source_ms"] > 0
+    assert budget["speedup"] == 1.3 and budget["source_ms"] > 0
     check = json.loads((root / "step1_prune" / "speedup.json").read_text())
     measured = (check["retry"] or check)["measured"]["speedup"]
-    assert measured >= 1.4 * 0.95, check  # timing noise allowed for; an unmet budget is ~1.0x
+    assert measured >= 1.3 * 0.95, check  # timing noise allowed for; an unmet budget is ~1.0x
     report = json.loads((root / "report.json").read_text())
     src, fin = report["source"], report["final"]
-    assert fin["gflops"] < src["gflops"] and fin["params"] < src["params"] and fin["speedup"] > 1.2
+    assert fin["gflops"] < src["gflops"] and fin["params"] < src["params"] and fin["speedup"] > 1.15
     for row in (src, fin):
         assert all(row[k] > 0 for k in ("ort_ms", "openvino_ms", "torch_ms", "size_mb"))
         assert all(0 <= row[k] <= 1 for k in ("map50_val", "map50_95_val", "map50_95_test"))

@@ -29,7 +29,7 @@ import yaml
 
 from engine.prune_options import PruneOptions
 from engine.prune_search import LATENCY_BACKENDS
-from engine.slimming.stages import StageRunner
+from engine.slimming.stages import StageError, StageRunner
 from engine.sweep.files import atomic_write_json, atomic_write_text
 from engine.train_options import TrainOptions
 from pruning.importance import IMPORTANCES
@@ -337,10 +337,15 @@ def _prune_step(runner: StageRunner, opt: SlimOptions, k: int, target: float, cu
         ask2 = float(f"{ask * target / got['speedup'] * 1.01:.5g}")
         print(f"slim: step {k} measured {got['speedup']:.3f}x, short of {target:.3f}x: pruning again for "
               f"{ask2:g}x over step {k - 1}", flush=True)
-        runner.run(retry.name, "prune.py", to_argv(PruneOptions(weights=str(current), target_speedup=ask2,
-                                                                name=retry.name, **base)), retry / "results.json")
-        record["retry"] = {"asked": ask2, "measured": latency_vs_source(source, retry / "pruned_model.pt", opt,
-                                                                         repeats=50)}
+        try:
+            runner.run(retry.name, "prune.py", to_argv(PruneOptions(weights=str(current), target_speedup=ask2,
+                                                                    name=retry.name, **base)), retry / "results.json")
+            record["retry"] = {"asked": ask2, "measured": latency_vs_source(source, retry / "pruned_model.pt", opt,
+                                                                             repeats=50)}
+        except StageError as e:  # nothing faster is reachable: keep the first prune, short of the budget as measured
+            print(f"slim: step {k}: no prune reaches {ask2:g}x over step {k - 1}, keeping the first one at "
+                  f"{got['speedup']:.3f}x ({e})", flush=True)
+            record["missed"] = str(e)
     atomic_write_json(check, record)
     return _retry_dir(d) if record["retry"] else d
 
