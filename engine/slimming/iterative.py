@@ -42,6 +42,9 @@ __all__ = ["SlimOptions", "run", "step_targets", "format_steps", "final_epochs",
 DEFAULT_HYP = "data/hyps/hyp.scratch-low.yaml"  # the final fine-tune's hyperparameters when the source has none
 CAP_FACTOR, CAP_UNKNOWN = 1.5, 60  # final fine-tune cap: 1.5x the source's epochs, 60 when its checkpoint has none
 _BUDGETS = ("speedup", "target_latency", "target_gflops", "target_params")
+# The last step aims this much past a speed budget: two interleaved timings of the same pair differ by ~1-2% here
+# (1.500x at the step, 1.47x in the report of the main job's first run), so aiming at the budget itself missed it.
+LAST_STEP_MARGIN = 1.03
 
 
 @dataclass
@@ -323,19 +326,20 @@ def _prune_step(runner: StageRunner, opt: SlimOptions, k: int, target: float, cu
     if (d / "results.json").exists() and (not last or check.exists()):
         return _retry_dir(d) if last and json.loads(check.read_text()).get("retry") else d
     now = latency_vs_source(source, current, opt)["speedup"] if current != source else 1.0
-    ask = float(f"{max(target / now, 1.0 + 1e-3):.5g}")
+    aim = target * (LAST_STEP_MARGIN if last else 1.0)
+    ask = float(f"{max(aim / now, 1.0 + 1e-3):.5g}")
     runner.run(f"step{k}_prune", "prune.py", to_argv(PruneOptions(weights=str(current), target_speedup=ask,
                                                                   name=d.name, **base)), d / "results.json")
     if not last:
         return d
     got = latency_vs_source(source, d / "pruned_model.pt", opt, repeats=50)
     record = {"target": target, "measured": got, "retry": None}
-    if got["speedup"] < target:  # fell short as measured: ask for the shortfall on top, once
+    if got["speedup"] < target:  # fell short as measured: ask for the shortfall (and the margin) on top, once
         retry = _retry_dir(d)
         if retry.exists():
             shutil.rmtree(retry)
-        ask2 = float(f"{ask * target / got['speedup'] * 1.01:.5g}")
-        print(f"slim: step {k} measured {got['speedup']:.3f}x, short of {target:.3f}x: pruning again for "
+        ask2 = float(f"{ask * aim / got['speedup']:.5g}")
+        print(f"slim: step {k} measured {got['speedup']:.4f}x, short of {target:.4f}x: pruning again for "
               f"{ask2:g}x over step {k - 1}", flush=True)
         try:
             runner.run(retry.name, "prune.py", to_argv(PruneOptions(weights=str(current), target_speedup=ask2,
