@@ -328,8 +328,18 @@ def _prune_step(runner: StageRunner, opt: SlimOptions, k: int, target: float, cu
     now = latency_vs_source(source, current, opt)["speedup"] if current != source else 1.0
     aim = target * (LAST_STEP_MARGIN if last else 1.0)
     ask = float(f"{max(aim / now, 1.0 + 1e-3):.5g}")
-    runner.run(f"step{k}_prune", "prune.py", to_argv(PruneOptions(weights=str(current), target_speedup=ask,
-                                                                  name=d.name, **base)), d / "results.json")
+    try:
+        runner.run(f"step{k}_prune", "prune.py", to_argv(PruneOptions(weights=str(current), target_speedup=ask,
+                                                                      name=d.name, **base)), d / "results.json")
+    except StageError:
+        if aim == target:
+            raise
+        aim = target  # the margin is ours: unreachable with it, the budget itself may still be reachable
+        ask = float(f"{max(aim / now, 1.0 + 1e-3):.5g}")
+        print(f"slim: step {k}: {LAST_STEP_MARGIN:g}x the budget is out of reach, asking for the budget itself",
+              flush=True)
+        runner.run(f"step{k}_prune", "prune.py", to_argv(PruneOptions(weights=str(current), target_speedup=ask,
+                                                                      name=d.name, **base)), d / "results.json")
     if not last:
         return d
     got = latency_vs_source(source, d / "pruned_model.pt", opt, repeats=50)
