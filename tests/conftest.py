@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import http.server
+import json
 import os
 import shutil
 import stat
@@ -111,6 +112,23 @@ def yolov5n_pt(weights_dir: Path) -> Path:
     if not path.is_file():
         pytest.fail(f"official weights not found at {path}")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory, coco128_dir: Path) -> Path:
+    """coco128 cut to 16 train, 16 val and 8 test images: the study's stages in seconds, with a test split."""
+    root = tmp_path_factory.mktemp("tiny")
+    train_imgs = sorted((coco128_dir / "images" / "train2017").glob("*.jpg"))
+    val_imgs = sorted((coco128_dir / "images" / "val2017").glob("*.jpg"))
+    for name, files in (("train", train_imgs[:16]), ("val", val_imgs[:16]), ("test", val_imgs[16:24])):
+        (root / f"{name}.txt").write_text("\n".join(str(f.resolve()) for f in files) + "\n")
+    from utils.data import load_dataset_config
+
+    names = load_dataset_config("data/coco128.yaml")["names"]
+    cfg = root / "tiny.yaml"
+    cfg.write_text(json.dumps({"path": str(root), "train": "train.txt", "val": "val.txt", "test": "test.txt",
+                               "names": dict(enumerate(names))}))
+    return cfg
 
 
 @pytest.fixture(scope="session")

@@ -158,21 +158,6 @@ def test_auto_rate_needs_sgd(capsys: pytest.CaptureFixture) -> None:
     assert train.parse_opt(["--bn_sparsity", "--sparsity_rate", "AUTO"]).sparsity_rate == "auto"
 
 
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory: pytest.TempPathFactory, coco128_dir: Path) -> Path:
-    """coco128 cut to 16 train, 16 val and 8 test images: the study's stages in seconds, with a test split."""
-    root = tmp_path_factory.mktemp("tiny")
-    train_imgs = sorted((coco128_dir / "images" / "train2017").glob("*.jpg"))
-    val_imgs = sorted((coco128_dir / "images" / "val2017").glob("*.jpg"))
-    for name, files in (("train", train_imgs[:16]), ("val", val_imgs[:16]), ("test", val_imgs[16:24])):
-        (root / f"{name}.txt").write_text("\n".join(str(f.resolve()) for f in files) + "\n")
-    names = load_dataset_config("data/coco128.yaml")["names"]
-    cfg = root / "tiny.yaml"
-    cfg.write_text(json.dumps({"path": str(root), "train": "train.txt", "val": "val.txt", "test": "test.txt",
-                               "names": dict(enumerate(names))}))
-    return cfg
-
-
 def test_train_with_auto_rate_stores_the_chosen_number(tmp_path: Path, tiny_data: Path, yolov5n_pt: Path,
                                                        caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level("INFO")

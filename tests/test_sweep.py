@@ -489,7 +489,7 @@ def test_backend_ray_without_ray_is_one_error_line(tmp_path: Path, no_subprocess
 
 
 def test_stopping_a_launcher_ends_its_running_stage(tmp_path: Path) -> None:
-    launcher = SubprocessLauncher(echo=False)
+    launcher = SubprocessLauncher(live=False)
     code = "import time; print('run' + 'ning', flush=True); time.sleep(60)"  # the log's header holds the code
     stage = _ScriptStage("slow", "prune", "prune.py", [code], tmp_path / "run")
     log = tmp_path / "slow.log"
@@ -535,15 +535,16 @@ class _ScriptStage(Stage):
         return [python, "-c", self.args[0]]
 
 
-def test_subprocess_launcher_tees_output_and_reports_the_exit_code(tmp_path: Path,
+def test_subprocess_launcher_logs_output_shows_progress_and_reports_the_exit_code(tmp_path: Path,
                                                                    capsys: pytest.CaptureFixture) -> None:
     code = "import sys; print('working'); print('ERROR: --percent 0.9 is too high', file=sys.stderr); sys.exit(2)"
     stage = _ScriptStage("prune_x", "prune", "prune.py", [code], tmp_path / "run")
     log = tmp_path / "logs" / "prune_x.log"
-    assert SubprocessLauncher(echo=True)(stage, log) == 2
+    assert SubprocessLauncher(live=False)(stage, log) == 2
     text = log.read_text()
     assert "working" in text and "ERROR: --percent 0.9 is too high" in text
-    assert "working" in capsys.readouterr().out
+    shown = capsys.readouterr().out  # one progress line: the first line of output the parent read (one chunk or two)
+    assert shown.startswith("sweep: prune_x  ") and "0:00 elapsed" in shown and len(shown.splitlines()) == 1
     assert error_from_log(log, 2) == "exit code 2: ERROR: --percent 0.9 is too high"
     crash = tmp_path / "crash.log"
     crash.write_text("Traceback (most recent call last):\n  File x\nIndexError: list index out of range\n")

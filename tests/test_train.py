@@ -294,6 +294,18 @@ def test_unknown_hyperparameter_is_named(tmp_path, datasets_dir):
     assert str(hyp) in msg and "momentun" in msg and "known keys" in msg and "momentum" in msg
 
 
+@pytest.mark.parametrize("line, message", [("lr0: 0", "'lr0' must be > 0, got 0"),
+                                           ("mosaic: 1.5", "'mosaic' must be in [0, 1], got 1.5"),
+                                           ("box: -0.05", "'box' must be >= 0, got -0.05")])
+def test_out_of_range_hyperparameter_is_named(tmp_path, line, message):
+    from utils.hyp import load_hyp
+
+    hyp = tmp_path / "hyp.bad.yaml"
+    hyp.write_text(f"lrf: 0.01\n{line}\n")
+    with pytest.raises(ValueError, match=re.escape(f"{hyp}: {message}")):
+        load_hyp(hyp)
+
+
 def test_cfg_typo_names_layer_and_known_modules(tmp_path, datasets_dir):
     text = (REPO / "models" / "yolov5n.yaml").read_text()
     bad = re.sub(r"\[-1, 1, Conv, \[128, 3, 2\]\]", "[-1, 1, Cnov, [128, 3, 2]]", text, count=1)

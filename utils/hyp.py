@@ -10,6 +10,10 @@ from utils.yaml_io import read_yaml
 
 __all__ = ["Hyp", "load_hyp", "find_hyp"]
 
+_POSITIVE = ("lr0", "lrf")  # a zero learning rate trains nothing
+_AT_MOST_1 = ("momentum", "warmup_momentum", "flipud", "fliplr", "mosaic", "mixup", "copy_paste", "label_smoothing",
+              "hsv_h", "hsv_s", "hsv_v")  # probabilities, momenta and HSV gains
+
 
 @dataclass
 class Hyp:
@@ -92,4 +96,7 @@ def load_hyp(path: str | Path | dict | None) -> Hyp:
     for k, v in d.items():
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise ValueError(f"{src}: '{k}' must be a number, got {v!r}")
+        if v < 0 or (k in _POSITIVE and v == 0) or (k in _AT_MOST_1 and v > 1):
+            bound = "> 0" if k in _POSITIVE else "in [0, 1]" if k in _AT_MOST_1 else ">= 0"
+            raise ValueError(f"{src}: '{k}' must be {bound}, got {v!r}")
     return Hyp(**{k: float(v) for k, v in d.items()})

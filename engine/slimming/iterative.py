@@ -29,15 +29,17 @@ import yaml
 
 from engine.prune_options import PruneOptions
 from engine.prune_search import LATENCY_BACKENDS
+from engine.progress import PlannedStage
 from engine.slimming.stages import StageError, StageRunner
 from engine.sweep.files import atomic_write_json, atomic_write_text
 from engine.train_options import TrainOptions
 from pruning.importance import IMPORTANCES
 from pruning.masks import MODES
 from utils.cli import FlagError
+from utils.data import load_dataset_config
 from utils.options import at_least, in_range, not_a_file, opt, to_argv
 
-__all__ = ["SlimOptions", "run", "step_targets", "format_steps", "final_epochs", "stop_reason", "DEFAULT_HYP"]
+__all__ = ["SlimOptions", "run", "step_targets", "format_steps", "final_epochs", "slim_plan", "stop_reason", "DEFAULT_HYP"]
 
 DEFAULT_HYP = "data/hyps/hyp.scratch-low.yaml"  # the final fine-tune's hyperparameters when the source has none
 CAP_FACTOR, CAP_UNKNOWN = 1.5, 60  # final fine-tune cap: 1.5x the source's epochs, 60 when its checkpoint has none
@@ -237,7 +239,7 @@ def run(opt: SlimOptions) -> dict:
     source_epochs, source_hyp = _source_facts(source, root)
     cap, cap_why = final_epochs(opt, source_epochs)
     budget = _speed_budget(opt, source, root) if timed else None
-    runner = StageRunner(root, prefix="slim")
+    runner = StageRunner(root, prefix="slim", plan=slim_plan(opt, cap))
     if timed:
         targets = [budget["speedup"] ** (k / opt.steps) for k in range(1, opt.steps + 1)]
     else:
@@ -295,8 +297,22 @@ def run(opt: SlimOptions) -> dict:
         from engine.slimming.slim_report import build_report
 
         out["report"] = build_report(runner, opt, source, final, stopped, epochs_all, out)
+    runner.plan.summary()
     print(f"Results saved to {root}")
     return out
+
+
+def slim_plan(opt: SlimOptions, cap: int) -> list[PlannedStage]:
+    """The stages a slim.py run expects (a last step that falls short of a speed budget adds one prune)."""
+    stages: list[PlannedStage] = []
+    for k in range(1, opt.steps + 1):
+        epochs = cap if k == opt.steps else opt.ft_epochs
+        stages += [PlannedStage(f"step{k}_prune")] + ([PlannedStage(f"step{k}_ft", epochs)] if epochs else [])
+    if opt.export:
+        data = load_dataset_config(opt.data)
+        stages += [PlannedStage(f"export_{w}") for w in ("source", "final")]
+        stages += [PlannedStage(f"val_{w}_{s}") for w in ("source", "final") for s in ("val", "test") if data.get(s)]
+    return stages
 
 
 def _budget_text(opt: SlimOptions, budget: dict | None) -> str:

@@ -9,11 +9,12 @@ and ``val/<row>_<split>`` (val.py); ``logs/<stage>.log`` holds each stage's outp
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.progress import Plan, PlannedStage, StageProgress, clock, log_tail, print_log_tail
+from engine.sweep.command import run_command
 from pruning.importance import IMPORTANCES
 from pruning.masks import MODES
 from pruning.sparsity import SPARSITY_IMPORTANCES
@@ -88,33 +89,47 @@ def ratio_tag(p: float) -> str:
 
 
 class StageRunner:
-    """Runs the study's scripts as subprocesses in the repo root, each logged to ``<dir>/logs/<stage>.log``."""
+    """Runs the study's scripts as subprocesses in the repo root, each logged to ``<dir>/logs/<stage>.log``, with one
+    live progress line per stage (:mod:`engine.progress`) and each stage's time in ``plan``.
 
-    def __init__(self, root: Path, prefix: str = "slimming") -> None:
+    Args:
+        root: the run folder.
+        prefix: starts every progress line (the script's name).
+        plan: the stages expected, shown now; :meth:`summary` prints their times at the end.
+    """
+
+    def __init__(self, root: Path, prefix: str = "slimming", plan: list[PlannedStage] | None = None) -> None:
         self.root = root
-        self.prefix = prefix  # starts every progress line (the script's name)
+        self.prefix = prefix
+        self.plan = Plan(prefix, plan or [])
         (root / "logs").mkdir(parents=True, exist_ok=True)
+        if plan:
+            self.plan.show()
 
     def run(self, stage: str, script: str, args: list[str], done: Path) -> Path:
         """Run ``script args`` unless ``done`` exists; return ``done``.
 
         Raises:
-            StageError: the script failed or did not write ``done``, naming the log and its last line.
+            StageError: the script failed or did not write ``done``, naming the log and its last line; the log's last
+                lines are printed first.
         """
         if done.exists():
             print(f"{self.prefix}: {stage}: done ({done})", flush=True)
+            self.plan.record(stage, None)
             return done
         log = self.root / "logs" / f"{stage}.log"
-        cmd = [sys.executable, script, *args]
         print(f"{self.prefix}: {stage}: $ python {script} {' '.join(args)}  (log: {log})", flush=True)
-        with open(log, "ab") as f:
-            f.write(f"\n$ python {script} {' '.join(args)}\n".encode())
-            f.flush()
-            p = subprocess.run(cmd, cwd=REPO_ROOT, stdout=f, stderr=subprocess.STDOUT)
-        if p.returncode or not done.exists():
-            lines = [ln for ln in log.read_text(errors="replace").replace("\r", "\n").splitlines() if ln.strip()]
-            raise StageError(f"stage {stage} failed (exit {p.returncode}), see {log}: "
-                             f"{lines[-1] if lines else '(no output)'}")
+        progress = StageProgress(self.prefix, stage, on_rate=self.plan.rate(stage))
+        try:
+            rc = run_command([sys.executable, script, *args], log, REPO_ROOT, on_output=progress.feed)
+        finally:
+            seconds = progress.close()
+        if rc or not done.exists():
+            print_log_tail(self.prefix, stage, log)
+            lines = log_tail(log, 1)
+            raise StageError(f"stage {stage} failed (exit {rc}), see {log}: {lines[-1] if lines else '(no output)'}")
+        self.plan.record(stage, seconds)
+        print(f"{self.prefix}: {stage}: done in {clock(seconds)}", flush=True)
         return done
 
     def train(self, stage: str, args: list[str], after: Path | None = None) -> Path:

@@ -24,6 +24,7 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
+from engine.progress import PlannedStage
 from engine.prune_options import PruneOptions
 from engine.slimming.stages import SlimmingOptions, StageRunner, ratio_tag
 from engine.sweep.files import atomic_write_json, read_json
@@ -140,7 +141,7 @@ def run(opt: SlimmingOptions) -> dict:
     data = load_dataset_config(opt.data)
     name = opt.name or Path(str(data.get("yaml_file") or opt.data)).stem
     root = Path(opt.project) / name
-    runner = StageRunner(root)
+    runner = StageRunner(root, plan=_plan(opt, tuple(s for s in SPLITS if data.get(s))))
     errors: dict[str, str] = {}
     models = _train_stages(runner, opt, errors)
     splits = tuple(s for s in SPLITS if data.get(s))
@@ -194,7 +195,20 @@ def run(opt: SlimmingOptions) -> dict:
                       "imgsz": opt.imgsz}, "rows": ordered}
     out = Path(opt.out) if opt.out else root
     write_report(doc, out, name)
+    runner.plan.summary()
     return doc
+
+
+def _plan(opt: SlimmingOptions, splits: tuple) -> list[PlannedStage]:
+    """The study's stages in the order they run (val.py stages of each model, an input-size row and the export's
+    INT8 rows are added as they come)."""
+    stages = [PlannedStage("sparsity", opt.epochs)]
+    for p in opt.percents:
+        stages += [PlannedStage(f"prune_{ratio_tag(p)}"), PlannedStage(f"finetune_{ratio_tag(p)}", opt.ft_epochs)]
+    baselines = {"all": ("base", "reference"), "reference": ("reference",), "none": ()}[opt.baselines]
+    stages += [PlannedStage(b, opt.epochs + (opt.ft_epochs if b == "reference" else 0)) for b in baselines]
+    rows = ["sparsity", *baselines] + [f"{k}_{ratio_tag(p)}" for k in ("pruned", "finetune") for p in opt.percents]
+    return stages + [PlannedStage(f"val_{r}_{s}") for r in rows for s in splits] + [PlannedStage("export")]
 
 
 def _curves(root: Path, opt: SlimmingOptions, models: dict[str, Path]) -> dict[str, dict]:

@@ -10,7 +10,6 @@ import os
 import shlex
 import socket
 import subprocess
-import sys
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -29,8 +28,9 @@ def end_process(proc: subprocess.Popen, timeout: float = 30.0) -> None:
 
 
 def run_command(argv: Sequence[str], log: str | Path, cwd: str | Path, env: Mapping[str, str] | None = None,
-                echo: bool = False, note: str = "",
-                on_start: Callable[[subprocess.Popen], bool] | None = None) -> int:
+                note: str = "",
+                on_start: Callable[[subprocess.Popen], bool] | None = None,
+                on_output: Callable[[bytes], None] | None = None) -> int:
     """Run ``argv`` in ``cwd`` to the end, teeing its stdout and stderr into ``log`` (appended, after a header line
     with the command); returns its exit code.
 
@@ -40,10 +40,11 @@ def run_command(argv: Sequence[str], log: str | Path, cwd: str | Path, env: Mapp
         cwd: working directory.
         env: variables set on top of this process's environment (e.g. ``CUDA_VISIBLE_DEVICES``); they are also shown
             in the header, so a log says on which device its stage ran.
-        echo: copy the output to this process's stdout as well.
         note: one more header line (e.g. the node a Ray task ran on).
         on_start: called with the started process; when it returns False the process is ended at once and -2 is
             returned (a launcher that is stopping refuses late starters).
+        on_output: called with each raw piece of the output as it comes (a stage's live progress line, see
+            :mod:`engine.progress`).
 
     An exception here (``KeyboardInterrupt`` from Ctrl-C or a cancelled Ray task included) ends the process before it
     propagates: a stage never outlives whoever ran it.
@@ -56,19 +57,19 @@ def run_command(argv: Sequence[str], log: str | Path, cwd: str | Path, env: Mapp
         header = ([f"# {note}"] if note else []) + [f"$ {shown + ' ' if shown else ''}{shlex.join(argv)}"]
         f.write(("\n" + "\n".join(header) + "\n").encode())
         f.flush()
-        # Without echo the command writes straight into the log. With echo its output is teed, in raw chunks, not
-        # lines: tqdm redraws with '\r', and a line reader would hold progress back.
+        # Without on_output the command writes straight into the log. Otherwise its output is teed, in raw chunks,
+        # not lines: tqdm redraws with '\r', and a line reader would hold progress back.
+        tee = on_output is not None
         proc = subprocess.Popen(list(argv), cwd=cwd, env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
-                                stdout=subprocess.PIPE if echo else f, stderr=subprocess.STDOUT)
+                                stdout=subprocess.PIPE if tee else f, stderr=subprocess.STDOUT)
         try:
             if on_start is not None and not on_start(proc):
                 end_process(proc)
                 return -2
-            while echo and (chunk := proc.stdout.read1(65536)):
+            while tee and (chunk := proc.stdout.read1(65536)):
                 f.write(chunk)
                 f.flush()
-                sys.stdout.buffer.write(chunk)
-                sys.stdout.flush()
+                on_output(chunk)
             while True:
                 # Polled, not one blocking wait: a cancelled Ray task is interrupted the way _thread.interrupt_main
                 # does it, which only lands while Python code runs, never inside a blocking system call.

@@ -21,6 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Mapping, Protocol, Sequence
 
+from engine.progress import Plan, StageProgress
 from engine.sweep.command import end_process, run_command
 from engine.sweep.config import SweepConfig
 from engine.sweep.stages import Stage
@@ -66,16 +67,18 @@ class Launcher(Protocol):
 
 
 class SubprocessLauncher:
-    """Run ``stage.argv()`` (with ``stage.env``) in the repo root, teeing its output into the log (and the console
-    with ``echo``).
+    """Run ``stage.argv()`` (with ``stage.env``) in the repo root, its output teed into the log and read by a progress
+    line for the stage (:class:`engine.progress.StageProgress`).
 
     Args:
-        echo: copy the output to this process's stdout (with several stages at once, only the logs get it).
+        live: redraw the progress line in place (default: when stdout is a terminal); with several stages at once
+            pass False, each then prints a few plain lines.
+        plan: the sweep's plan, told the first measured training batch's pace (for its time estimate).
         cwd: working directory of the stages (the repo root: the scripts' default files are relative to it).
     """
 
-    def __init__(self, echo: bool = True, cwd: Path = REPO_ROOT) -> None:
-        self.echo, self.cwd = echo, cwd
+    def __init__(self, live: bool | None = None, plan: Plan | None = None, cwd: Path = REPO_ROOT) -> None:
+        self.live, self.plan, self.cwd = live, plan, cwd
         self._procs: set[subprocess.Popen] = set()
         self._lock = threading.Lock()
         self._stopping = False
@@ -91,9 +94,12 @@ class SubprocessLauncher:
                 mine.append(proc)
                 return True
 
+        progress = StageProgress("sweep", stage.name, live=self.live,
+                                 on_rate=self.plan.rate(stage.name) if self.plan else None)
         try:
-            return run_command(stage.argv(), log, self.cwd, stage.env, echo=self.echo, on_start=started)
+            return run_command(stage.argv(), log, self.cwd, stage.env, on_start=started, on_output=progress.feed)
         finally:
+            progress.close()
             with self._lock:
                 self._procs.difference_update(mine)
 
@@ -202,13 +208,14 @@ class LocalExecutor(Executor):
         self._pool.shutdown(wait=True)
 
 
-def make_executor(cfg: SweepConfig, launcher: Launcher | None = None) -> Executor:
+def make_executor(cfg: SweepConfig, launcher: Launcher | None = None, plan: Plan | None = None) -> Executor:
     """The executor ``cfg`` asks for (``backend``, ``devices``, ``jobs``); errors before any stage starts.
 
     Args:
         cfg: the sweep settings.
-        launcher: for the local backend, what runs one stage (default: a :class:`SubprocessLauncher` that echoes the
-            output when stages run one at a time).
+        launcher: for the local backend, what runs one stage (default: a :class:`SubprocessLauncher` with a live
+            progress line when stages run one at a time, plain progress lines when several do).
+        plan: the sweep's plan, for the default launcher's time estimate.
 
     Raises:
         ValueError: Ray is not installed (``--backend ray``), or GPU slots this machine does not have.
@@ -221,4 +228,5 @@ def make_executor(cfg: SweepConfig, launcher: Launcher | None = None) -> Executo
         return RayExecutor(cfg.device, cpus=cfg.ray_cpus, address=cfg.ray_address)
     slots: list[str | None] = list(cfg.devices) if cfg.devices else [None] * cfg.jobs
     check_cuda_slots(cfg.devices)
-    return LocalExecutor(launcher or SubprocessLauncher(echo=len(slots) == 1), slots)
+    return LocalExecutor(launcher or SubprocessLauncher(live=None if len(slots) == 1 else False, plan=plan),
+                         slots)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import yaml
 
+from engine.progress import Plan, PlannedStage
 from engine.sweep.config import SweepConfig, check_resumable, config_to_dict
 from engine.sweep.files import atomic_write_text
 from engine.sweep.measure import Measurements, prunable_gammas
@@ -18,6 +19,7 @@ from engine.sweep.executors import Executor, Launcher, make_executor
 from engine.sweep.runner import SweepState, run_stages
 from engine.sweep.stages import Stage, plan_stages
 from engine.sweep.table import build_rows, format_markdown, write_tables
+from engine.train_options import TrainOptions
 
 __all__ = ["run_sweep", "sweep_dir", "write_plots"]
 
@@ -138,12 +140,15 @@ def run_sweep(cfg: SweepConfig, launcher: Launcher | None = None, dry_run: bool 
     check_resumable(out / "sweep.yaml", cfg)
     if executor is not None and launcher is not None:
         raise ValueError("run_sweep: pass a launcher or an executor, not both")
-    executor = executor or make_executor(cfg, launcher)
+    plan = Plan("sweep", [PlannedStage(s.name, s.options.epochs if isinstance(s.options, TrainOptions) else 0)
+                          for s in stages if not s.is_done()])
+    plan.show()
+    executor = executor or make_executor(cfg, launcher, plan)
     try:
         atomic_write_text(out / "sweep.yaml", yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
         tables = _Tables(cfg, stages, out)
         try:
-            run_stages(stages, executor, tables.state, tables.log_dir, on_change=tables.refresh)
+            run_stages(stages, executor, tables.state, tables.log_dir, on_change=tables.refresh, plan=plan)
         except KeyboardInterrupt:
             tables.refresh()  # the interrupted stages' status
             raise
@@ -153,6 +158,7 @@ def run_sweep(cfg: SweepConfig, launcher: Launcher | None = None, dry_run: bool 
     title = tables.title
     files = [out / "results.csv", out / "results.md"] + write_plots(rows, stages, cfg, out)
     print("\n" + format_markdown(rows, title, _notes(cfg, rows)))
+    plan.summary()
     failed = [r["exp_name"] for r in rows if r["status"] in ("failed", "skipped")]
     print(f"Sweep results saved to {out}" + (f"; {len(failed)} stage(s) did not finish: {', '.join(failed)}"
                                              if failed else ""))

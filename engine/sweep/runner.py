@@ -16,6 +16,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from engine.progress import Plan, clock, print_log_tail
 from engine.sweep.files import atomic_write_json, read_json
 from engine.sweep.stages import Stage
 
@@ -65,7 +66,7 @@ def error_from_log(log: Path, returncode: int, limit: int = 300) -> str:
 
 
 def run_stages(stages: list[Stage], executor: "Executor", state: SweepState, log_dir: Path,
-               on_change: Callable[[], None] | None = None) -> SweepState:
+               on_change: Callable[[], None] | None = None, plan: Plan | None = None) -> SweepState:
     """Run ``stages`` (in dependency order as listed) on ``executor``, at most ``executor.capacity`` at once.
 
     Ready stages start in plan order. The executor is not closed here (its owner does that).
@@ -77,6 +78,7 @@ def run_stages(stages: list[Stage], executor: "Executor", state: SweepState, log
             since the epoch) and ``where`` the stage ran.
         log_dir: each stage's output goes to ``log_dir/<stage name>.log``.
         on_change: called after each stage that starts or ends (done, failed or skipped).
+        plan: where each stage's time is noted (:meth:`engine.progress.Plan.summary` prints them).
 
     Raises:
         KeyboardInterrupt: after stopping the running stages (``executor.stop()``) and marking them interrupted;
@@ -84,8 +86,10 @@ def run_stages(stages: list[Stage], executor: "Executor", state: SweepState, log
     """
     by_name = {s.name: s for s in stages}
     todo: list[Stage] = []
+    plan = plan or Plan("sweep", [])
     for s in stages:
         if s.is_done():
+            plan.record(s.name, None)
             if state.status(s.name) != "done":
                 state.set(s.name, "done", reused=True)
         else:
@@ -128,7 +132,7 @@ def run_stages(stages: list[Stage], executor: "Executor", state: SweepState, log
             finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
             for fut in finished:
                 s, started, where = running[fut]
-                _record(s, fut, started, where, state, log_dir)  # re-raises a launcher's KeyboardInterrupt
+                _record(s, fut, started, where, state, log_dir, plan)  # re-raises a launcher's KeyboardInterrupt
                 del running[fut]
                 if on_change:
                     on_change()
@@ -142,7 +146,8 @@ def run_stages(stages: list[Stage], executor: "Executor", state: SweepState, log
     return state
 
 
-def _record(s: Stage, fut: Future, started: float, where: str, state: SweepState, log_dir: Path) -> None:
+def _record(s: Stage, fut: Future, started: float, where: str, state: SweepState, log_dir: Path,
+            plan: Plan) -> None:
     log = log_dir / f"{s.name}.log"
     try:
         rc = fut.result()
@@ -156,7 +161,8 @@ def _record(s: Stage, fut: Future, started: float, where: str, state: SweepState
     times = {"seconds": ended - started, "started": started, "ended": ended, **({"where": where} if where else {})}
     if rc == 0 and s.is_done():
         state.set(s.name, "done", returncode=0, **times)
-        print(f"sweep: {s.name} done in {ended - started:.0f} s", flush=True)
+        plan.record(s.name, ended - started)
+        print(f"sweep: {s.name} done in {clock(ended - started)}", flush=True)
         return
     if rc == 0:
         missing = ", ".join(str(p.relative_to(s.run_dir)) for p in s.outputs if not p.is_file())
@@ -164,4 +170,5 @@ def _record(s: Stage, fut: Future, started: float, where: str, state: SweepState
     else:
         error = error_from_log(log, rc)
     state.set(s.name, "failed", returncode=rc, error=error, **times)
+    print_log_tail("sweep", s.name, log)
     print(f"sweep: {s.name} FAILED ({error}); see {log}", flush=True)
