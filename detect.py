@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from engine.predictor import DetectOptions, run as detect
+from engine.detect.predictor import DetectOptions, run as detect
 from utils.cli import Flags, python_api, run_script
 from utils.options import parse_options
 

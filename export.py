@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from engine.export import ExportOptions, run as export
+from engine.export.run import ExportOptions, run as export
 from utils.cli import Flags, python_api, run_script
 from utils.options import parse_options
 

@@ -8,8 +8,8 @@ everywhere with no extra flags (val.py, detect.py, export.py, train.py --ft_prun
 
 from __future__ import annotations
 
-from engine.prune_options import PruneOptions
-from engine.pruner import run as prune
+from engine.prune.options import PruneOptions
+from engine.prune.pruner import run as prune
 from utils.cli import Flags, python_api, run_script
 from utils.options import parse_options
 

@@ -11,8 +11,8 @@ below the source's.
 
 from __future__ import annotations
 
-from engine.slimming.iterative import SlimOptions
-from engine.slimming.iterative import run as slim
+from engine.slim.run import SlimOptions
+from engine.slim.run import run as slim
 from utils.cli import Flags, python_api, run_script
 from utils.options import parse_options
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from typing import Mapping
 
-from engine.train_options import TrainOptions
+from engine.train.options import TrainOptions
 from utils.cli import Flags, ScriptParser, python_api, run_script
 from utils.options import build_parser, parse_options
 

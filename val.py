@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from engine.val_options import ValOptions
-from engine.validator import run as validate
+from engine.val.options import ValOptions
+from engine.val.validator import run as validate
 from utils.cli import Flags, python_api, run_script
 from utils.options import parse_options
 

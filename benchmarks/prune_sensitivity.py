@@ -80,7 +80,7 @@ def reselect(plan, how: str, generator: torch.Generator):  # noqa: ANN001, ANN20
 
 def compare_importance(opt: SensitivityOptions, model: torch.nn.Module, groups: list, val) -> list[dict]:  # noqa: ANN001
     """For each ranking and percent: val mAP50-95 of the masked model, GFLOPs of the pruned one (at ``--imgsz``)."""
-    from engine.pruner import PruneOptions, channel_scores
+    from engine.prune.pruner import PruneOptions, channel_scores
     from models.summary import count_flops
     from pruning import compute_masks, masked_model, prune_model
 
@@ -144,9 +144,9 @@ def _save(opt: SensitivityOptions, rows: list[dict], lines: list[str], full: flo
 
 def run(opt: SensitivityOptions) -> list[dict]:
     """Validate the model masked each way at each percent; print and return the rows."""
-    from engine.validator import evaluate, val_loader
+    from engine.val.validator import evaluate, val_loader
     from pruning import build_groups, compute_masks, masked_model
-    from utils.checkpoint import load_model
+    from models.checkpoint import load_model
     from utils.data import load_dataset_config
 
     model, _ = load_model(opt.weights, device="cpu")

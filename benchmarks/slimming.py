@@ -18,7 +18,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script from anywhere: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.slimming.stages import SlimmingOptions  # noqa: E402
+from engine.stages import SlimmingOptions  # noqa: E402
 from utils.cli import run_script  # noqa: E402
 from utils.options import parse_options  # noqa: E402
 
@@ -30,7 +30,7 @@ def parse_opt(argv: list[str] | None = None) -> SlimmingOptions:
 
 def main(argv: list[str] | None = None) -> dict:
     """Parse flags and run (or resume) the study."""
-    from engine.slimming.study import run
+    from engine.study.run import run
 
     return run(parse_opt(argv))
 

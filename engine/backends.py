@@ -1,7 +1,7 @@
 """One inference interface over PyTorch checkpoints, TorchScript files, ONNX models and OpenVINO IR.
 
 ``load_backend(weights, device)`` picks the runtime from the file suffix (or YOLOv5's ``_openvino_model`` folder)
-and returns a :class:`Backend` that ``engine.validator.evaluate`` and the predictor use in place of a model:
+and returns a :class:`Backend` that ``engine.val.validator.evaluate`` and the predictor use in place of a model:
 ``backend(im)`` returns
 ``(decoded (bs, N, 5 + nc) float32, raw maps or None)``, and ``stride``, ``names``, ``device``, ``dynamic`` and
 the fixed input shape of static exports are attributes read from the file's metadata.
@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from engine.exporters.common import META_FORMAT, decode_metadata, normalize_metadata
+from engine.export.common import META_FORMAT, decode_metadata, normalize_metadata
 
 __all__ = ["Backend", "PyTorchBackend", "TorchScriptBackend", "ONNXBackend", "OpenVINOBackend", "load_backend",
            "BACKEND_SUFFIXES"]
@@ -126,12 +126,12 @@ class Backend:
 
 
 class PyTorchBackend(Backend):
-    """A checkpoint (``.pt``: ours, pruned or official) loaded through ``utils.checkpoint.load_model``, fused."""
+    """A checkpoint (``.pt``: ours, pruned or official) loaded through ``models.checkpoint.load_model``, fused."""
 
     format = "pytorch"
 
     def __init__(self, file: Path, device: torch.device, fuse: bool = True) -> None:
-        from utils.checkpoint import load_model
+        from models.checkpoint import load_model
 
         super().__init__(file, device)
         self.model, self.ckpt = load_model(file, device=device, fuse=fuse)
@@ -227,7 +227,7 @@ class ONNXBackend(ArrayBackend):
     def __init__(self, file: Path, device: torch.device, threads: int | None = None) -> None:
         import onnxruntime as ort
 
-        from engine.exporters.onnx_export import ort_providers
+        from engine.export.onnx_export import ort_providers
 
         super().__init__(file, device)
         self.threads = int(threads or 0)  # 0: ONNX Runtime's default (one thread per physical core)
@@ -271,7 +271,7 @@ class OpenVINOBackend(ArrayBackend):
     format = "openvino"
 
     def __init__(self, file: Path, device: torch.device, threads: int | None = None) -> None:
-        from engine.exporters.openvino_export import compile_openvino, inference_precision, openvino_xml
+        from engine.export.openvino_export import compile_openvino, inference_precision, openvino_xml
         from utils.yaml_io import read_yaml
 
         if importlib.util.find_spec("openvino") is None:

@@ -31,15 +31,17 @@ import torch
 from torch import nn
 
 from engine.backends import Backend
-from engine.exporters.common import example_input, normalize_imgsz
+from engine.export.common import example_input, normalize_imgsz
 from utils.cli import FlagError
 from utils.options import at_least, check_options, opt
 from utils.paths import short_names
 
 __all__ = ["time_interleaved", "measure_latency", "measure_latencies", "Timed", "time_models", "compare_runtimes",
-           "speedup", "format_latency_table", "LatencyOptions", "run"]
+           "speedup", "format_latency_table", "LatencyOptions", "run", "LATENCY_BACKENDS"]
 
 LOGGER = logging.getLogger(__name__)
+# The runtimes a latency budget can be measured in (prune.py and slim.py --latency-backend) -> time_models' key
+LATENCY_BACKENDS = {"onnxruntime": "ort", "openvino": "ov", "torch": "torch"}
 K = TypeVar("K", bound=Hashable)
 
 
@@ -214,9 +216,9 @@ def _model_calls(items: list[Timed], threads: int, tmp: Path,
                  runtimes: tuple[str, ...]) -> dict[tuple[str, str], Callable[[], object]]:
     """``{(key, runtime): run once}`` for ``runtimes`` (of "torch", "ort"), with inputs made up front. ONNX Runtime
     runs the bare session on a numpy input: no conversions in the timed call."""
-    from engine.exporters.common import prepare_for_export
-    from engine.exporters.onnx_export import export_onnx
-    from utils.checkpoint import load_model
+    from engine.export.common import prepare_for_export
+    from engine.export.onnx_export import export_onnx
+    from models.checkpoint import load_model
 
     out: dict[tuple[str, str], Callable[[], object]] = {}
     inputs: dict[tuple, torch.Tensor] = {}
@@ -236,7 +238,7 @@ def _model_calls(items: list[Timed], threads: int, tmp: Path,
             feed = {sess.get_inputs()[0].name: x}
             out[(it.key, "ort")] = lambda s=sess, f=feed: s.run(None, f)
         if "ov" in runtimes:  # OpenVINO reads the ONNX file itself, pinned to float32 like an FP32 export
-            from engine.exporters.openvino_export import compile_openvino
+            from engine.export.openvino_export import compile_openvino
 
             request = compile_openvino(onnx_file, threads=threads or None).create_infer_request()
             out[(it.key, "ov")] = lambda r=request, f=x: r.infer({0: f})
@@ -296,8 +298,8 @@ def compare_runtimes(model: nn.Module, imgsz: int | Sequence[int] = 640, batch_s
         one :func:`measure_latency` dict per (runtime, batch size), PyTorch's first.
     """
     from engine.backends import ONNXBackend
-    from engine.exporters.common import prepare_for_export
-    from engine.exporters.onnx_export import export_onnx
+    from engine.export.common import prepare_for_export
+    from engine.export.onnx_export import export_onnx
 
     unknown = set(runtimes) - {"pytorch", "onnxruntime"}
     if unknown:
@@ -417,13 +419,13 @@ def _exports_of(backend: Backend, name: str, tmp: Path, opt: LatencyOptions) -> 
     base = name[:-len(backend.file.suffix)] if name.endswith(backend.file.suffix) else name
     out: list[tuple[str, Backend]] = []
     if opt.onnx:
-        from engine.exporters.onnx_export import export_onnx
+        from engine.export.onnx_export import export_onnx
 
         fp32 = tmp / f"{stem}.onnx"
         export_onnx(backend.model, fp32, max(opt.imgsz), dynamic=True, device=backend.device, check=False)
         out.append((f"{base}.onnx", ONNXBackend(fp32, backend.device, threads=threads)))
     if opt.onnx and opt.int8:
-        from engine.exporters.int8 import calibration_images, quantize_onnx_int8
+        from engine.export.int8 import calibration_images, quantize_onnx_int8
 
         int8 = tmp / f"{stem}_int8.onnx"
         # MinMax calibration: the method only changes the scales, not the graph, so latency is the same as with the
@@ -431,7 +433,7 @@ def _exports_of(backend: Backend, name: str, tmp: Path, opt: LatencyOptions) -> 
         quantize_onnx_int8(fp32, int8, calibration_images(opt.data), (max(opt.imgsz),) * 2, method="minmax")
         out.append((f"{base}_int8.onnx", ONNXBackend(int8, backend.device, threads=threads)))
     if opt.openvino:
-        from engine.exporters.openvino_export import export_openvino
+        from engine.export.openvino_export import export_openvino
 
         folder = tmp / f"{stem}_openvino_model"
         export_openvino(backend.model, folder, max(opt.imgsz), dynamic=True, device=backend.device, check=False)

@@ -48,9 +48,10 @@ def compare_models(opt: CompareOptions) -> list[dict]:
     """Validate each checkpoint on the same data and image size, then time them all together on this machine (batch 1,
     interleaved: :func:`engine.benchmark.measure_latencies`); one dict per checkpoint."""
     from engine.benchmark import measure_latencies
-    from engine.validator import evaluate, val_loader
+    from engine.val.validator import evaluate, val_loader
     from models.summary import count_flops
-    from utils.checkpoint import load_model, resolve_weights
+    from utils.checkpoint import resolve_weights
+    from models.checkpoint import load_model
     from utils.data import load_dataset_config
 
     check_options(opt)  # the flags' own checks, for options built in Python rather than parsed

@@ -8,7 +8,7 @@ shows progress, at every tenth of its epochs, and once a minute for stages witho
 stages and their epochs at the start, a time estimate from the first measured training batch, and each stage's time
 at the end; :func:`print_log_tail` shows the end of a failed stage's log.
 
-Standard library only: the sweep's launchers use it beside :mod:`engine.sweep.command`.
+Standard library only: the sweep's launchers use it beside :mod:`engine.command`.
 """
 
 from __future__ import annotations

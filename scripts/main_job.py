@@ -16,10 +16,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the repo root's packages
 
 from engine.progress import PlannedStage  # noqa: E402 - after the path set-up above
-from engine.slimming.iterative import SlimOptions, final_epochs, slim_plan  # noqa: E402
-from engine.slimming.iterative import run as slim  # noqa: E402
-from engine.slimming.stages import StageRunner  # noqa: E402
-from engine.train_options import TrainOptions  # noqa: E402
+from engine.slim.run import SlimOptions, final_epochs, slim_plan  # noqa: E402
+from engine.slim.run import run as slim  # noqa: E402
+from engine.stages import StageRunner  # noqa: E402
+from engine.train.options import TrainOptions  # noqa: E402
 from utils.cli import FlagError, run_script  # noqa: E402
 from utils.options import to_argv  # noqa: E402
 

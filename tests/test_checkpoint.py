@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from models.yolo import Model
-from utils.checkpoint import (CheckpointError, UnsafeCheckpointError, atomic_save, load_checkpoint, load_model,
-                              make_checkpoint, resolve_weights)
+from utils.checkpoint import CheckpointError, UnsafeCheckpointError, atomic_save, load_checkpoint, make_checkpoint, resolve_weights
+from models.checkpoint import load_model
 
 
 class _RunsShell:

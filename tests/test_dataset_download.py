@@ -19,8 +19,8 @@ from typing import Iterator
 import pytest
 import yaml
 
-from engine.validator import ValOptions
-from engine.validator import run as val_run
+from engine.val.validator import ValOptions
+from engine.val.validator import run as val_run
 from tests.test_hardening import REPO, _assert_user_error
 from tests.conftest import serve_folder
 from tests.test_train import free_port

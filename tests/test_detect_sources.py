@@ -12,7 +12,7 @@ from typing import Iterator
 import cv2
 import pytest
 
-from engine.predictor import DetectOptions, run as detect_run
+from engine.detect.predictor import DetectOptions, run as detect_run
 from tests.test_hardening import _assert_user_error, _run
 from tests.conftest import serve_folder
 from tests.test_train import free_port
@@ -129,12 +129,12 @@ def test_ctrl_c_stops_a_stream_and_keeps_the_results(tmp_path: Path, server: str
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """Ctrl-C is how a live source is stopped: the video so far is closed, results.json written, the reader thread
     ended. On files it still interrupts the run."""
-    import engine.predictor
+    import engine.detect.predictor
 
     def interrupted(*args: object) -> str:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(engine.predictor, "describe_counts", interrupted)
+    monkeypatch.setattr(engine.detect.predictor, "describe_counts", interrupted)
     res = detect_run(DetectOptions(weights=str(yolov5n_pt), source=f"{server}/live", imgsz=320, project=str(tmp_path)))
     assert (Path(res["save_dir"]) / "results.json").is_file() and (Path(res["save_dir"]) / "live.mp4").is_file()
     assert not [t for t in threading.enumerate() if t.name.startswith("stream ")]

@@ -43,7 +43,7 @@ def test_feature_distillation_is_zero_for_the_teacher_itself(yolov5n_pt: Path) -
     """The projectors start as the least-squares fit, so a student equal to its teacher (the trained yolov5n) starts
     at (almost) 0 on new images, and another network (an untrained one) does not."""
     from engine.train.feature_distill import FeatureDistiller
-    from utils.checkpoint import load_model
+    from models.checkpoint import load_model
 
     torch.manual_seed(0)
     teacher = load_model(yolov5n_pt)[0].eval()

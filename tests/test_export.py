@@ -16,12 +16,13 @@ import torch
 
 from engine.backends import load_backend
 from engine.benchmark import compare_runtimes, format_latency_table, measure_latency, speedup
-from engine.export import ExportOptions, run as export_run
-from engine.exporters import compare_outputs, export_onnx
-from engine.predictor import DetectOptions, run as detect_run
-from engine.validator import ValOptions, run as val_run
+from engine.export.run import ExportOptions, run as export_run
+from engine.export.common import compare_outputs
+from engine.export.onnx_export import export_onnx
+from engine.detect.predictor import DetectOptions, run as detect_run
+from engine.val.validator import ValOptions, run as val_run
 from models.yolo import Model
-from utils.checkpoint import load_model
+from models.checkpoint import load_model
 from utils.data import letterbox
 from utils.nms import non_max_suppression
 
@@ -173,7 +174,7 @@ def test_onnx_without_metadata_warns_and_validates_square(tmp_path: Path, model:
 
 
 def test_int8_quantization_keeps_detections(yolov5n_pt: Path, tmp_path: Path, images_dir: Path) -> None:
-    from engine.exporters.int8 import calibration_images
+    from engine.export.int8 import calibration_images
 
     images = calibration_images(DATA, n=8)
     assert len(images) == 8 and all("train2017" in f for f in images)  # calibration never sees val images

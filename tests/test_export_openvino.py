@@ -12,11 +12,11 @@ import torch
 import yaml
 
 from engine.backends import load_backend
-from engine.export import ExportOptions, run as export_run
-from engine.exporters import compare_outputs
-from engine.predictor import DetectOptions, run as detect_run
-from engine.validator import ValOptions, run as val_run
-from utils.checkpoint import load_model
+from engine.export.run import ExportOptions, run as export_run
+from engine.export.common import compare_outputs
+from engine.detect.predictor import DetectOptions, run as detect_run
+from engine.val.validator import ValOptions, run as val_run
+from models.checkpoint import load_model
 
 REPO = Path(__file__).resolve().parents[1]
 VAL_IMAGES = 32  # a few coco128 images: enough boxes for a stable mAP, cheap at 320 px
@@ -98,7 +98,7 @@ def test_half_compresses_openvino_and_is_refused_for_onnx_on_cpu(yolov5n_pt: Pat
     assert backend(torch.rand(3, 3, 64, 64))[0].shape == (3, 252, 85)  # a static batch of 2: padded and split
     with pytest.raises(ValueError, match="--half exports float16 onnx only on a CUDA device .*--include openvino"):
         export_run(ExportOptions(weights=str(yolov5n_pt), include=["onnx", "openvino"], half=True))
-    from engine.export import _check_options  # no GPU here: the option check alone, as a CUDA device sees it
+    from engine.export.run import _check_options  # no GPU here: the option check alone, as a CUDA device sees it
 
     opt = ExportOptions(include=["onnx", "openvino"], half=True)
     assert _check_options(opt, torch.device("cuda")) == ["onnx", "openvino"]

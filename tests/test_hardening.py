@@ -355,7 +355,7 @@ def test_resume_refuses_stored_options_of_the_wrong_type(entry: str, value: obje
     and the entry, exit 2, the file unchanged; not a TypeError deep in the trainer."""
     from dataclasses import asdict
 
-    from engine.train_options import TrainOptions
+    from engine.train.options import TrainOptions
 
     model = Model("yolov5n.yaml", nc=80)
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
@@ -400,7 +400,7 @@ def test_weights_with_nan_are_refused_at_load_by_every_script(script: str, tmp_p
                                                               coco128_dir: Path) -> None:
     """All-NaN weights validated to 0 and detected nothing, with exit 0 (issue 31, item 5): refused at load naming the
     file and the first tensor, one ERROR line, exit 2."""
-    from utils.checkpoint import load_model
+    from models.checkpoint import load_model
 
     model = load_model(yolov5n_pt)[0]
     with torch.no_grad():

@@ -18,7 +18,7 @@ from utils.boxes import (
     xyxy2xywh,
     xyxy2xywhn,
 )
-from engine.validator import fitness
+from engine.val.validator import fitness
 from utils.metrics import ConfusionMatrix, ap_per_class, compute_ap, match_predictions, smooth
 from utils.nms import non_max_suppression
 

@@ -14,8 +14,8 @@ import detect
 import export
 import prune
 import train
-from engine.prune_options import PruneOptions
-from engine.train_options import TrainOptions
+from engine.prune.options import PruneOptions
+from engine.train.options import TrainOptions
 from pruning.masks import MODES
 from utils.cli import FlagError, python_api
 from utils.options import (above, all_of, argument_group, at_least, build_parser, check_options, in_range, not_a_file,

@@ -11,8 +11,8 @@ import pytest
 
 import detect
 import export
-from engine.export import ExportOptions
-from engine.predictor import DetectOptions
+from engine.export.run import ExportOptions
+from engine.detect.predictor import DetectOptions
 from utils.options import build_parser, to_argv
 
 

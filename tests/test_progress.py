@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from engine.progress import Plan, PlannedStage, StageProgress, clock, log_tail
-from engine.slimming.stages import StageError, StageRunner
+from engine.stages import StageError, StageRunner
 from utils.paths import REPO_ROOT
 
 
@@ -120,7 +120,7 @@ def test_a_failing_stage_shows_the_end_of_its_log(tmp_path: Path, capsys: pytest
         runner.run("val_bad", "val.py", ["--weights", str(tmp_path / "missing.pt"), "--data", "data/coco128.yaml"],
                    tmp_path / "val" / "results.json")
     out = capsys.readouterr().out
-    assert f"slim: val_bad failed; the last" in out and str(tmp_path / "logs" / "val_bad.log") in out
+    assert "slim: val_bad failed; the last" in out and str(tmp_path / "logs" / "val_bad.log") in out
     assert "    ERROR: " in out  # the log's own ERROR line, indented among the last lines
 
 
@@ -172,6 +172,6 @@ def test_slim_shows_each_stage_progress_while_it_runs(tmp_path: Path, tiny_data:
     text = "\n".join(lines)
     assert info["rc"] == 2, text
     log = tmp_path / "f" / "logs" / "step1_ft.log"
-    assert f"slim: step1_ft failed; the last" in text and str(log) in text
+    assert "slim: step1_ft failed; the last" in text and str(log) in text
     assert lines[-1].startswith("ERROR: stage step1_ft failed (exit 2), see ") and lines[-1].endswith(f"ERROR: {bad_hyp}: 'lr0' must be > 0, got -1.0")
     assert sum(ln.startswith("ERROR:") for ln in lines) == 1

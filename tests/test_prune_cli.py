@@ -10,7 +10,8 @@ import torch
 
 import prune
 from models.yolo import Model
-from utils.checkpoint import atomic_save, load_model, make_checkpoint
+from utils.checkpoint import atomic_save, make_checkpoint
+from models.checkpoint import load_model
 
 
 def _run(tmp_path: Path, weights: Path, *args: str) -> dict:

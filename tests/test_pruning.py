@@ -15,7 +15,8 @@ from models.common import Bottleneck
 from models.yolo import Model
 from pruning import (BNSparsity, ChannelMasks, bn_importance, build_groups, candidate_groups, compute_masks,
                      gamma_stats, lowest_channels, masked_model, plot_gamma_hist, prune_layers, prune_model)
-from utils.checkpoint import atomic_save, load_model, make_checkpoint
+from utils.checkpoint import atomic_save, make_checkpoint
+from models.checkpoint import load_model
 
 ANCHORS = [[10, 13, 16, 30, 33, 23], [30, 61, 62, 45, 59, 119], [116, 90, 156, 198, 373, 326]]
 

@@ -78,7 +78,7 @@ def test_setup_logging_shows_info_once_however_often_called() -> None:
         setup_logging()
         setup_logging()
         assert len(root.handlers) == 1 and root.level == logging.INFO
-        assert logging.getLogger("engine.validator").isEnabledFor(logging.INFO)
+        assert logging.getLogger("engine.val.validator").isEnabledFor(logging.INFO)
         mine = logging.StreamHandler()
         root.handlers = [mine]  # a program's own set-up is kept
         setup_logging()

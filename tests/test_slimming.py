@@ -16,9 +16,10 @@ import slim
 import train
 from engine.train.sparsity_hook import SparsityPlan, choose_rate, choose_target_rate
 from pruning.recalibrate import recalibrate_bn, reset_bn_stats, shifted_bn_stats
-from utils.checkpoint import load_checkpoint, load_model
+from utils.checkpoint import load_checkpoint
+from models.checkpoint import load_model
 from utils.cli import FlagError
-from utils.data import create_dataloader, load_dataset_config
+from utils.data import create_dataloader
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +62,7 @@ def test_recalibration_changes_only_bn_statistics(v5n: nn.Module, images: list[t
 @pytest.mark.slow
 def test_recalibration_restores_reset_statistics(v5n: nn.Module, coco128_dir: Path) -> None:
     """BN statistics wiped (mAP 0) come back from 64 unaugmented train images: most of the mAP on val2017 returns."""
-    from engine.validator import evaluate
+    from engine.val.validator import evaluate
 
     train_loader, _ = create_dataloader(str(coco128_dir / "images" / "train2017"), 256, 16, 32, workers=0,
                                         shuffle=True)
@@ -208,7 +209,7 @@ def test_study_end_to_end_tables_plot_and_resume(tmp_path: Path, tiny_data: Path
 
 
 def test_interleaved_timing_of_models_and_onnx_files(tmp_path: Path) -> None:
-    from engine.exporters.onnx_export import export_onnx
+    from engine.export.onnx_export import export_onnx
     from engine.benchmark import Timed, time_models
     from models.yolo import Model
 
@@ -350,7 +351,7 @@ def test_slim_speedup_budget_is_met_as_measured_and_reported(tmp_path: Path, tin
 
 
 def test_final_fine_tune_length_comes_from_the_source() -> None:
-    from engine.slimming.iterative import SlimOptions, final_epochs
+    from engine.slim.run import SlimOptions, final_epochs
 
     opt = SlimOptions(weights="w.pt", speedup=1.5)
     assert final_epochs(opt, 40) == (60, "cap 60 = 1.5 x the source's 40 training epochs")
@@ -364,7 +365,7 @@ def test_final_fine_tune_stops_on_a_flat_curve_and_runs_on_a_rising_one() -> Non
     wanders on a plateau stops 10 epochs after its best; one still rising runs to the cap. stop_reason says which."""
     import math
 
-    from engine.slimming.iterative import stop_reason
+    from engine.slim.run import stop_reason
     from utils.optim import EarlyStopping
 
     def run(curve: list[float]) -> tuple[int, int]:

@@ -54,7 +54,7 @@ def no_subprocess(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*a, **k):  # noqa: ANN002, ANN003, ANN202
         raise AssertionError(f"a stage was started: {a}")
 
-    monkeypatch.setattr("engine.sweep.command.subprocess.Popen", refuse)
+    monkeypatch.setattr("engine.command.subprocess.Popen", refuse)
 
 
 def test_unknown_key_is_an_error_before_anything_runs(tmp_path: Path, no_subprocess: None) -> None:

@@ -31,7 +31,7 @@ import yaml
 import train
 from engine.train.hooks import StepInfo, TrainHook
 from engine.train.log import TrainLogger
-from engine.train_options import TrainOptions
+from engine.train.options import TrainOptions
 from engine.train.setup import build_model
 from utils.checkpoint import atomic_save, load_checkpoint
 

@@ -12,12 +12,12 @@ import torch
 from torch import nn
 
 from engine.train.hooks import StepInfo, TrainHook, settle_options
-from engine.train_options import TrainOptions
+from engine.train.options import TrainOptions
 from engine.train.setup import ResumeState, resolve_resume, restore_training_state
 from engine.train.trainer import Trainer, build_trainer
 from models.yolo import Model
-from utils.checkpoint import (CheckpointError, atomic_save, load_checkpoint, load_model, make_checkpoint,
-                              model_from_checkpoint)
+from utils.checkpoint import CheckpointError, atomic_save, load_checkpoint, make_checkpoint
+from models.checkpoint import load_model, model_from_checkpoint
 from utils.ema import ModelEMA
 from utils.optim import build_optimizer
 

@@ -23,11 +23,11 @@ import yaml
 
 import detect
 import val
-from engine.coco import coco80_to_91
-from engine.predictor import DetectOptions
-from engine.predictor import run as detect_run
-from engine.validator import CONF_THRES, IOU_THRES, ValOptions, val_loader
-from engine.validator import run as val_run
+from engine.val.coco import coco80_to_91
+from engine.detect.predictor import DetectOptions
+from engine.detect.predictor import run as detect_run
+from engine.val.validator import CONF_THRES, IOU_THRES, ValOptions, val_loader
+from engine.val.validator import run as val_run
 from utils.data import create_dataloader
 
 REPO = Path(__file__).resolve().parents[1]

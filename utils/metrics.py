@@ -1,5 +1,5 @@
 """Detection metrics with YOLOv5 semantics: matching, AP per class, confusion matrix (fitness, which ranks models,
-is part of the validation protocol in ``engine/validator.py``). Nothing here writes files: the validator draws the
+is part of the validation protocol in ``engine/val/validator.py``). Nothing here writes files: the validator draws the
 curves and the matrix with ``utils.plots``.
 
 The algorithms follow the YOLOv5 validation procedure step for step (including its tie handling

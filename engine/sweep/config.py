@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from engine.prune_options import PruneOptions
-from engine.train_options import TrainOptions
+from engine.prune.options import PruneOptions
+from engine.train.options import TrainOptions
 from pruning.masks import MODES
 from utils.options import (Check, above, all_of, at_least, flag_name, in_range, not_a_file, not_empty, opt, refusal,
                            spellings)

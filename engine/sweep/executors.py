@@ -22,12 +22,11 @@ from pathlib import Path
 from typing import Mapping, Protocol, Sequence
 
 from engine.progress import Plan, StageProgress
-from engine.sweep.command import end_process, run_command
-from engine.sweep.config import SweepConfig
+from engine.command import end_process, run_command
 from engine.sweep.stages import Stage
 from utils.paths import REPO_ROOT
 
-__all__ = ["Executor", "LocalExecutor", "Launcher", "SubprocessLauncher", "make_executor", "slot_env",
+__all__ = ["Executor", "LocalExecutor", "Launcher", "SubprocessLauncher", "slot_env",
            "check_cuda_slots"]
 
 
@@ -206,27 +205,3 @@ class LocalExecutor(Executor):
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
-
-
-def make_executor(cfg: SweepConfig, launcher: Launcher | None = None, plan: Plan | None = None) -> Executor:
-    """The executor ``cfg`` asks for (``backend``, ``devices``, ``jobs``); errors before any stage starts.
-
-    Args:
-        cfg: the sweep settings.
-        launcher: for the local backend, what runs one stage (default: a :class:`SubprocessLauncher` with a live
-            progress line when stages run one at a time, plain progress lines when several do).
-        plan: the sweep's plan, for the default launcher's time estimate.
-
-    Raises:
-        ValueError: Ray is not installed (``--backend ray``), or GPU slots this machine does not have.
-    """
-    if cfg.backend == "ray":
-        if launcher is not None:
-            raise ValueError("a launcher runs stages on this machine; backend 'ray' runs their commands as Ray tasks")
-        from engine.sweep.ray_executor import RayExecutor
-
-        return RayExecutor(cfg.device, cpus=cfg.ray_cpus, address=cfg.ray_address)
-    slots: list[str | None] = list(cfg.devices) if cfg.devices else [None] * cfg.jobs
-    check_cuda_slots(cfg.devices)
-    return LocalExecutor(launcher or SubprocessLauncher(live=None if len(slots) == 1 else False, plan=plan),
-                         slots)

@@ -26,7 +26,8 @@ def model_facts(weights: str | Path, mode: str = "normal", gammas: bool = False)
     import torch
 
     from models.summary import count_flops
-    from utils.checkpoint import load_model, make_checkpoint
+    from utils.checkpoint import make_checkpoint
+    from models.checkpoint import load_model
 
     model, _ = load_model(weights, device="cpu")
     buf = io.BytesIO()
@@ -58,7 +59,7 @@ def interleaved_latency(weights: list[str | Path], imgsz: int, warmup: int = 5, 
     import torch
 
     from engine.benchmark import measure_latencies
-    from utils.checkpoint import load_model
+    from models.checkpoint import load_model
 
     models = [load_model(w, device="cpu", fuse=True)[0] for w in weights]
     before = torch.get_num_threads()
@@ -83,7 +84,7 @@ def _prunable_gammas(model, mode: str) -> np.ndarray:  # noqa: ANN001
 
 def prunable_gammas(weights: str | Path, mode: str = "normal") -> np.ndarray:
     """|gamma| of the BatchNorm channels that sparsity training penalises and pruning ranks under ``mode``."""
-    from utils.checkpoint import load_model
+    from models.checkpoint import load_model
 
     model, _ = load_model(weights, device="cpu")
     return _prunable_gammas(model, mode)

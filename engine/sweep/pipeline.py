@@ -15,13 +15,14 @@ from engine.sweep.config import SweepConfig, check_resumable, config_to_dict
 from engine.sweep.files import atomic_write_text
 from engine.sweep.measure import Measurements, prunable_gammas
 from engine.sweep.plots import plot_gamma_histogram, plot_tradeoff, save_figure
-from engine.sweep.executors import Executor, Launcher, make_executor
+from engine.sweep.executors import Executor, Launcher, LocalExecutor, SubprocessLauncher, check_cuda_slots
+from engine.sweep.ray_executor import RayExecutor
 from engine.sweep.runner import SweepState, run_stages
 from engine.sweep.stages import Stage, plan_stages
 from engine.sweep.table import build_rows, format_markdown, write_tables
-from engine.train_options import TrainOptions
+from engine.train.options import TrainOptions
 
-__all__ = ["run_sweep", "sweep_dir", "write_plots"]
+__all__ = ["run_sweep", "sweep_dir", "write_plots", "make_executor"]
 
 LOGGER = logging.getLogger(__name__)
 
@@ -106,12 +107,34 @@ class _Tables:
         return rows
 
 
+def make_executor(cfg: SweepConfig, launcher: Launcher | None = None, plan: Plan | None = None) -> Executor:
+    """The executor ``cfg`` asks for (``backend``, ``devices``, ``jobs``); errors before any stage starts.
+
+    Args:
+        cfg: the sweep settings.
+        launcher: for the local backend, what runs one stage (default: a :class:`SubprocessLauncher` with a live
+            progress line when stages run one at a time, plain progress lines when several do).
+        plan: the sweep's plan, for the default launcher's time estimate.
+
+    Raises:
+        ValueError: Ray is not installed (``--backend ray``), or GPU slots this machine does not have.
+    """
+    if cfg.backend == "ray":
+        if launcher is not None:
+            raise ValueError("a launcher runs stages on this machine; backend 'ray' runs their commands as Ray tasks")
+        return RayExecutor(cfg.device, cpus=cfg.ray_cpus, address=cfg.ray_address)
+    slots: list[str | None] = list(cfg.devices) if cfg.devices else [None] * cfg.jobs
+    check_cuda_slots(cfg.devices)
+    return LocalExecutor(launcher or SubprocessLauncher(live=None if len(slots) == 1 else False, plan=plan),
+                         slots)
+
+
 def run_sweep(cfg: SweepConfig, launcher: Launcher | None = None, dry_run: bool = False,
               executor: Executor | None = None) -> dict:
     """Run (or resume) the sweep ``cfg`` describes.
 
     The stages run on the executor that ``cfg.backend``, ``cfg.devices`` and ``cfg.jobs`` ask for (see
-    :func:`engine.sweep.executors.make_executor`); whichever it is, the tables come out the same.
+    :func:`make_executor`); whichever it is, the tables come out the same.
 
     Args:
         cfg: the settings (see :func:`engine.sweep.config.load_config`).

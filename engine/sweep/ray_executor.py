@@ -1,6 +1,6 @@
 """``sweep.py --backend ray``: the sweep's stages as Ray tasks on whichever node of a Ray cluster has room.
 
-Each task runs the very command the local executor would run (see :func:`engine.sweep.command.run_command_here`),
+Each task runs the very command the local executor would run (see :func:`engine.command.run_command_here`),
 asking Ray for ``ray_cpus`` CPUs and the GPUs that ``--device`` names (none for ``cpu``; for ``''``, one when the
 cluster has GPUs). Ray's resources, not ``--jobs``, decide how many stages run at once. The commands read and write
 absolute paths (the repo, the Python interpreter, the data, the sweep folder), so every node must see them at the
@@ -21,7 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import engine.sweep.command as command_module
+import engine.command as command_module
 from engine.sweep.executors import Executor
 from engine.sweep.stages import Stage
 from utils.paths import REPO_ROOT

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Union
 
-from engine.prune_options import PruneOptions
+from engine.prune.options import PruneOptions
 from engine.sweep.config import SweepConfig
-from engine.train_options import TrainOptions
-from engine.val_options import ValOptions
+from engine.train.options import TrainOptions
+from engine.val.options import ValOptions
 from utils.cli import FlagError
 from utils.options import to_argv, with_flags
 from utils.paths import REPO_ROOT

@@ -4,7 +4,7 @@ One concern per module: ``trainer`` (the loop, ``train -> train_one_epoch -> tra
 which resolves ``--resume`` and picks the hooks before the trainer starts), ``setup`` (the model to train, frozen
 layers, the run folder, the run to resume), ``hooks`` (``TrainHook`` and the ``StepInfo`` hooks read), ``recipes``
 (which hooks the options ask for), ``sparsity_hook`` (BN-gamma L1 sparsity training), ``distill_hook`` (knowledge
-distillation), ``log`` (results.csv and TensorBoard). The options live in :mod:`engine.train_options`.
+distillation), ``log`` (results.csv and TensorBoard). The options live in :mod:`engine.train.options`.
 
 Nothing is imported here, so that importing one module (``engine.train.sparsity_hook``, say) does not load the
 whole trainer.

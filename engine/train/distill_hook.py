@@ -52,7 +52,7 @@ class DistillHook(TrainHook):
 
     def before_train(self, step: StepInfo) -> dict[str, Any]:
         """Load the teacher on the student's device and check that it fits the student."""
-        from utils.checkpoint import load_model
+        from models.checkpoint import load_model
         from utils.torch_utils import unwrap
 
         self.teacher, _ = load_model(self.path, device=step.device)

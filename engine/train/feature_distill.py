@@ -104,7 +104,7 @@ class FeatureDistillHook(TrainHook):
 
     def before_train(self, step: StepInfo) -> dict[str, Any]:
         """Load the teacher, check that it fits the student, and size the projectors from one forward pass each."""
-        from utils.checkpoint import load_model
+        from models.checkpoint import load_model
         from utils.torch_utils import unwrap
 
         self.teacher, _ = load_model(self.path, device=step.device)

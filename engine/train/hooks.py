@@ -15,7 +15,7 @@ from torch import nn
 
 if TYPE_CHECKING:
     from engine.train.log import TrainLogger
-    from engine.train_options import TrainOptions
+    from engine.train.options import TrainOptions
 
 __all__ = ["TrainHook", "StepInfo", "settle_options"]
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from engine.train.hooks import TrainHook
-from engine.train_options import TrainOptions
+from engine.train.options import TrainOptions
 
 __all__ = ["hooks_for"]
 

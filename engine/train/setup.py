@@ -9,10 +9,10 @@ from pathlib import Path
 
 import torch
 
-from engine.train_options import TrainOptions, options_from_dict
+from engine.train.options import TrainOptions, options_from_dict
 from models.yolo import Model
-from utils.checkpoint import (CheckpointError, is_pruned_arch, load_checkpoint, load_weights, model_from_checkpoint,
-                              resolve_weights)
+from utils.checkpoint import CheckpointError, load_checkpoint, load_weights, resolve_weights
+from models.checkpoint import is_pruned_arch, model_from_checkpoint
 from utils import dist
 from utils.ema import ModelEMA
 from utils.hyp import Hyp
@@ -29,7 +29,7 @@ def build_model(opt: TrainOptions, nc: int, names: list[str]) -> tuple[Model, di
 
     - no ``--weights``: from ``--cfg``;
     - a pruned checkpoint (or ``--ft_pruned_model``), or no ``--cfg``: the checkpoint's own architecture and all its
-      weights (:func:`utils.checkpoint.model_from_checkpoint`; a different ``nc`` re-heads it: only the output convs
+      weights (:func:`models.checkpoint.model_from_checkpoint`; a different ``nc`` re-heads it: only the output convs
       start afresh); ``--cfg`` is ignored for pruned checkpoints;
     - ``--cfg`` with an unpruned checkpoint: that architecture, with weights transferred by name and shape.
 

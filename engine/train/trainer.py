@@ -18,13 +18,14 @@ from tqdm import tqdm
 
 from engine.train.hooks import StepInfo, TrainHook, settle_options
 from engine.train.log import TrainLogger
-from engine.train_options import TrainOptions
+from engine.train.options import TrainOptions
 from engine.train.recipes import hooks_for
 from engine.train.setup import (ResumeState, build_model, claim_run_dir, freeze_layers, resolve_resume,
                                 restore_training_state)
-from engine.validator import ValStats, collect, evaluate, fitness, print_results, summarise, val_loader
+from engine.val.validator import ValStats, collect, evaluate, fitness, print_results, summarise, val_loader
 from utils import dist
-from utils.checkpoint import atomic_save, make_checkpoint, model_from_checkpoint
+from utils.checkpoint import atomic_save, make_checkpoint
+from models.checkpoint import model_from_checkpoint
 from utils.ema import ModelEMA
 from utils.hyp import load_hyp
 from utils.interrupt import DeferredInterrupt
@@ -367,7 +368,8 @@ class Trainer:
 
     def after_train(self, elapsed: float) -> dict:
         """Final validation of best.pt with plots, results.png, hooks; returns the final metrics."""
-        from utils.checkpoint import load_checkpoint, load_model
+        from utils.checkpoint import load_checkpoint
+        from models.checkpoint import load_model
 
         epochs_done = max(self.epoch - self.start_epoch + 1, 0)
         ips = self.train_images / max(self.train_time, 1e-9)

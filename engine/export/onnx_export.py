@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from engine.exporters.common import build_metadata, compare_outputs, encode_metadata, start_export
+from engine.export.common import build_metadata, compare_outputs, encode_metadata, start_export
 
 __all__ = ["DEFAULT_OPSET", "export_onnx", "set_onnx_metadata", "ort_providers", "run_onnx", "simplify_onnx"]
 

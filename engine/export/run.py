@@ -15,7 +15,7 @@ from typing import Any, Collection
 
 import torch
 
-from engine.exporters.onnx_export import DEFAULT_OPSET
+from engine.export.onnx_export import DEFAULT_OPSET
 from utils.cli import FlagError
 from utils.options import at_least, opt
 
@@ -108,7 +108,7 @@ def _check_options(opt: ExportOptions, device: torch.device) -> list[str]:
 
 def _image_size(imgsz: list[int], stride: int) -> tuple[int, int]:
     """(h, w) from ``--imgsz``, each rounded up to a multiple of ``stride`` (with a warning), as YOLOv5 does."""
-    from engine.exporters.common import normalize_imgsz
+    from engine.export.common import normalize_imgsz
 
     h, w = normalize_imgsz(imgsz)
     fixed = tuple(max(stride, -(-s // stride) * stride) for s in (h, w))
@@ -120,11 +120,11 @@ def _image_size(imgsz: list[int], stride: int) -> tuple[int, int]:
 def run(opt: ExportOptions) -> dict[str, Any]:
     """export.py: load, fuse and export the model in each ``--include`` format, verify each file against PyTorch,
     quantize to INT8 with ``--int8``; print a summary and return it (also written as ``<stem>_export.json``)."""
-    from engine.exporters.common import prepare_for_export
-    from engine.exporters.onnx_export import export_onnx
-    from engine.exporters.openvino_export import export_openvino
-    from engine.exporters.torchscript_export import export_torchscript
-    from utils.checkpoint import load_model
+    from engine.export.common import prepare_for_export
+    from engine.export.onnx_export import export_onnx
+    from engine.export.openvino_export import export_openvino
+    from engine.export.torchscript_export import export_torchscript
+    from models.checkpoint import load_model
     from utils.torch_utils import select_device
 
     t0 = time.perf_counter()
@@ -184,7 +184,7 @@ def _print_export(res: dict[str, Any]) -> None:
 
 def _int8(fp32: Path, imgsz: tuple[int, int], opt: ExportOptions, device: torch.device) -> dict[str, Any]:
     """Quantize ``fp32`` and, with ``opt.int8_report``, report mAP and latency of both models side by side."""
-    from engine.exporters.int8 import calibration_images, quantize_onnx_int8
+    from engine.export.int8 import calibration_images, quantize_onnx_int8
 
     images = calibration_images(opt.data, opt.int8_images)
     int8 = fp32.with_name(f"{fp32.stem}_int8.onnx")
@@ -209,7 +209,7 @@ def _map_and_latency(files: list[Path], opt: ExportOptions, device: torch.device
     the files timed together (interleaved: the report compares them)."""
     from engine.backends import load_backend
     from engine.benchmark import measure_latencies
-    from engine.validator import evaluate, val_loader
+    from engine.val.validator import evaluate, val_loader
     from utils.data import load_dataset_config
 
     data = load_dataset_config(opt.data)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.progress import Plan, PlannedStage, StageProgress, clock, log_tail, print_log_tail
-from engine.sweep.command import run_command
+from engine.command import run_command
 from pruning.importance import IMPORTANCES
 from pruning.masks import MODES
 from pruning.sparsity import SPARSITY_IMPORTANCES

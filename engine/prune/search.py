@@ -13,14 +13,16 @@ from typing import TYPE_CHECKING, Callable
 import torch
 from torch import nn
 
-if TYPE_CHECKING:
-    from engine.prune_options import PruneOptions
+from engine.benchmark import LATENCY_BACKENDS
+from engine.prune.recal import recalibrated
 
-__all__ = ["LATENCY_BACKENDS", "ROUND_CHOICES", "has_target", "latency_pair", "search_budget", "search_map_guard",
+if TYPE_CHECKING:
+    from engine.prune.options import PruneOptions
+
+__all__ = ["ROUND_CHOICES", "has_target", "latency_pair", "search_budget", "search_map_guard",
            "choose_round"]
 
 # --latency-backend -> engine.benchmark.time_models runtime
-LATENCY_BACKENDS = {"onnxruntime": "ort", "openvino": "ov", "torch": "torch"}
 ROUND_CHOICES = (1, 4, 8, 16)  # the multiples --round auto compares
 
 
@@ -63,8 +65,8 @@ def latency_pair(source: nn.Module, pruned: nn.Module | None, opt: PruneOptions,
 
 
 def search_budget(opt: PruneOptions, source: nn.Module, model: nn.Module, groups: list, scores: dict) -> dict:
-    """Set ``opt.percent`` to the smallest prune that meets ``--target-gflops`` (at ``--imgsz``), ``--target-params``
-    or ``--target-latency``; returns the search's record for results.json.
+    """The smallest prune that meets ``--target-gflops`` (at ``--imgsz``), ``--target-params``, ``--target-latency``
+    or ``--target-speedup``: the search's record for results.json, its decision in ``percent``.
 
     Latency probes are measured, each interleaved with the unpruned model; a probe's latency is its ratio to the
     unpruned model times the median of all the unpruned model's timings so far, so a load change during the search
@@ -102,7 +104,6 @@ def search_budget(opt: PruneOptions, source: nn.Module, model: nn.Module, groups
             return float(sum(q.numel() for q in prune(p).parameters()))
 
     r = search_percent(measure, target, n, safe, what)
-    opt.percent = r.percent
     print(f"Budget: {target:g} {what} -> --percent {r.percent:.4f} ({r.value:.4g} {what} predicted, "
           f"{len(r.probes)} probes)")
     out = {"target": target, "what": what, "percent": r.percent, "value": r.value, "probes": r.probes}
@@ -119,10 +120,9 @@ def search_budget(opt: PruneOptions, source: nn.Module, model: nn.Module, groups
 def search_map_guard(opt: PruneOptions, source: nn.Module, model: nn.Module, groups: list, scores: dict,
                      device: torch.device) -> dict:
     """``--max-map-drop D``: bisection over the percent, each probe pruned, BN-recalibrated (unless --no-bn-recal)
-    and validated once; lowers ``opt.percent`` (a target's, or the safe maximum without one) to the largest prune whose
-    val mAP50-95 stays >= original - D. Returns every probe for results.json."""
-    from engine.pruner import recalibrated
-    from engine.validator import evaluate, val_loader
+    and validated once, up to ``opt.percent`` (a target's) or the safe maximum without one: the largest prune whose
+    val mAP50-95 stays >= original - D, in ``percent`` of the record returned (with every probe, for results.json)."""
+    from engine.val.validator import evaluate, val_loader
     from models.summary import count_flops
     from pruning import compute_masks, masked_model, prune_model
     from pruning.budget import search_accuracy
@@ -158,7 +158,6 @@ def search_map_guard(opt: PruneOptions, source: nn.Module, model: nn.Module, gro
 
     r = search_accuracy(measure, floor, n, hi)
     binds = "the accuracy guard" if r.percent < hi else ("the budget" if has_target(opt) else "the safe maximum")
-    opt.percent = r.percent
     print(f"Accuracy guard: --percent {r.percent:.4f} ({binds} binds)")
     return {"max_map_drop": opt.max_map_drop, "original_map50_95": original, "percent": r.percent, "binds": binds,
             "probes": [{"percent": q["percent"], "gflops": gflops[q["percent"]], "map50_95": q["value"]}
@@ -170,8 +169,9 @@ def choose_round(opt: PruneOptions, source: nn.Module, model: nn.Module, groups:
 
     The reference prune is ``--percent`` with ``--round 1`` (half the safe maximum when a budget or guard chooses the
     percent later); each larger multiple keeps more channels per layer, so its percent is raised until its GFLOPs are
-    at most the reference's. All candidates are timed together, interleaved, in ``--latency-backend``; ``opt.round``
-    becomes the fastest (``--round 1`` itself is a candidate, so the pick is never measured slower than it).
+    at most the reference's. All candidates are timed together, interleaved, in ``--latency-backend``; the record's
+    ``picked`` is the fastest and ``percent`` its percent (``--round 1`` itself is a candidate, so the pick is never
+    measured slower than it).
     """
     from engine.benchmark import Timed, time_models
     from models.summary import count_flops
@@ -198,10 +198,7 @@ def choose_round(opt: PruneOptions, source: nn.Module, model: nn.Module, groups:
     for row in rows:
         row["latency_ms"] = t[str(row["round"])][f"{rt}_ms"]
     best = min(rows, key=lambda row: row["latency_ms"])
-    opt.round = best["round"]
-    if opt.percent > 0:
-        opt.percent = best["percent"]
     print("Round auto: " + ", ".join(f"--round {row['round']} {row['latency_ms']:.2f} ms ({row['gflops']:.3f} GFLOPs)"
-                                     for row in rows) + f" -> --round {opt.round}")
-    return {"reference_percent": p1, "gflops": goal, "backend": opt.latency_backend, "picked": opt.round,
-            "candidates": rows}
+                                     for row in rows) + f" -> --round {best['round']}")
+    return {"reference_percent": p1, "gflops": goal, "backend": opt.latency_backend, "picked": best["round"],
+            "percent": best["percent"], "candidates": rows}

@@ -14,105 +14,30 @@ result is timed against the source again and, if it falls short, pruned once mor
 
 Each stage is a normal run of prune.py / train.py / export.py / val.py in ``<project>/<name>/<stage>`` (logs in
 ``logs/``), skipped when its outputs exist: the same command resumes. Writes ``steps.md/json`` and (unless
-``--no-export``) ``report.md/json/png`` (:mod:`engine.slimming.slim_report`).
+``--no-export``) ``report.md/json/png`` (:mod:`engine.slim.report`).
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Collection
 
 import yaml
 
-from engine.prune_options import PruneOptions
-from engine.prune_search import LATENCY_BACKENDS
+from engine.prune.options import PruneOptions
+from engine.benchmark import LATENCY_BACKENDS
 from engine.progress import PlannedStage
-from engine.slimming.stages import StageError, StageRunner
+from engine.slim.options import CAP_FACTOR, CAP_UNKNOWN, DEFAULT_HYP, LAST_STEP_MARGIN, SlimOptions
+from engine.slim.report import build_report
+from engine.stages import StageError, StageRunner
 from engine.sweep.files import atomic_write_json, atomic_write_text
-from engine.train_options import TrainOptions
-from pruning.importance import IMPORTANCES
-from pruning.masks import MODES
-from utils.cli import FlagError
+from engine.train.options import TrainOptions
 from utils.data import load_dataset_config
-from utils.options import at_least, in_range, not_a_file, opt, to_argv
+from utils.options import to_argv
 
-__all__ = ["SlimOptions", "run", "step_targets", "format_steps", "final_epochs", "slim_plan", "stop_reason", "DEFAULT_HYP"]
-
-DEFAULT_HYP = "data/hyps/hyp.scratch-low.yaml"  # the final fine-tune's hyperparameters when the source has none
-CAP_FACTOR, CAP_UNKNOWN = 1.5, 60  # final fine-tune cap: 1.5x the source's epochs, 60 when its checkpoint has none
-_BUDGETS = ("speedup", "target_latency", "target_gflops", "target_params")
-# The last step aims this much past a speed budget: two interleaved timings of the same pair differ by ~1-2% here
-# (1.500x at the step, 1.47x in the report of the main job's first run), so aiming at the budget itself missed it.
-LAST_STEP_MARGIN = 1.03
-
-
-@dataclass
-class SlimOptions:
-    """slim.py's options: each field declares its flag, help text and range check once (:mod:`utils.options`)."""
-
-    weights: str = opt("", "--weights", required=True, help="the trained checkpoint to slim (ours or official)")
-    data: str = opt("data/aquarium.yaml", "--data", help="dataset.yaml (BN recalibration, fine-tuning, val, test)")
-    imgsz: int = opt(320, "--imgsz", "--img", "--img-size", help="train, val, latency and GFLOPs image size",
-                     check=at_least(1))
-    speedup: float = opt(0.0, "--speedup", check=at_least(0),
-                         help="budget: this many times faster than the source (batch-1 latency in --latency-backend, "
-                              "measured interleaved with the source), e.g. 1.5")
-    target_latency: float = opt(0.0, "--target-latency", check=at_least(0),
-                                help="budget: batch-1 latency in ms in --latency-backend (turned into a speed-up over "
-                                     "the source as measured at the start)")
-    target_gflops: float = opt(0.0, "--target-gflops", help="budget: GFLOPs at --imgsz", check=at_least(0))
-    target_params: int = opt(0, "--target-params", help="budget: parameters", check=at_least(0))
-    latency_backend: str = opt("onnxruntime", "--latency-backend", choices=tuple(LATENCY_BACKENDS),
-                               help="runtime that --speedup and --target-latency are measured in")
-    threads: int = opt(1, "--threads", help="intra-op threads for every latency measured", check=at_least(1))
-    steps: int = opt(3, "--steps", help="prune steps (K)", check=at_least(1))
-    ft_epochs: int = opt(2, "--ft-epochs", help="fine-tuning epochs after each step but the last (0: none)",
-                         check=at_least(0))
-    final_ft_epochs: int = opt(0, "--final-ft-epochs", check=at_least(0),
-                               help="fine-tuning epochs after the last step (0: until val fitness stops improving for "
-                                    "--patience epochs, at most 1.5x the source's training epochs)")
-    patience: int = opt(10, "--patience", check=at_least(1),
-                        help="with --final-ft-epochs 0: stop the final fine-tune after this many epochs without gain")
-    # No warmup and a low lr: a short warmup-led fine-tune undid a trained model (see hyp.finetune_prune.yaml).
-    ft_hyp: str = opt("hyp.finetune_prune.yaml", "--ft-hyp", help="hyperparameters of the fine-tunes between steps")
-    final_ft_hyp: str = opt("", "--final-ft-hyp",
-                            help="hyperparameters of the final fine-tune ('': the source's own, from its checkpoint, "
-                                 f"else {DEFAULT_HYP})")
-    distill: str = opt("none", "--distill", choices=("feature", "output", "none"),
-                       help="distil from the source during every fine-tune: its neck's feature maps ('feature'), "
-                            "its head's outputs ('output'), or not at all")
-    kd_weight: float = opt(0.1, "--kd-weight", help="weight of the distillation term", check=at_least(0))
-    max_map_drop: float = opt(0.0, "--max-map-drop", check=in_range(0, 1),
-                              help="stop before a step whose val mAP50-95 is more than this below the source's "
-                                   "(0: off)")
-    importance: str = opt("taylor", "--importance", choices=IMPORTANCES, help="prune.py --importance")
-    mode: str = opt("normal", "--mode", choices=MODES, help="prune.py --mode")
-    round: int = opt(8, "--round", help="prune.py --round", check=at_least(1))
-    bn_recal_images: int = opt(256, "--bn-recal-images", help="prune.py --bn-recal-images", check=at_least(1))
-    export: bool = opt(True, "--no-export",
-                       help="skip the final report (ONNX and OpenVINO exports of source and result, val/test mAP, "
-                            "latency per backend)")
-    batch_size: int = opt(16, "--batch-size", help="training and validation batch size", check=at_least(1))
-    device: str = opt("", "--device", help="cuda device for pruning, fine-tuning and val, i.e. 0 or cpu (latency is "
-                                           "always measured on the CPU)")
-    workers: int = opt(2, "--workers", help="dataloader workers per run", check=at_least(0))
-    project: str = opt("runs/slim", "--project", help="save to project/name", check=not_a_file)
-    name: str = opt("exp", "--name", help="save to project/name (the same name resumes)")
-
-    def validate(self, given: Collection[str] = ()) -> None:
-        """Checks across flags: exactly one budget.
-
-        Raises:
-            FlagError: naming the flags.
-        """
-        if sum(bool(getattr(self, b)) for b in _BUDGETS) != 1:
-            raise FlagError("give one budget: --speedup X, --target-latency MS, --target-gflops G or --target-params N")
-        if self.speedup and self.speedup <= 1:
-            raise FlagError(f"--speedup must be > 1 (times faster than the source), got {self.speedup:g}")
-
+__all__ = ["run", "step_targets", "format_steps", "final_epochs", "slim_plan", "stop_reason"]
 
 def step_targets(start: float, target: float, steps: int) -> list[float]:
     """The budget after each of ``steps`` steps from ``start`` to ``target``: a geometric ramp, the last equal to
@@ -160,7 +85,7 @@ def format_steps(rows: list[dict], source_map: float, what: str, target: str = "
 
 def _measure(file: Path, imgsz: int, gflops: bool) -> tuple[float, int]:
     from models.summary import count_flops
-    from utils.checkpoint import load_model
+    from models.checkpoint import load_model
 
     m = load_model(file, device="cpu")[0]
     params = sum(p.numel() for p in m.parameters())
@@ -294,8 +219,6 @@ def run(opt: SlimOptions) -> dict:
                                          f"{table}\n\nFinal model: {final}\n\nFinal fine-tune: {stopped}\n")
     print(f"\n{table}\n\nFinal model: {final}\nFinal fine-tune: {stopped}")
     if opt.export and final != source:
-        from engine.slimming.slim_report import build_report
-
         out["report"] = build_report(runner, opt, source, final, stopped, epochs_all, out)
     runner.plan.summary()
     print(f"Results saved to {root}")

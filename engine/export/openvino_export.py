@@ -17,8 +17,8 @@ import torch
 import yaml
 from torch import nn
 
-from engine.exporters.common import build_metadata, compare_outputs, start_export
-from engine.exporters.onnx_export import DEFAULT_OPSET, export_onnx
+from engine.export.common import build_metadata, compare_outputs, start_export
+from engine.export.onnx_export import DEFAULT_OPSET, export_onnx
 
 __all__ = ["export_openvino", "openvino_xml", "compile_openvino", "inference_precision", "FP16_ATOL", "FP16_RTOL",
            "BF16_ATOL", "BF16_RTOL"]

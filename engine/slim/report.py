@@ -9,17 +9,14 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
-from engine.slimming.stages import StageRunner
+from engine.slim.options import SlimOptions
+from engine.stages import StageRunner
 from engine.sweep.files import atomic_write_json, atomic_write_text
-from engine.val_options import ValOptions
+from engine.val.options import ValOptions
 from utils.options import to_argv
-
-if TYPE_CHECKING:
-    from engine.slimming.iterative import SlimOptions
 
 __all__ = ["build_report", "format_report", "plot_report", "BACKENDS"]
 
@@ -67,7 +64,7 @@ def _latencies(files: dict[str, Path], opt: SlimOptions, repeats: int = 100) -> 
     batch 1 with ``--threads``, all timed interleaved in this process."""
     from engine.backends import load_backend
     from engine.benchmark import measure_latencies
-    from utils.checkpoint import load_model
+    from models.checkpoint import load_model
 
     cases, keys = [], []
     for which, pt in files.items():
@@ -97,7 +94,7 @@ def build_report(runner: StageRunner, opt: SlimOptions, source: Path, final: Pat
     ROW with file, params, gflops, imgsz, size_mb, map50/map50_95 on val and test (None without a test split),
     ort_ms, openvino_ms, torch_ms (and their p90) and speedup (ONNX Runtime, over the source)."""
     from models.summary import count_flops
-    from utils.checkpoint import load_model
+    from models.checkpoint import load_model
     from utils.data import load_dataset_config
 
     data = load_dataset_config(opt.data)

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from engine.exporters.common import build_metadata, compare_outputs, detect_head, example_input, start_export
+from engine.export.common import build_metadata, compare_outputs, detect_head, example_input, start_export
 
 __all__ = ["export_torchscript", "TORCHSCRIPT_META_FILE"]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Collection
 
-from engine.prune_search import LATENCY_BACKENDS
+from engine.benchmark import LATENCY_BACKENDS
 from pruning.importance import IMPORTANCES
 from pruning.masks import MODES
 from utils.cli import FlagError
@@ -58,7 +58,7 @@ class PruneOptions:
                               help="the largest prune (up to the target's, or the safe maximum) whose "
                                    "BN-recalibrated val mAP50-95 stays within this of the original (bisection, one "
                                    "validation per probe)")
-    # a multiple, or "auto": the one that measures fastest at equal GFLOPs (engine.prune_search)
+    # a multiple, or "auto": the one that measures fastest at equal GFLOPs (engine.prune.search)
     round: int | str = opt(1, "--round", type=or_auto(int, "whole number"), check=at_least(1),
                            help="round kept channels up to a multiple of this (e.g. 8), or 'auto': of 1, 4, 8 and "
                                 "16, the one whose prune measures fastest at equal GFLOPs")

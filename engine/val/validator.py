@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from engine.val_options import CONF_THRES, IOU_THRES, ValOptions  # re-exported: defined with val.py's flags
-from engine.coco import coco80_to_91, detections_to_coco, score_with_pycocotools, write_json
+from engine.val.options import CONF_THRES, IOU_THRES, ValOptions  # re-exported: defined with val.py's flags
+from engine.val.coco import coco80_to_91, detections_to_coco, score_with_pycocotools, write_json
 from utils.boxes import clip_boxes, scale_boxes, xywh2xyxy, xyxy2xywh
 from utils.metrics import ConfusionMatrix, ap_per_class, match_predictions
 from utils.nms import non_max_suppression

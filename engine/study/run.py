@@ -25,11 +25,11 @@ from dataclasses import asdict
 from pathlib import Path
 
 from engine.progress import PlannedStage
-from engine.prune_options import PruneOptions
-from engine.slimming.stages import SlimmingOptions, StageRunner, ratio_tag
+from engine.prune.options import PruneOptions
+from engine.stages import SlimmingOptions, StageRunner, ratio_tag
 from engine.sweep.files import atomic_write_json, read_json
-from engine.train_options import TrainOptions
-from engine.val_options import ValOptions
+from engine.train.options import TrainOptions
+from engine.val.options import ValOptions
 from utils.options import to_argv
 
 __all__ = ["run"]
@@ -97,7 +97,7 @@ def _facts(file: Path, imgsz: int) -> dict:
     """Parameters, GFLOPs at the row's own input size, and the size of the fp16 checkpoint (as prune.py saves)."""
     from engine.sweep.measure import model_facts
     from models.summary import count_flops
-    from utils.checkpoint import load_model
+    from models.checkpoint import load_model
 
     f = model_facts(file)
     return {"params": f["params"], "gflops": count_flops(load_model(file, device="cpu")[0], imgsz),
@@ -134,7 +134,7 @@ def _timing(root: Path, opt: SlimmingOptions, items: list) -> dict[str, dict]:
 def run(opt: SlimmingOptions) -> dict:
     """Run (or resume) the study and write ``slimming.md``, ``slimming.json`` and ``slimming.png``; returns the
     JSON document."""
-    from engine.slimming.report import write_report
+    from engine.study.report import write_report
     from engine.benchmark import Timed
     from utils.data import load_dataset_config
 

@@ -19,8 +19,8 @@ import onnx
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from engine.exporters.common import decode_metadata
-from engine.exporters.onnx_export import set_onnx_metadata
+from engine.export.common import decode_metadata
+from engine.export.onnx_export import set_onnx_metadata
 from utils.data import letterbox, list_image_files, load_dataset_config
 
 __all__ = ["LetterboxCalibrationReader", "calibration_images", "quantize_onnx_int8"]

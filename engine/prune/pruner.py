@@ -6,20 +6,18 @@ import copy
 import csv
 import json
 import logging
-from dataclasses import asdict
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 import yaml
 from torch import nn
 
-from engine.prune_options import PruneOptions
-from utils.checkpoint import atomic_save, load_model, make_checkpoint, resolve_weights
+from engine.prune.options import PruneOptions
+from engine.prune.recal import recalibrated
+from utils.checkpoint import atomic_save, make_checkpoint, resolve_weights
+from models.checkpoint import load_model
 from utils.options import check_options
-
-if TYPE_CHECKING:
-    from pruning.masks import ChannelMasks
 
 __all__ = ["PruneOptions", "run", "check_cfg_matches", "channel_scores"]
 
@@ -50,7 +48,7 @@ def check_cfg_matches(cfg: str, model: nn.Module) -> None:
 
 def run(opt: PruneOptions) -> dict:
     """Prune ``opt.weights`` and write ``pruned_model.pt``, ``pruned.yaml``, ``layers.csv`` and ``results.json``."""
-    from engine.prune_search import choose_round, has_target, latency_pair, search_budget, search_map_guard
+    from engine.prune.search import choose_round, has_target, latency_pair, search_budget, search_map_guard
     from models.summary import count_flops
     from pruning import build_groups, compute_masks, masked_model, prune_layers, prune_model
     from utils.data import load_dataset_config
@@ -73,9 +71,16 @@ def run(opt: PruneOptions) -> dict:
         print(layer_report.table() if hasattr(layer_report, "table") else layer_report)
     groups = build_groups(model)
     scores = channel_scores(opt, model, groups, device)
+    opt = replace(opt)  # the searches' decisions are applied to this run's copy, never to the caller's options
     rounding = choose_round(opt, source, model, groups, scores) if opt.round == "auto" else None
+    if rounding is not None:
+        opt.round, opt.percent = rounding["picked"], rounding["percent"] if opt.percent > 0 else 0.0
     budget = search_budget(opt, source, model, groups, scores) if has_target(opt) else None
+    if budget is not None:
+        opt.percent = budget["percent"]
     guard = search_map_guard(opt, source, model, groups, scores, device) if opt.max_map_drop else None
+    if guard is not None:
+        opt.percent = guard["percent"]
     plan = compute_masks(model, groups, opt.percent, mode=opt.mode, min_channels=opt.min_channels,
                          round_to=opt.round, scores=scores)
     print(f"Safe maximum: --percent {plan.safe_percent:.4f} ({opt.importance} threshold {plan.safe_threshold:.4g}; "
@@ -186,29 +191,9 @@ def _write_layers_csv(report, path: Path) -> None:  # noqa: ANN001
             w.writerow([r.path, r.original, r.kept, r.prunable, r.reason])
 
 
-def recalibrated(opt: PruneOptions, data: dict, model: nn.Module, masked: nn.Module, plan: ChannelMasks,
-                 device: torch.device) -> nn.Module:
-    """The pruned model with BN statistics re-estimated on ``opt.bn_recal_images`` training images (a seeded random
-    sample, letterboxed at ``--imgsz``, no augmentation): the unpruned model's statistics moved by the shift that
-    masking the removed channels causes on those images (:func:`pruning.recalibrate.shifted_bn_stats`), then pruned
-    with the same plan."""
-    from pruning import prune_model
-    from pruning.recalibrate import shifted_bn_stats
-    from utils.data import create_dataloader
-
-    loader, dataset = create_dataloader(data["train"], opt.imgsz, opt.batch_size, int(model.stride.max()),
-                                        shuffle=True, seed=0, workers=opt.workers, prefix="BN recalibration: ",
-                                        nc=data["nc"])
-    n = min(opt.bn_recal_images, len(dataset))
-    print(f"\nRe-estimating BatchNorm statistics of the pruned model on {n} training images (--bn-recal-images)...")
-    shifted = shifted_bn_stats(model.to(device), masked.to(device), loader, n)
-    model.cpu(), masked.cpu()
-    return prune_model(shifted.cpu(), plan, fold_beta=opt.fold_beta, verify=False)[0]
-
-
 def _validate(opt: PruneOptions, data: dict, device: torch.device, original: nn.Module, masked: nn.Module,
               pruned: nn.Module, recalibrated: nn.Module | None, save_dir: Path) -> dict:
-    from engine.validator import evaluate, print_results, val_loader
+    from engine.val.validator import evaluate, print_results, val_loader
 
     loader = val_loader(data["val"], opt.imgsz, opt.batch_size, int(original.stride.max()), nc=data["nc"],
                         workers=opt.workers)
