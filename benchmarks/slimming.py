@@ -18,7 +18,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script from anywhere: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.stages import SlimmingOptions  # noqa: E402
+from engine.study.options import SlimmingOptions  # noqa: E402
 from utils.cli import run_script  # noqa: E402
 from utils.options import parse_options  # noqa: E402
 

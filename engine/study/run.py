@@ -26,7 +26,8 @@ from pathlib import Path
 
 from engine.progress import PlannedStage
 from engine.prune.options import PruneOptions
-from engine.stages import SlimmingOptions, StageRunner, ratio_tag
+from engine.stages import StageRunner, ratio_tag
+from engine.study.options import SlimmingOptions
 from engine.sweep.files import atomic_write_json, read_json
 from engine.train.options import TrainOptions
 from engine.val.options import ValOptions
