@@ -12,8 +12,11 @@ import sys
 from typing import Mapping
 
 from engine.train.options import TrainOptions
+from engine.train.trainer import build_trainer
 from utils.cli import Flags, ScriptParser, python_api, run_script
+from utils.dist import torchrun_command
 from utils.options import build_parser, parse_options
+from utils.torch_utils import NeedsTorchrun
 
 
 def _parser() -> ScriptParser:
@@ -29,10 +32,6 @@ def parse_opt(argv: Flags = None) -> TrainOptions:
 
 def main(argv: Flags = None) -> dict:
     """Entry point: parse flags and train (``--resume`` and the hooks the options ask for resolved before it starts)."""
-    from engine.train.trainer import build_trainer
-    from utils.dist import torchrun_command
-    from utils.torch_utils import NeedsTorchrun
-
     opt = parse_opt(argv)
     try:
         trainer = build_trainer(opt)

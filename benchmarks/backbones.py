@@ -25,6 +25,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script from anywhere: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from engine.benchmark import LatencyOptions, run as time_models  # noqa: E402
 from utils.cli import run_script  # noqa: E402
 from utils.options import above, at_least, in_range, not_a_file, opt, parse_options  # noqa: E402
 
@@ -118,9 +119,6 @@ def run_config(cfg: str, opt: BackboneOptions) -> dict:
 
 def _latencies(rows: list[dict], opt: BackboneOptions) -> None:
     """Add ``latency["<runtime> <imgsz>"]`` (ms, batch 1, median) to every row that has weights."""
-    from engine.benchmark import LatencyOptions
-    from engine.benchmark import run as time_models
-
     have = [r for r in rows if "weights" in r]
     if not have:
         return

@@ -24,10 +24,18 @@ import torch
 if __package__ in (None, ""):  # run as a script from anywhere: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from engine.prune.pruner import PruneOptions, channel_scores  # noqa: E402
+from engine.sweep.plots import save_figure  # noqa: E402
+from engine.val.validator import evaluate, val_loader  # noqa: E402
+from models.checkpoint import load_model  # noqa: E402
+from models.summary import count_flops  # noqa: E402
+from pruning import build_groups, compute_masks, masked_model, prune_model  # noqa: E402
 from pruning.importance import IMPORTANCES  # noqa: E402
 from pruning.masks import MODES  # noqa: E402
 from utils.cli import run_script  # noqa: E402
+from utils.data import load_dataset_config  # noqa: E402
 from utils.options import at_least, in_range, not_a_file, opt, parse_options  # noqa: E402
+from utils.plots import new_figure  # noqa: E402
 
 CHOICES = ("lowest", "random", "highest", "even")
 
@@ -80,10 +88,6 @@ def reselect(plan, how: str, generator: torch.Generator):  # noqa: ANN001, ANN20
 
 def compare_importance(opt: SensitivityOptions, model: torch.nn.Module, groups: list, val) -> list[dict]:  # noqa: ANN001
     """For each ranking and percent: val mAP50-95 of the masked model, GFLOPs of the pruned one (at ``--imgsz``)."""
-    from engine.prune.pruner import PruneOptions, channel_scores
-    from models.summary import count_flops
-    from pruning import compute_masks, masked_model, prune_model
-
     full = count_flops(model, opt.imgsz)
     rows = [{"importance": "none", "percent": 0.0, "gflops": full, "mAP50_95": val(model)}]
     for imp in opt.importance:
@@ -121,9 +125,6 @@ def compare_importance(opt: SensitivityOptions, model: torch.nn.Module, groups: 
 def _save(opt: SensitivityOptions, rows: list[dict], lines: list[str], full: float) -> None:
     import json
 
-    from engine.sweep.plots import save_figure
-    from utils.plots import new_figure
-
     out = Path(opt.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "prune_criteria.md").write_text("\n".join(lines) + "\n")
@@ -144,11 +145,6 @@ def _save(opt: SensitivityOptions, rows: list[dict], lines: list[str], full: flo
 
 def run(opt: SensitivityOptions) -> list[dict]:
     """Validate the model masked each way at each percent; print and return the rows."""
-    from engine.val.validator import evaluate, val_loader
-    from pruning import build_groups, compute_masks, masked_model
-    from models.checkpoint import load_model
-    from utils.data import load_dataset_config
-
     model, _ = load_model(opt.weights, device="cpu")
     model.float().eval()
     data = load_dataset_config(opt.data)

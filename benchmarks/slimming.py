@@ -19,6 +19,7 @@ if __package__ in (None, ""):  # run as a script from anywhere: make the repo im
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.study.options import SlimmingOptions  # noqa: E402
+from engine.study.run import run  # noqa: E402
 from utils.cli import run_script  # noqa: E402
 from utils.options import parse_options  # noqa: E402
 
@@ -30,8 +31,6 @@ def parse_opt(argv: list[str] | None = None) -> SlimmingOptions:
 
 def main(argv: list[str] | None = None) -> dict:
     """Parse flags and run (or resume) the study."""
-    from engine.study.run import run
-
     return run(parse_opt(argv))
 
 

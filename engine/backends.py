@@ -20,6 +20,13 @@ import numpy as np
 import torch
 
 from engine.export.common import META_FORMAT, decode_metadata, normalize_metadata
+from engine.export.onnx_export import ort_providers
+from engine.export.openvino_export import compile_openvino, inference_precision, openvino_xml
+from models.checkpoint import load_model
+from utils.checkpoint import resolve_weights
+from utils.paths import weights_dir
+from utils.torch_utils import select_device
+from utils.yaml_io import read_yaml
 
 __all__ = ["Backend", "PyTorchBackend", "TorchScriptBackend", "ONNXBackend", "OpenVINOBackend", "load_backend",
            "BACKEND_SUFFIXES"]
@@ -131,8 +138,6 @@ class PyTorchBackend(Backend):
     format = "pytorch"
 
     def __init__(self, file: Path, device: torch.device, fuse: bool = True) -> None:
-        from models.checkpoint import load_model
-
         super().__init__(file, device)
         self.model, self.ckpt = load_model(file, device=device, fuse=fuse)
         self.stride = int(self.model.stride.max())
@@ -227,8 +232,6 @@ class ONNXBackend(ArrayBackend):
     def __init__(self, file: Path, device: torch.device, threads: int | None = None) -> None:
         import onnxruntime as ort
 
-        from engine.export.onnx_export import ort_providers
-
         super().__init__(file, device)
         self.threads = int(threads or 0)  # 0: ONNX Runtime's default (one thread per physical core)
         options = ort.SessionOptions()
@@ -271,9 +274,6 @@ class OpenVINOBackend(ArrayBackend):
     format = "openvino"
 
     def __init__(self, file: Path, device: torch.device, threads: int | None = None) -> None:
-        from engine.export.openvino_export import compile_openvino, inference_precision, openvino_xml
-        from utils.yaml_io import read_yaml
-
         if importlib.util.find_spec("openvino") is None:
             raise ValueError(f"{file}: OpenVINO models need the openvino package: pip install -r requirements.txt "
                              "(or pip install openvino)")
@@ -330,8 +330,6 @@ def _format_of(weights: str | Path) -> str:
 def _resolve_openvino(weights: str | Path) -> Path:
     """An OpenVINO file or folder as given, else of that name in ``$YOLO_WEIGHTS_DIR`` (folders are not files, so
     ``resolve_weights`` does not find them)."""
-    from utils.paths import weights_dir
-
     p, wd = Path(weights), weights_dir()
     if not p.exists() and not p.is_absolute() and wd is not None and (wd / p.name).exists():
         return wd / p.name
@@ -353,9 +351,6 @@ def load_backend(weights: str | Path, device: str | torch.device = "cpu", fuse: 
         ValueError: an unsupported suffix (the message lists the supported ones) or a file the runtime cannot read.
         FileNotFoundError: no such file.
     """
-    from utils.checkpoint import resolve_weights
-    from utils.torch_utils import select_device
-
     device = select_device(device)
     fmt = _format_of(weights)
     if fmt == "openvino":

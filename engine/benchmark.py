@@ -30,8 +30,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from engine.backends import Backend
-from engine.export.common import example_input, normalize_imgsz
+from engine.backends import Backend, ONNXBackend, OpenVINOBackend, load_backend
+from engine.export.common import example_input, normalize_imgsz, prepare_for_export
+from engine.export.onnx_export import export_onnx
+from engine.export.openvino_export import compile_openvino, export_openvino
+from models.checkpoint import load_model
 from utils.cli import FlagError
 from utils.options import at_least, check_options, opt
 from utils.paths import short_names
@@ -216,10 +219,6 @@ def _model_calls(items: list[Timed], threads: int, tmp: Path,
                  runtimes: tuple[str, ...]) -> dict[tuple[str, str], Callable[[], object]]:
     """``{(key, runtime): run once}`` for ``runtimes`` (of "torch", "ort"), with inputs made up front. ONNX Runtime
     runs the bare session on a numpy input: no conversions in the timed call."""
-    from engine.export.common import prepare_for_export
-    from engine.export.onnx_export import export_onnx
-    from models.checkpoint import load_model
-
     out: dict[tuple[str, str], Callable[[], object]] = {}
     inputs: dict[tuple, torch.Tensor] = {}
     for it in items:
@@ -238,8 +237,6 @@ def _model_calls(items: list[Timed], threads: int, tmp: Path,
             feed = {sess.get_inputs()[0].name: x}
             out[(it.key, "ort")] = lambda s=sess, f=feed: s.run(None, f)
         if "ov" in runtimes:  # OpenVINO reads the ONNX file itself, pinned to float32 like an FP32 export
-            from engine.export.openvino_export import compile_openvino
-
             request = compile_openvino(onnx_file, threads=threads or None).create_infer_request()
             out[(it.key, "ov")] = lambda r=request, f=x: r.infer({0: f})
     return out
@@ -297,10 +294,6 @@ def compare_runtimes(model: nn.Module, imgsz: int | Sequence[int] = 640, batch_s
     Returns:
         one :func:`measure_latency` dict per (runtime, batch size), PyTorch's first.
     """
-    from engine.backends import ONNXBackend
-    from engine.export.common import prepare_for_export
-    from engine.export.onnx_export import export_onnx
-
     unknown = set(runtimes) - {"pytorch", "onnxruntime"}
     if unknown:
         raise ValueError(f"unknown runtime(s) {sorted(unknown)}; choose from pytorch, onnxruntime")
@@ -377,8 +370,6 @@ class LatencyOptions:
 def run(opt: LatencyOptions) -> list[dict[str, Any]]:
     """benchmarks/latency.py: time each weights file (and, with ``onnx``/``int8``/``openvino``, its exports) per
     size and batch; print a table and return the rows (also written to ``opt.json`` when given)."""
-    from engine.backends import load_backend
-
     check_options(opt)  # the flags' own checks, for options built in Python rather than parsed
     if opt.threads:
         torch.set_num_threads(opt.threads)  # on request only: the benchmark's own process, never at import
@@ -412,15 +403,11 @@ def _exports_of(backend: Backend, name: str, tmp: Path, opt: LatencyOptions) -> 
     """Dynamic exports of a PyTorch backend's model into the new folder ``tmp``, opened and named after the row
     ``name`` of their source: ONNX (and its INT8 version with ``opt.int8``) with ``opt.onnx``, OpenVINO IR with
     ``opt.openvino``."""
-    from engine.backends import ONNXBackend, OpenVINOBackend
-
     tmp.mkdir()
     stem, threads = backend.file.stem, opt.threads or None
     base = name[:-len(backend.file.suffix)] if name.endswith(backend.file.suffix) else name
     out: list[tuple[str, Backend]] = []
     if opt.onnx:
-        from engine.export.onnx_export import export_onnx
-
         fp32 = tmp / f"{stem}.onnx"
         export_onnx(backend.model, fp32, max(opt.imgsz), dynamic=True, device=backend.device, check=False)
         out.append((f"{base}.onnx", ONNXBackend(fp32, backend.device, threads=threads)))
@@ -433,8 +420,6 @@ def _exports_of(backend: Backend, name: str, tmp: Path, opt: LatencyOptions) -> 
         quantize_onnx_int8(fp32, int8, calibration_images(opt.data), (max(opt.imgsz),) * 2, method="minmax")
         out.append((f"{base}_int8.onnx", ONNXBackend(int8, backend.device, threads=threads)))
     if opt.openvino:
-        from engine.export.openvino_export import export_openvino
-
         folder = tmp / f"{stem}_openvino_model"
         export_openvino(backend.model, folder, max(opt.imgsz), dynamic=True, device=backend.device, check=False)
         out.append((f"{base}_openvino_model", OpenVINOBackend(folder, backend.device, threads=threads)))

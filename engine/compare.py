@@ -9,7 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Collection
 
+from engine.benchmark import measure_latencies
+from engine.val.validator import evaluate, val_loader
+from models.checkpoint import load_model
+from models.summary import count_flops
+from utils.checkpoint import resolve_weights
 from utils.cli import FlagError
+from utils.data import load_dataset_config
 from utils.options import at_least, check_options, opt
 from utils.paths import short_names
 
@@ -47,13 +53,6 @@ class CompareOptions:
 def compare_models(opt: CompareOptions) -> list[dict]:
     """Validate each checkpoint on the same data and image size, then time them all together on this machine (batch 1,
     interleaved: :func:`engine.benchmark.measure_latencies`); one dict per checkpoint."""
-    from engine.benchmark import measure_latencies
-    from engine.val.validator import evaluate, val_loader
-    from models.summary import count_flops
-    from utils.checkpoint import resolve_weights
-    from models.checkpoint import load_model
-    from utils.data import load_dataset_config
-
     check_options(opt)  # the flags' own checks, for options built in Python rather than parsed
     data = load_dataset_config(opt.data)
     rows, fused_models, loader = [], [], None

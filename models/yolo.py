@@ -14,11 +14,13 @@ from torch import nn
 if __package__ in (None, ""):  # run as a script: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.checks import detect_strides
 from models.builder import ModelConfigError, build_layers
 from models.channels import apply_channel_overrides
+from models.checks import detect_strides
 from models.common import Conv
 from models.detect import Detect
+from models.fuse import fuse_conv_and_bn
+from models.summary import model_summary
 from utils.yaml_io import read_yaml
 
 __all__ = ["Model", "load_model_config", "MODELS_DIR"]
@@ -133,8 +135,6 @@ class Model(nn.Module):
 
     def fuse(self) -> Model:
         """Fold every Conv's BatchNorm into its conv weights (inference only); returns self."""
-        from models.fuse import fuse_conv_and_bn
-
         for m in self.modules():
             if isinstance(m, Conv) and hasattr(m, "bn"):
                 m.conv = fuse_conv_and_bn(m.conv, m.bn)
@@ -149,8 +149,6 @@ class Model(nn.Module):
 
     def info(self, verbose: bool = False, imgsz: int = 640) -> dict:
         """Print (and return) a summary: layers, parameters, gradients, GFLOPs at ``imgsz``."""
-        from models.summary import model_summary
-
         return model_summary(self, verbose=verbose, imgsz=imgsz)
 
 

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from models.common import C3, Bottleneck
+from models.common import Bottleneck, C3
 from models.registry import get_module
+from models.yolo import Model
 from utils.torch_utils import unwrap
 
 __all__ = ["explicit_arch", "bottleneck_scores", "LayerPruneReport", "prune_layers"]
@@ -101,8 +102,6 @@ def prune_layers(model: nn.Module, k: int, ch: int = 3):  # noqa: ANN201 - (Mode
         TypeError: not a ``models.yolo.Model``.
         ValueError: ``k`` negative or more than can go while every C3 keeps one Bottleneck.
     """
-    from models.yolo import Model
-
     src = unwrap(model)
     if not isinstance(src, Model):
         raise TypeError(f"prune_layers needs a models.yolo.Model (it edits the architecture dict), got "

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 
 from torch import nn
 
-from pruning.masks import ChannelMasks
+from pruning.masks import ChannelMasks, candidate_groups
 
 __all__ = ["LayerRow", "PruneReport", "build_report"]
 
@@ -94,8 +94,6 @@ def build_report(src: nn.Module, new: nn.Module, plan: ChannelMasks, fold_beta: 
                  notes: list[str] | None = None, max_abs_diff: float = float("nan"),
                  fold_diff: float = float("nan")) -> PruneReport:
     """Assemble the :class:`PruneReport` of pruning ``src`` into ``new`` with ``plan``."""
-    from pruning.masks import candidate_groups
-
     cands = {g.id for g in candidate_groups(plan.groups, plan.mode)}
     modules = dict(src.named_modules())
     rows: dict[str, LayerRow] = {}

@@ -17,6 +17,7 @@ from torch import nn
 from torch.utils._pytree import tree_leaves
 
 from models.channels import apply_channel_overrides, leaf_shape
+from models.yolo import Model
 from pruning.fold import fold_constants
 from pruning.graph import default_input
 from pruning.masked import masked_model
@@ -87,8 +88,6 @@ def _sliced_state(model: nn.Module, keeps: dict[str, dict[str, list[int]]], dept
 
 def _rebuild(src: nn.Module, shapes: dict[str, list[int]], ch: int) -> nn.Module:
     """The smaller model: through the builder for a ``models.yolo.Model``, by replacing leaves otherwise."""
-    from models.yolo import Model
-
     if isinstance(src, Model):
         arch = src.arch()
         merged = {**(arch.get("channels") or {}), **shapes}

@@ -105,7 +105,7 @@ def test_latency_benchmark_times_every_row_in_one_session(monkeypatch) -> None: 
     real = benchmark.time_interleaved
     monkeypatch.setattr(benchmark, "time_interleaved", lambda calls, *a, **k: seen.append(len(calls)) or
                         real(calls, *a, **k))
-    monkeypatch.setattr("engine.backends.load_backend", lambda w, device, threads=None: _Static())
+    monkeypatch.setattr(benchmark, "load_backend", lambda w, device, threads=None: _Static())
     rows = benchmark.run(LatencyOptions(weights=["a.onnx", "b.onnx"], imgsz=[64, 32], batch_size=[1, 2], warmup=0,
                                         repeats=2))
     assert seen == [4]  # 2 models x 2 batch sizes at 64 px; the 32 px rows cannot run

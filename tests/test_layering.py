@@ -22,7 +22,7 @@ def _modules(root: Path = REPO_ROOT) -> dict[str, Path]:
     return out
 
 
-def _imports(tree: ast.Module, mods: dict[str, Path]) -> list[tuple[str, ast.stmt]]:
+def _imports(tree: ast.AST, mods: dict[str, Path]) -> list[tuple[str, ast.stmt]]:
     """(imported project module, statement) for every import in ``tree``; ``from pkg import sub`` names ``pkg.sub``
     when that is a module, and ``if TYPE_CHECKING:`` imports count as well."""
     out = []
@@ -135,3 +135,21 @@ def test_options_classes_live_in_their_verbs_package() -> None:
                 found[node.name] = str(f.relative_to(REPO_ROOT))
     for cls, home in homes.items():
         assert found.get(cls, "").startswith(home), f"{cls} is in {found.get(cls)}, not in {home}"
+
+
+# Project modules that import an optional heavy dependency at their top: imported where they are used, like it.
+LAZY = {"engine.export.int8"}  # onnxruntime.quantization
+
+
+def test_project_imports_sit_at_the_top_of_modules() -> None:
+    """Inside a function, only the modules that wrap an optional heavy dependency are imported: every other project
+    import is at the top, where a reader sees what a module depends on."""
+    mods = _modules()
+    inner = []
+    for name, f in mods.items():
+        tree = ast.parse(f.read_text())
+        for fn in ast.walk(tree):
+            if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                inner += [f"{name}:{node.lineno} imports {target}" for target, node in _imports(fn, mods)
+                          if target not in LAZY]
+    assert not inner, "project imports inside functions:\n" + "\n".join(sorted(set(inner)))

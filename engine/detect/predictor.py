@@ -12,11 +12,14 @@ import cv2
 import numpy as np
 import torch
 
+from engine.backends import load_backend
 from utils.boxes import scale_boxes, xyxy2xywh
+from utils.data import LoadImages, LoadStreams, is_stream, source_name
 from utils.nms import non_max_suppression
 from utils.options import at_least, in_range, not_a_file, opt
+from utils.paths import increment_path
 from utils.plots import Annotator, colors, save_one_box
-from utils.torch_utils import time_sync
+from utils.torch_utils import select_device, time_sync
 
 __all__ = ["DetectOptions", "run", "describe_counts"]
 
@@ -97,11 +100,6 @@ def run(opt: DetectOptions) -> dict:
     video URL) or a live source :class:`LoadStreams` reads (webcam index, RTSP/RTMP/HTTP stream), which runs until
     it ends or Ctrl-C; either way the outputs so far are closed and the summary written.
     """
-    from engine.backends import load_backend
-    from utils.data import LoadImages, LoadStreams, is_stream, source_name
-    from utils.paths import increment_path
-    from utils.torch_utils import select_device
-
     device = select_device(opt.device)
     model = load_backend(opt.weights, device=device)
     half = opt.half and device.type == "cuda"

@@ -15,9 +15,19 @@ from typing import Any, Collection
 
 import torch
 
-from engine.export.onnx_export import DEFAULT_OPSET
+from engine.backends import load_backend
+from engine.benchmark import measure_latencies
+from engine.export.common import normalize_imgsz, prepare_for_export
+from engine.export.onnx_export import DEFAULT_OPSET, export_onnx
+from engine.export.openvino_export import export_openvino
+from engine.export.torchscript_export import export_torchscript
+from engine.val.validator import evaluate, val_loader
+from models.checkpoint import load_model
 from utils.cli import FlagError
+from utils.data import load_dataset_config
+from utils.data.cache import is_writable_dir
 from utils.options import at_least, opt
+from utils.torch_utils import select_device
 
 __all__ = ["ExportOptions", "EXPORT_FORMATS", "run", "output_dir_for"]
 
@@ -69,9 +79,8 @@ def output_dir_for(weights: Path, output_dir: str | Path | None = None) -> Path:
     """``output_dir`` when given; else the weights' folder when writable; else the working directory (logged)."""
     if output_dir is not None:
         return Path(output_dir)
-    from utils.data.cache import is_writable_dir  # permission bits too: os.access says yes to root everywhere
 
-    if is_writable_dir(weights.parent, create=False):
+    if is_writable_dir(weights.parent, create=False):  # permission bits too: os.access says yes to root everywhere
         return weights.parent
     LOGGER.warning("%s is read-only: writing exported files to the working directory %s", weights.parent, Path.cwd())
     return Path.cwd()
@@ -108,8 +117,6 @@ def _check_options(opt: ExportOptions, device: torch.device) -> list[str]:
 
 def _image_size(imgsz: list[int], stride: int) -> tuple[int, int]:
     """(h, w) from ``--imgsz``, each rounded up to a multiple of ``stride`` (with a warning), as YOLOv5 does."""
-    from engine.export.common import normalize_imgsz
-
     h, w = normalize_imgsz(imgsz)
     fixed = tuple(max(stride, -(-s // stride) * stride) for s in (h, w))
     if fixed != (h, w):
@@ -120,13 +127,6 @@ def _image_size(imgsz: list[int], stride: int) -> tuple[int, int]:
 def run(opt: ExportOptions) -> dict[str, Any]:
     """export.py: load, fuse and export the model in each ``--include`` format, verify each file against PyTorch,
     quantize to INT8 with ``--int8``; print a summary and return it (also written as ``<stem>_export.json``)."""
-    from engine.export.common import prepare_for_export
-    from engine.export.onnx_export import export_onnx
-    from engine.export.openvino_export import export_openvino
-    from engine.export.torchscript_export import export_torchscript
-    from models.checkpoint import load_model
-    from utils.torch_utils import select_device
-
     t0 = time.perf_counter()
     device = select_device(opt.device)
     include = _check_options(opt, device)
@@ -207,11 +207,6 @@ def _map_and_latency(files: list[Path], opt: ExportOptions, device: torch.device
                      imgsz: tuple[int, int]) -> list[dict[str, Any]]:
     """Per file, val.py's mAP (rect batches when the file is dynamic, else square letterboxing) and batch-1 latency,
     the files timed together (interleaved: the report compares them)."""
-    from engine.backends import load_backend
-    from engine.benchmark import measure_latencies
-    from engine.val.validator import evaluate, val_loader
-    from utils.data import load_dataset_config
-
     data = load_dataset_config(opt.data)
     backends, rows = [load_backend(f, device) for f in files], []
     for file, backend in zip(files, backends):

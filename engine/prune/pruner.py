@@ -13,11 +13,23 @@ import torch
 import yaml
 from torch import nn
 
+from engine.benchmark import Timed, time_models
 from engine.prune.options import PruneOptions
 from engine.prune.recal import recalibrated
-from utils.checkpoint import atomic_save, make_checkpoint, resolve_weights
+from engine.prune.search import choose_round, has_target, latency_pair, search_budget, search_map_guard
+from engine.val.validator import evaluate, print_results, val_loader
 from models.checkpoint import load_model
+from models.summary import count_flops
+from models.yolo import Model
+from pruning import build_groups, compute_masks, masked_model, prune_layers, prune_model
+from pruning.importance import bn_importance, channel_macs, taylor_importance
+from utils.checkpoint import atomic_save, make_checkpoint, resolve_weights
+from utils.data import create_dataloader, load_dataset_config
+from utils.hyp import load_hyp
+from utils.loss import ComputeLoss
 from utils.options import check_options
+from utils.paths import increment_path
+from utils.torch_utils import select_device
 
 __all__ = ["PruneOptions", "run", "check_cfg_matches", "channel_scores"]
 
@@ -30,8 +42,6 @@ def check_cfg_matches(cfg: str, model: nn.Module) -> None:
     Raises:
         ValueError: naming the first tensor whose shape differs.
     """
-    from models.yolo import Model
-
     if model.yaml.get("channels"):
         raise ValueError(f"--cfg {cfg}: the checkpoint is already pruned, its architecture is stored in it; "
                          "omit --cfg")
@@ -48,13 +58,6 @@ def check_cfg_matches(cfg: str, model: nn.Module) -> None:
 
 def run(opt: PruneOptions) -> dict:
     """Prune ``opt.weights`` and write ``pruned_model.pt``, ``pruned.yaml``, ``layers.csv`` and ``results.json``."""
-    from engine.prune.search import choose_round, has_target, latency_pair, search_budget, search_map_guard
-    from models.summary import count_flops
-    from pruning import build_groups, compute_masks, masked_model, prune_layers, prune_model
-    from utils.data import load_dataset_config
-    from utils.paths import increment_path
-    from utils.torch_utils import select_device
-
     check_options(opt)  # the flags' own checks, for options built in Python rather than parsed
     device = select_device(opt.device)
     src_path = resolve_weights(opt.weights)
@@ -149,13 +152,8 @@ def run(opt: PruneOptions) -> dict:
 def channel_scores(opt: PruneOptions, model: nn.Module, groups: list, device: torch.device) -> dict:
     """Channel scores for ``--importance``: from the BN gammas, or ``taylor`` from gradients on the training set
     (``--taylor-batches`` batches, augmented as training with hyp.scratch-low), ``taylor_flops`` that per MAC."""
-    from pruning.importance import bn_importance, channel_macs, taylor_importance
-
     if not opt.importance.startswith("taylor"):
         return bn_importance(model, groups, importance=opt.importance)
-    from utils.data import create_dataloader, load_dataset_config
-    from utils.hyp import load_hyp
-    from utils.loss import ComputeLoss
 
     data = load_dataset_config(opt.data)
     if len(model.names) != data["nc"]:
@@ -193,8 +191,6 @@ def _write_layers_csv(report, path: Path) -> None:  # noqa: ANN001
 
 def _validate(opt: PruneOptions, data: dict, device: torch.device, original: nn.Module, masked: nn.Module,
               pruned: nn.Module, recalibrated: nn.Module | None, save_dir: Path) -> dict:
-    from engine.val.validator import evaluate, print_results, val_loader
-
     loader = val_loader(data["val"], opt.imgsz, opt.batch_size, int(original.stride.max()), nc=data["nc"],
                         workers=opt.workers)
     models = [("original", original), ("masked", masked), ("pruned", pruned)]
@@ -215,8 +211,6 @@ def _latency(original: nn.Module, pruned: nn.Module, imgsz: int, threads: int) -
     """Batch-1 CPU latency of both models in PyTorch and ONNX Runtime (median of 50 runs each), timed interleaved: on
     a busy machine, timing one model after the other handed the load of that moment to one of them (a 25%-pruned
     yolov5n came out 3.5x slower)."""
-    from engine.benchmark import Timed, time_models
-
     t = time_models([Timed("before", original, imgsz), Timed("after", pruned, imgsz)], threads=threads, repeats=50,
                     rounds=10)
     return {"before": t["before"]["torch_ms"], "after": t["after"]["torch_ms"],

@@ -13,8 +13,13 @@ from typing import TYPE_CHECKING, Callable
 import torch
 from torch import nn
 
-from engine.benchmark import LATENCY_BACKENDS
+from engine.benchmark import LATENCY_BACKENDS, Timed, time_models
 from engine.prune.recal import recalibrated
+from engine.val.validator import evaluate, val_loader
+from models.summary import count_flops
+from pruning import candidate_groups, compute_masks, masked_model, prune_model, safe_max_percent
+from pruning.budget import search_accuracy, search_percent
+from utils.data import load_dataset_config
 
 if TYPE_CHECKING:
     from engine.prune.options import PruneOptions
@@ -34,8 +39,6 @@ def has_target(opt: PruneOptions) -> bool:
 
 def _pruner(opt: PruneOptions, model: nn.Module, groups: list, scores: dict) -> Callable[..., nn.Module]:
     """``prune(p, round_to=opt.round)``: the model pruned at percent ``p`` (unverified, beta not folded)."""
-    from pruning import compute_masks, prune_model
-
     def prune(p: float, round_to: int | None = None) -> nn.Module:
         plan = compute_masks(model, groups, p, mode=opt.mode, min_channels=opt.min_channels,
                              round_to=opt.round if round_to is None else round_to, scores=scores)
@@ -46,8 +49,6 @@ def _pruner(opt: PruneOptions, model: nn.Module, groups: list, scores: dict) -> 
 
 def _candidates(opt: PruneOptions, groups: list, scores: dict) -> tuple[int, float]:
     """(number of candidate channels, safe maximum percent)."""
-    from pruning import candidate_groups, safe_max_percent
-
     cands = [g for g in candidate_groups(groups, opt.mode) if g.id in scores]
     return sum(g.width for g in cands), safe_max_percent(scores, cands, opt.min_channels)[0]
 
@@ -56,8 +57,6 @@ def latency_pair(source: nn.Module, pruned: nn.Module | None, opt: PruneOptions,
                   repeats: int = 20) -> tuple[float, float]:
     """(pruned ms, unpruned ms) in ``--latency-backend``, batch 1, ``--threads``, at ``--imgsz``, timed interleaved
     (``pruned`` None: the unpruned model alone, both figures its own)."""
-    from engine.benchmark import Timed, time_models
-
     rt = LATENCY_BACKENDS[opt.latency_backend]
     items = [Timed("unpruned", source, opt.imgsz)] + ([Timed("pruned", pruned, opt.imgsz)] if pruned else [])
     t = time_models(items, threads=opt.threads, repeats=repeats, rounds=4, runtimes=(rt,))
@@ -72,9 +71,6 @@ def search_budget(opt: PruneOptions, source: nn.Module, model: nn.Module, groups
     unpruned model times the median of all the unpruned model's timings so far, so a load change during the search
     moves both alike and is divided out.
     """
-    from models.summary import count_flops
-    from pruning.budget import search_percent
-
     prune = _pruner(opt, model, groups, scores)
     n, safe = _candidates(opt, groups, scores)
     timed = bool(opt.target_latency or opt.target_speedup)
@@ -122,12 +118,6 @@ def search_map_guard(opt: PruneOptions, source: nn.Module, model: nn.Module, gro
     """``--max-map-drop D``: bisection over the percent, each probe pruned, BN-recalibrated (unless --no-bn-recal)
     and validated once, up to ``opt.percent`` (a target's) or the safe maximum without one: the largest prune whose
     val mAP50-95 stays >= original - D, in ``percent`` of the record returned (with every probe, for results.json)."""
-    from engine.val.validator import evaluate, val_loader
-    from models.summary import count_flops
-    from pruning import compute_masks, masked_model, prune_model
-    from pruning.budget import search_accuracy
-    from utils.data import load_dataset_config
-
     data = load_dataset_config(opt.data)
     loader = val_loader(data["val"], opt.imgsz, opt.batch_size, int(source.stride.max()), nc=data["nc"],
                         workers=opt.workers)
@@ -173,10 +163,6 @@ def choose_round(opt: PruneOptions, source: nn.Module, model: nn.Module, groups:
     ``picked`` is the fastest and ``percent`` its percent (``--round 1`` itself is a candidate, so the pick is never
     measured slower than it).
     """
-    from engine.benchmark import Timed, time_models
-    from models.summary import count_flops
-    from pruning.budget import search_percent
-
     prune = _pruner(opt, model, groups, scores)
     n, safe = _candidates(opt, groups, scores)
     p1 = opt.percent if opt.percent > 0 else round(safe / 2, 4)

@@ -12,10 +12,15 @@ from pathlib import Path
 
 import torch
 
+from engine.backends import load_backend
+from engine.benchmark import measure_latencies
 from engine.slim.options import SlimOptions
 from engine.stages import StageRunner
 from engine.sweep.files import atomic_write_json, atomic_write_text
 from engine.val.options import ValOptions
+from models.checkpoint import load_model
+from models.summary import count_flops
+from utils.data import load_dataset_config
 from utils.options import to_argv
 
 __all__ = ["build_report", "format_report", "plot_report", "BACKENDS"]
@@ -62,10 +67,6 @@ def _scores(runner: StageRunner, opt: SlimOptions, which: str, pt: Path, splits:
 def _latencies(files: dict[str, Path], opt: SlimOptions, repeats: int = 100) -> dict[str, dict]:
     """``{which: {"ort_ms", "ort_p90_ms", "openvino_ms", ..., "torch_ms", ...}}``: every model in every backend at
     batch 1 with ``--threads``, all timed interleaved in this process."""
-    from engine.backends import load_backend
-    from engine.benchmark import measure_latencies
-    from models.checkpoint import load_model
-
     cases, keys = [], []
     for which, pt in files.items():
         for key, (suffix, _) in BACKENDS.items():
@@ -93,10 +94,6 @@ def build_report(runner: StageRunner, opt: SlimOptions, source: Path, final: Pat
     table. Returns the report: ``{"source": ROW, "final": ROW, "stopped", "epochs", "budget", "threads", ...}``, each
     ROW with file, params, gflops, imgsz, size_mb, map50/map50_95 on val and test (None without a test split),
     ort_ms, openvino_ms, torch_ms (and their p90) and speedup (ONNX Runtime, over the source)."""
-    from models.summary import count_flops
-    from models.checkpoint import load_model
-    from utils.data import load_dataset_config
-
     data = load_dataset_config(opt.data)
     splits = [s for s in ("val", "test") if data.get(s)]
     files = {which: _stage_files(runner, opt, which, w) for which, w in (("source", source), ("final", final))}

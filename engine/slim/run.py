@@ -26,14 +26,17 @@ from pathlib import Path
 
 import yaml
 
-from engine.prune.options import PruneOptions
-from engine.benchmark import LATENCY_BACKENDS
+from engine.benchmark import LATENCY_BACKENDS, Timed, time_models
 from engine.progress import PlannedStage
+from engine.prune.options import PruneOptions
 from engine.slim.options import CAP_FACTOR, CAP_UNKNOWN, DEFAULT_HYP, LAST_STEP_MARGIN, SlimOptions
 from engine.slim.report import build_report
 from engine.stages import StageError, StageRunner
 from engine.sweep.files import atomic_write_json, atomic_write_text
 from engine.train.options import TrainOptions
+from models.checkpoint import load_model
+from models.summary import count_flops
+from utils.checkpoint import load_checkpoint, resolve_weights
 from utils.data import load_dataset_config
 from utils.options import to_argv
 
@@ -84,9 +87,6 @@ def format_steps(rows: list[dict], source_map: float, what: str, target: str = "
 
 
 def _measure(file: Path, imgsz: int, gflops: bool) -> tuple[float, int]:
-    from models.summary import count_flops
-    from models.checkpoint import load_model
-
     m = load_model(file, device="cpu")[0]
     params = sum(p.numel() for p in m.parameters())
     return (count_flops(m, imgsz) if gflops else float(params)), params
@@ -94,8 +94,6 @@ def _measure(file: Path, imgsz: int, gflops: bool) -> tuple[float, int]:
 
 def latency_vs_source(source: Path, model: Path, opt: SlimOptions, repeats: int = 30) -> dict:
     """``{"source_ms", "ms", "speedup"}``: ``model`` and ``source`` timed interleaved in ``--latency-backend``."""
-    from engine.benchmark import Timed, time_models
-
     rt = LATENCY_BACKENDS[opt.latency_backend]
     items = [Timed("source", str(source), opt.imgsz)] + ([Timed("model", str(model), opt.imgsz)]
                                                           if model != source else [])
@@ -108,8 +106,6 @@ def latency_vs_source(source: Path, model: Path, opt: SlimOptions, repeats: int 
 def _source_facts(source: Path, root: Path) -> tuple[int | None, str]:
     """The source's training epochs (None when its checkpoint does not record them) and a hyp file holding its own
     hyperparameters (written into the run folder), or the default one."""
-    from utils.checkpoint import load_checkpoint
-
     ckpt = load_checkpoint(source)
     args = ckpt.get("train_args") or {}
     epochs = args.get("epochs") if isinstance(args.get("epochs"), int) and not args.get("ft_pruned_model") else None
@@ -142,8 +138,6 @@ def _speed_budget(opt: SlimOptions, source: Path, root: Path) -> dict:
 def run(opt: SlimOptions) -> dict:
     """Slim ``opt.weights`` in ``opt.steps`` steps, fine-tune the result and report it; returns ``{"rows",
     "source_map50_95", "final", "stopped", "epochs", "report", ...}``."""
-    from utils.checkpoint import resolve_weights
-
     SlimOptions.validate(opt)
     source = resolve_weights(opt.weights)  # a bad source is refused before anything is written
     timed = bool(opt.speedup or opt.target_latency)

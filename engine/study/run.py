@@ -24,14 +24,22 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
+from engine.benchmark import Timed, time_models
 from engine.progress import PlannedStage
 from engine.prune.options import PruneOptions
 from engine.stages import StageRunner, ratio_tag
 from engine.study.options import SlimmingOptions
+from engine.study.report import write_report
 from engine.sweep.files import atomic_write_json, read_json
+from engine.sweep.measure import model_facts
 from engine.train.options import TrainOptions
 from engine.val.options import ValOptions
+from models.checkpoint import load_model
+from models.summary import count_flops
+from utils.checkpoint import load_checkpoint
+from utils.data import load_dataset_config
 from utils.options import to_argv
+from utils.plots import read_results_csv
 
 __all__ = ["run"]
 
@@ -96,10 +104,6 @@ def _train_stages(runner: StageRunner, opt: SlimmingOptions, errors: dict) -> di
 
 def _facts(file: Path, imgsz: int) -> dict:
     """Parameters, GFLOPs at the row's own input size, and the size of the fp16 checkpoint (as prune.py saves)."""
-    from engine.sweep.measure import model_facts
-    from models.summary import count_flops
-    from models.checkpoint import load_model
-
     f = model_facts(file)
     return {"params": f["params"], "gflops": count_flops(load_model(file, device="cpu")[0], imgsz),
             "size_mb": f["size_mb"]}
@@ -117,8 +121,6 @@ def _choose(rows: dict[str, dict], ref: str, max_drop: float) -> str | None:
 
 def _timing(root: Path, opt: SlimmingOptions, items: list) -> dict[str, dict]:
     """Interleaved latency of ``items``, cached in ``timing.json`` while the files and settings stay the same."""
-    from engine.benchmark import time_models
-
     key = {"threads": opt.threads, "repeats": opt.repeats, "rounds": opt.rounds,
            "items": [[it.key, it.file, it.imgsz, os.stat(it.file).st_mtime_ns] for it in items]}
     cache = read_json(root / "timing.json")
@@ -135,10 +137,6 @@ def _timing(root: Path, opt: SlimmingOptions, items: list) -> dict[str, dict]:
 def run(opt: SlimmingOptions) -> dict:
     """Run (or resume) the study and write ``slimming.md``, ``slimming.json`` and ``slimming.png``; returns the
     JSON document."""
-    from engine.study.report import write_report
-    from engine.benchmark import Timed
-    from utils.data import load_dataset_config
-
     data = load_dataset_config(opt.data)
     name = opt.name or Path(str(data.get("yaml_file") or opt.data)).stem
     root = Path(opt.project) / name
@@ -215,8 +213,6 @@ def _plan(opt: SlimmingOptions, splits: tuple) -> list[PlannedStage]:
 def _curves(root: Path, opt: SlimmingOptions, models: dict[str, Path]) -> dict[str, dict]:
     """Each training stage's mean train loss (box + obj + cls) per epoch, placed on the recipe's epoch axis
     (fine-tuning continues where sparsity training ended): where accuracy is lost, and whether it comes back."""
-    from utils.plots import read_results_csv
-
     out = {}
     for stage in models:
         f = root / stage / "results.csv"
@@ -234,7 +230,6 @@ def _chosen_rate(root: Path) -> float | None:
     f = root / "sparsity" / "weights" / "best.pt"
     if not f.exists():
         return None
-    from utils.checkpoint import load_checkpoint
 
     rate = (load_checkpoint(f).get("train_args") or {}).get("sparsity_rate")
     return float(rate) if isinstance(rate, (int, float)) else None

@@ -12,7 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.benchmark import measure_latencies
 from engine.sweep.files import atomic_write_json, read_json
+from models.checkpoint import load_model
+from models.summary import count_flops
+from pruning import build_groups, prunable_bn_positions
+from utils.checkpoint import make_checkpoint, resolve_weights
 
 __all__ = ["Measurements", "model_facts", "interleaved_latency", "prunable_gammas"]
 
@@ -24,10 +29,6 @@ def model_facts(weights: str | Path, mode: str = "normal", gammas: bool = False)
     training state (what prune.py writes), so that every row's size compares like with like whatever file it came
     from. With ``gammas``: the share of prunable |gamma| below 0.01 and their median."""
     import torch
-
-    from models.summary import count_flops
-    from utils.checkpoint import make_checkpoint
-    from models.checkpoint import load_model
 
     model, _ = load_model(weights, device="cpu")
     buf = io.BytesIO()
@@ -58,9 +59,6 @@ def interleaved_latency(weights: list[str | Path], imgsz: int, warmup: int = 5, 
     """
     import torch
 
-    from engine.benchmark import measure_latencies
-    from models.checkpoint import load_model
-
     models = [load_model(w, device="cpu", fuse=True)[0] for w in weights]
     before = torch.get_num_threads()
     if threads:
@@ -74,7 +72,6 @@ def interleaved_latency(weights: list[str | Path], imgsz: int, warmup: int = 5, 
 
 
 def _prunable_gammas(model, mode: str) -> np.ndarray:  # noqa: ANN001
-    from pruning import build_groups, prunable_bn_positions
 
     modules = dict(model.named_modules())
     parts = [modules[path].weight.detach().abs().float().cpu().numpy()[pos]
@@ -84,8 +81,6 @@ def _prunable_gammas(model, mode: str) -> np.ndarray:  # noqa: ANN001
 
 def prunable_gammas(weights: str | Path, mode: str = "normal") -> np.ndarray:
     """|gamma| of the BatchNorm channels that sparsity training penalises and pruning ranks under ``mode``."""
-    from models.checkpoint import load_model
-
     model, _ = load_model(weights, device="cpu")
     return _prunable_gammas(model, mode)
 
@@ -112,8 +107,6 @@ class Measurements:
         self.data: dict[str, dict] = read_json(self.path)
 
     def _entry(self, name: str, weights: str | Path) -> tuple[dict, Path]:
-        from utils.checkpoint import resolve_weights
-
         path = resolve_weights(weights)
         sig = _signature(path)
         entry = self.data.get(name, {})

@@ -9,6 +9,8 @@ import torch
 from torch import nn
 
 from engine.train.hooks import StepInfo, TrainHook
+from models.checkpoint import load_model
+from utils.torch_utils import unwrap
 
 __all__ = ["DistillHook", "distillation_loss"]
 
@@ -52,9 +54,6 @@ class DistillHook(TrainHook):
 
     def before_train(self, step: StepInfo) -> dict[str, Any]:
         """Load the teacher on the student's device and check that it fits the student."""
-        from models.checkpoint import load_model
-        from utils.torch_utils import unwrap
-
         self.teacher, _ = load_model(self.path, device=step.device)
         self.teacher.eval().requires_grad_(False)
         student = unwrap(step.model)

@@ -19,6 +19,8 @@ from torch import nn
 
 from engine.train.distill_hook import check_teacher
 from engine.train.hooks import StepInfo, TrainHook
+from models.checkpoint import load_model
+from utils.torch_utils import unwrap
 
 __all__ = ["FeatureDistiller", "FeatureDistillHook", "neck_features"]
 
@@ -104,9 +106,6 @@ class FeatureDistillHook(TrainHook):
 
     def before_train(self, step: StepInfo) -> dict[str, Any]:
         """Load the teacher, check that it fits the student, and size the projectors from one forward pass each."""
-        from models.checkpoint import load_model
-        from utils.torch_utils import unwrap
-
         self.teacher, _ = load_model(self.path, device=step.device)
         self.teacher.eval().requires_grad_(False)
         student = unwrap(step.model)

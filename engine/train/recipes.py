@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from engine.train.distill_hook import DistillHook
+from engine.train.feature_distill import FeatureDistillHook
 from engine.train.hooks import TrainHook
 from engine.train.options import TrainOptions
+from engine.train.sparsity_hook import SparsityHook
 
 __all__ = ["hooks_for"]
 
@@ -13,17 +16,11 @@ def hooks_for(opt: TrainOptions) -> list[TrainHook]:
     (``--distill`` output or feature)."""
     hooks: list[TrainHook] = []
     if opt.bn_sparsity:
-        from engine.train.sparsity_hook import SparsityHook
-
         hooks.append(SparsityHook(opt.sparsity_rate, constant=opt.sparsity_constant, mode=opt.sparsity_mode,
                                   target=opt.sparsity_target, round_to=opt.sparsity_round,
                                   importance=opt.sparsity_importance))
     if opt.teacher and opt.distill == "feature":
-        from engine.train.feature_distill import FeatureDistillHook
-
         hooks.append(FeatureDistillHook(opt.teacher, weight=opt.kd_weight))
     elif opt.teacher:
-        from engine.train.distill_hook import DistillHook
-
         hooks.append(DistillHook(opt.teacher, weight=opt.kd_weight))
     return hooks

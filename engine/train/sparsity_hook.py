@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 
 from engine.train.hooks import StepInfo, TrainHook
+from pruning.sparsity import BNSparsity, plot_gamma_hist
+from utils.optim import build_lr_lambda
 
 __all__ = ["SparsityHook", "SparsityPlan", "choose_rate", "choose_target_rate"]
 
@@ -44,8 +46,6 @@ class SparsityPlan:
     def shrink_per_rate(self, until: int | None = None) -> float:
         """How far an unimportant |gamma| moves per unit of ``s`` (SGD) from the start epoch to epoch ``until``
         (default: the end of the run)."""
-        from utils.optim import build_lr_lambda
-
         lf = build_lr_lambda(self.epochs, self.lrf, cos=self.cos_lr)
         nb, total = self.batches_per_epoch, 0.0
         for epoch in range(self.start_epoch, self.epochs if until is None else min(until, self.epochs)):
@@ -153,8 +153,6 @@ class SparsityHook(TrainHook):
 
     def before_train(self, step: StepInfo) -> dict[str, Any]:
         """Set up the regulariser, choose S for ``auto`` (returned as the run's ``sparsity_rate``), log the start."""
-        from pruning.sparsity import BNSparsity
-
         self.reg = BNSparsity(step.model, self.rate, step.epochs, constant=self.constant, mode=self.mode,
                               target=self.target, round_to=self.round_to, importance=self.importance,
                               imgsz=step.imgsz)
@@ -219,8 +217,6 @@ class SparsityHook(TrainHook):
 
     def after_train(self, step: StepInfo) -> None:
         """Save ``gamma_hist.png`` and ``gamma_stats.json`` (unless ``--noplots``)."""
-        from pruning.sparsity import plot_gamma_hist
-
         if step.opt.noplots:
             return
         f = plot_gamma_hist(self.history, step.save_dir / "gamma_hist.png")

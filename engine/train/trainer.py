@@ -23,15 +23,18 @@ from engine.train.recipes import hooks_for
 from engine.train.setup import (ResumeState, build_model, claim_run_dir, freeze_layers, resolve_resume,
                                 restore_training_state)
 from engine.val.validator import ValStats, collect, evaluate, fitness, print_results, summarise, val_loader
+from models.checkpoint import load_model, model_from_checkpoint
 from utils import dist
-from utils.checkpoint import atomic_save, make_checkpoint
-from models.checkpoint import model_from_checkpoint
+from utils.autoanchor import check_anchors
+from utils.checkpoint import atomic_save, load_checkpoint, make_checkpoint
+from utils.data import create_dataloader, load_dataset_config
 from utils.ema import ModelEMA
 from utils.hyp import load_hyp
 from utils.interrupt import DeferredInterrupt
 from utils.loss import ComputeLoss
 from utils.optim import EarlyStopping, build_lr_lambda, build_optimizer, warmup_step
 from utils.paths import RunLock
+from utils.plots import plot_images, plot_labels, plot_results
 from utils.torch_utils import init_seeds, select_device, unwrap
 
 __all__ = ["Trainer", "build_trainer"]
@@ -85,8 +88,6 @@ class Trainer:
     # -- set-up ------------------------------------------------------------------------------------------------------
     def _setup(self) -> None:
         """Everything the epochs need, in order: run folder, model, data, optimizer, then the distributed wrapper."""
-        from utils.data import load_dataset_config
-
         dist.init_distributed(self.device)
         init_seeds(self.opt.seed + 1 + max(self.rank, 0))
         self.save_dir, self.lock = claim_run_dir(self.opt, self.save_dir, self.hyp, self.main, self.resume is not None)
@@ -119,8 +120,6 @@ class Trainer:
 
     def _build_loaders(self, model: nn.Module) -> None:
         """Train loader (labels checked), val loader (rank 0), and for a new run the label plots and AutoAnchor."""
-        from utils.data import create_dataloader
-
         opt, nc, hyp = self.opt, len(self.names), self.hyp_scaled
         self.train_loader, self.dataset = create_dataloader(
             self.data["train"], self.imgsz, opt.batch_size // self.world, self.gs, single_cls=opt.single_cls, hyp=hyp,
@@ -135,12 +134,8 @@ class Trainer:
         self.val_loader = self._val_loader() if self.main and not opt.noval else None
         if self.main and self.resume is None:
             if not opt.noplots and len(labels):
-                from utils.plots import plot_labels
-
                 plot_labels(labels, self.names, self.save_dir)
             if not opt.noautoanchor:
-                from utils.autoanchor import check_anchors
-
                 # As YOLOv5 does, also for a pretrained head: its runs re-fit yolov5n's anchors on coco128 at 320 px
                 # (BPR 0.963), and matching its first epochs needs the same start (--noautoanchor keeps them). The
                 # k-means and evolution follow --seed as YOLOv5's do: another seed, other (equally fit) anchors.
@@ -261,8 +256,6 @@ class Trainer:
                 pbar.set_description(("%11s" * 2 + "%11.4g" * 5) % (f"{epoch}/{self.opt.epochs - 1}", mem, *mloss,
                                                                     targets.shape[0], imgs.shape[-1]))
                 if epoch == self.start_epoch and i < 3 and not self.opt.noplots:
-                    from utils.plots import plot_images
-
                     plot_images(imgs, targets, paths, self.save_dir / f"train_batch{i}.jpg", names=self.names)
             self.train_images += imgs.shape[0] * self.world
             seen += imgs.shape[0]
@@ -368,9 +361,6 @@ class Trainer:
 
     def after_train(self, elapsed: float) -> dict:
         """Final validation of best.pt with plots, results.png, hooks; returns the final metrics."""
-        from utils.checkpoint import load_checkpoint
-        from models.checkpoint import load_model
-
         epochs_done = max(self.epoch - self.start_epoch + 1, 0)
         ips = self.train_images / max(self.train_time, 1e-9)
         print(f"\n{epochs_done} epochs completed in {elapsed / 3600:.3f} hours ({elapsed:.1f} s). "
@@ -395,8 +385,6 @@ class Trainer:
                 ck["ema"], ck["optimizer"] = None, None
                 atomic_save(ck, f)
         if not self.opt.noplots and (self.save_dir / "results.csv").exists():
-            from utils.plots import plot_results
-
             plot_results(self.save_dir / "results.csv")
         for h in self.hooks:
             h.after_train(self._step_info())

@@ -20,12 +20,17 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from engine.val.options import CONF_THRES, IOU_THRES, ValOptions  # re-exported: defined with val.py's flags
+from engine.backends import load_backend
 from engine.val.coco import coco80_to_91, detections_to_coco, score_with_pycocotools, write_json
+from engine.val.options import CONF_THRES, IOU_THRES, ValOptions  # re-exported: defined with val.py's flags
 from utils.boxes import clip_boxes, scale_boxes, xywh2xyxy, xyxy2xywh
+from utils.data import create_dataloader, load_dataset_config
 from utils.metrics import ConfusionMatrix, ap_per_class, match_predictions
 from utils.nms import non_max_suppression
-from utils.torch_utils import time_sync
+from pruning.unstructured import prune_unstructured
+from utils.paths import increment_path
+from utils.plots import mosaic_tiles, plot_confusion_matrix, plot_images, plot_val_curves
+from utils.torch_utils import select_device, time_sync
 
 if TYPE_CHECKING:
     from torch.utils.data import DataLoader
@@ -55,8 +60,6 @@ def val_loader(path, imgsz: int, batch_size: int, stride: int, *, nc: int | None
         nc: the dataset's class count (labels beyond it are an error); single_cls: one class for all labels.
         workers: most DataLoader workers; prefix: what log lines start with.
     """
-    from utils.data import create_dataloader  # cv2 and the datasets code load only when a loader is built
-
     loader, _ = create_dataloader(path, imgsz, batch_size, stride, single_cls=single_cls, pad=0.5 if rect else 0.0,
                                   rect=rect, workers=workers, prefix=prefix, nc=nc)
     return loader
@@ -194,8 +197,6 @@ def summarise(vs: ValStats, plots: bool = False, save_dir: Path | None = None) -
     if vs.loss is not None:
         out["loss"] = (vs.loss[0] / max(vs.loss[1], 1)).tolist()
     if plots and save_dir is not None and vs.confusion is not None:
-        from utils.plots import plot_confusion_matrix
-
         plot_confusion_matrix(vs.confusion.matrix, Path(save_dir) / "confusion_matrix.png", list(vs.names))
     if plots and save_dir is not None:
         _plot_batches(vs, save_dir)
@@ -205,8 +206,6 @@ def summarise(vs: ValStats, plots: bool = False, save_dir: Path | None = None) -
 def _batch_for_plots(im: torch.Tensor, targets: torch.Tensor, preds: list[torch.Tensor],
                      paths: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
     """One :attr:`ValStats.batches` entry from a batch: ``targets`` and ``preds`` (xyxy) in pixels of ``im``."""
-    from utils.plots import mosaic_tiles
-
     tiles = mosaic_tiles(im)
     n, (h, w) = len(tiles), im.shape[2:]
     gain = torch.tensor((w, h, w, h), device=targets.device, dtype=torch.float32)
@@ -223,8 +222,6 @@ def _batch_for_plots(im: torch.Tensor, targets: torch.Tensor, preds: list[torch.
 
 def _plot_batches(vs: ValStats, save_dir: Path) -> None:
     """``val_batch{i}_labels.jpg`` (ground truth) and ``val_batch{i}_pred.jpg`` of the batches a pass kept."""
-    from utils.plots import plot_images
-
     for i, (tiles, labels, dets, paths) in enumerate(vs.batches):
         plot_images(tiles, labels, paths, save_dir / f"val_batch{i}_labels.jpg", names=vs.names)
         plot_images(tiles, dets, paths, save_dir / f"val_batch{i}_pred.jpg", names=vs.names, conf_thres=PLOT_CONF)
@@ -252,8 +249,6 @@ def _summarise(stats: list[tuple], names: list[str], nc: int, seen: int, image_c
     if cols and cols[0].any():
         r = ap_per_class(*cols)
         if plots and save_dir is not None:
-            from utils.plots import plot_val_curves  # matplotlib only when plotting
-
             plot_val_curves(r, save_dir, names)
         ap = r["ap"]
         ap50, apm = ap[:, 0], ap.mean(1)
@@ -289,11 +284,6 @@ def print_results(res: dict, verbose: bool = False) -> None:
 
 def run(opt: ValOptions) -> dict:
     """val.py: load the model and dataset, validate, print and save results (``results.json`` in the run dir)."""
-    from engine.backends import load_backend
-    from utils.data import load_dataset_config
-    from utils.paths import increment_path
-    from utils.torch_utils import select_device
-
     device = select_device(opt.device, opt.batch_size)
     data = load_dataset_config(opt.data)
     model = load_backend(opt.weights, device=device)
@@ -302,8 +292,6 @@ def run(opt: ValOptions) -> dict:
     if opt.prune:
         if model.format != "pytorch":
             raise ValueError(f"--prune needs a PyTorch checkpoint (.pt), got {opt.weights} ({model.format})")
-        from pruning.unstructured import prune_unstructured
-
         prune_unstructured(model.model, opt.prune)
     names = model.names
     if not model.has_names and len(names) in (0, data["nc"]):  # a file without our metadata: take the dataset's
