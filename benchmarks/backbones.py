@@ -27,7 +27,7 @@ if __package__ in (None, ""):  # run as a script from anywhere: make the repo im
 
 from engine.benchmark import LatencyOptions, run as time_models  # noqa: E402
 from utils.cli import run_script  # noqa: E402
-from utils.options import above, at_least, in_range, not_a_file, opt, parse_options  # noqa: E402
+from utils.options import above, at_least, imgsz_opt, in_range, not_a_file, opt, parse_options  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ("models/yolov5n.yaml", "models/yolov5s.yaml", "models/MobileNetv2.yaml", "models/MobileNetv3_large.yaml",
@@ -45,7 +45,7 @@ class BackboneOptions:
 
     cfg: list[str] = opt(list(CONFIGS), "--cfg", nargs="+", type=str, help="model configs", check=_configs_exist)
     data: str = opt("data/coco128.yaml", "--data", help="dataset.yaml")
-    imgsz: int = opt(320, "--imgsz", help="training, validation and pruning image size", check=at_least(1))
+    imgsz: int = imgsz_opt(320, "training, validation and pruning image size")
     epochs: int = opt(3, "--epochs", help="epochs from scratch", check=at_least(1))
     batch_size: int = opt(16, "--batch-size", help="batch size", check=at_least(1))
     optimizer: str = opt("AdamW", "--optimizer", help="optimizer for both training stages")

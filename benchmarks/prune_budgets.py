@@ -24,7 +24,7 @@ if __package__ in (None, ""):  # run as a script from anywhere: make the repo im
 
 from pruning.importance import IMPORTANCES  # noqa: E402
 from utils.cli import run_script  # noqa: E402
-from utils.options import at_least, in_range, not_a_file, opt, parse_options  # noqa: E402
+from utils.options import at_least, imgsz_opt, in_range, not_a_file, opt, parse_options  # noqa: E402
 from utils.paths import REPO_ROOT  # noqa: E402
 
 
@@ -34,7 +34,7 @@ class BudgetOptions:
 
     weights: str = opt("", "--weights", help="sparsity-trained checkpoint", required=True)
     data: str = opt("data/aquarium.yaml", "--data", help="dataset.yaml (its val split ranks nothing here)")
-    imgsz: int = opt(320, "--imgsz", help="image size of every latency", check=at_least(1))
+    imgsz: int = imgsz_opt(320, "image size of every latency")
     factors: list[float] = opt([0.8, 0.6], "--factors", nargs="+", type=float, help="targets as shares of unpruned",
                                check=in_range(0, 1, closed=True, open_lo=True))
     percent: float = opt(0.5, "--percent", help="the prune --round auto is compared at",

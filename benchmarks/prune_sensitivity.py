@@ -26,7 +26,7 @@ if __package__ in (None, ""):  # run as a script from anywhere: make the repo im
 
 from engine.prune.pruner import PruneOptions, channel_scores  # noqa: E402
 from engine.sweep.plots import save_figure  # noqa: E402
-from engine.val.validator import evaluate, val_loader  # noqa: E402
+from engine.val.validator import scorer  # noqa: E402
 from models.checkpoint import load_model  # noqa: E402
 from models.summary import count_flops  # noqa: E402
 from pruning import build_groups, compute_masks, masked_model, prune_model  # noqa: E402
@@ -34,7 +34,7 @@ from pruning.importance import IMPORTANCES  # noqa: E402
 from pruning.masks import MODES  # noqa: E402
 from utils.cli import run_script  # noqa: E402
 from utils.data import load_dataset_config  # noqa: E402
-from utils.options import at_least, in_range, not_a_file, opt, parse_options  # noqa: E402
+from utils.options import at_least, imgsz_opt, in_range, not_a_file, opt, parse_options  # noqa: E402
 from utils.plots import new_figure  # noqa: E402
 
 CHOICES = ("lowest", "random", "highest", "even")
@@ -48,7 +48,7 @@ class SensitivityOptions:
     data: str = opt("data/coco128.yaml", "--data", help="dataset.yaml")
     percent: list[float] = opt([0.01, 0.05], "--percent", nargs="+", type=float,
                                help="shares of prunable channels to mask", check=in_range(0, 1))
-    imgsz: int = opt(320, "--imgsz", help="validation image size", check=at_least(1))
+    imgsz: int = imgsz_opt(320, "validation image size")
     batch_size: int = opt(16, "--batch-size", help="validation batch size", check=at_least(1))
     mode: str = opt("normal", "--mode", choices=MODES, help="prune.py --mode")
     seed: int = opt(0, "--seed", help="seed of the random choice")
@@ -148,11 +148,11 @@ def run(opt: SensitivityOptions) -> list[dict]:
     model, _ = load_model(opt.weights, device="cpu")
     model.float().eval()
     data = load_dataset_config(opt.data)
-    loader = val_loader(data["val"], opt.imgsz, opt.batch_size, int(model.stride.max()), nc=data["nc"],
-                        workers=opt.workers)
+    score = scorer(data, opt.imgsz, int(model.stride.max()), model.names, batch_size=opt.batch_size,
+                   workers=opt.workers)
 
     def val(m: torch.nn.Module) -> float:
-        return evaluate(m.eval(), loader, model.names)["mAP50_95"]
+        return score(m)["mAP50_95"]
 
     groups = build_groups(model)
     if opt.importance:

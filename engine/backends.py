@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from engine.export.common import META_FORMAT, decode_metadata, normalize_metadata
-from engine.export.onnx_export import ort_providers
+from engine.export.onnx_export import ort_session
 from engine.export.openvino_export import compile_openvino, inference_precision, openvino_xml
 from models.checkpoint import load_model
 from utils.checkpoint import resolve_weights
@@ -230,15 +230,10 @@ class ONNXBackend(ArrayBackend):
     format = "onnx"
 
     def __init__(self, file: Path, device: torch.device, threads: int | None = None) -> None:
-        import onnxruntime as ort
-
         super().__init__(file, device)
         self.threads = int(threads or 0)  # 0: ONNX Runtime's default (one thread per physical core)
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
         try:
-            self.session = ort.InferenceSession(str(file), options, providers=ort_providers(device))
+            self.session = ort_session(file, device, threads)
         except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types for invalid files
             raise ValueError(f"{file}: not a usable ONNX model ({str(e).splitlines()[0]})") from None
         inp, out = self.session.get_inputs()[0], self.session.get_outputs()[0]

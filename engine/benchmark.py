@@ -32,11 +32,11 @@ from torch import nn
 
 from engine.backends import Backend, ONNXBackend, OpenVINOBackend, load_backend
 from engine.export.common import example_input, normalize_imgsz, prepare_for_export
-from engine.export.onnx_export import export_onnx
+from engine.export.onnx_export import export_onnx, ort_session
 from engine.export.openvino_export import compile_openvino, export_openvino
 from models.checkpoint import load_model
 from utils.cli import FlagError
-from utils.options import at_least, check_options, opt
+from utils.options import at_least, check_options, imgsz_opt, opt
 from utils.paths import short_names
 
 __all__ = ["time_interleaved", "measure_latency", "measure_latencies", "Timed", "time_models", "compare_runtimes",
@@ -206,15 +206,6 @@ class Timed:
     imgsz: int
 
 
-def _ort_session(file: Path, threads: int):  # noqa: ANN202 - an onnxruntime InferenceSession
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads  # 0: ONNX Runtime's default
-    opts.inter_op_num_threads = 1
-    return ort.InferenceSession(str(file), opts, providers=["CPUExecutionProvider"])
-
-
 def _model_calls(items: list[Timed], threads: int, tmp: Path,
                  runtimes: tuple[str, ...]) -> dict[tuple[str, str], Callable[[], object]]:
     """``{(key, runtime): run once}`` for ``runtimes`` (of "torch", "ort"), with inputs made up front. ONNX Runtime
@@ -233,7 +224,7 @@ def _model_calls(items: list[Timed], threads: int, tmp: Path,
                 export_onnx(model, onnx_file, it.imgsz, dynamic=False, device="cpu", check=False, prepared=True)
         x = example_input(1, it.imgsz, it.imgsz).numpy()
         if "ort" in runtimes:
-            sess = _ort_session(onnx_file, threads)
+            sess = ort_session(onnx_file, "cpu", threads)
             feed = {sess.get_inputs()[0].name: x}
             out[(it.key, "ort")] = lambda s=sess, f=feed: s.run(None, f)
         if "ov" in runtimes:  # OpenVINO reads the ONNX file itself, pinned to float32 like an FP32 export
@@ -343,8 +334,7 @@ class LatencyOptions:
 
     weights: list[str] = opt(["yolov5n.pt"], "--weights", nargs="+", type=str,
                              help="models to time (.pt, .torchscript, .onnx, .xml / _openvino_model)")
-    imgsz: list[int] = opt([320, 640], "--imgsz", "--img", "--img-size", nargs="+", type=int, help="square sizes",
-                           check=at_least(1))
+    imgsz: list[int] = imgsz_opt([320, 640], "square sizes", nargs="+")
     batch_size: list[int] = opt([1, 8], "--batch-size", nargs="+", type=int, help="batch sizes", check=at_least(1))
     warmup: int = opt(10, "--warmup", help="untimed runs before timing", check=at_least(0))
     repeats: int = opt(50, "--repeats", help="timed runs per row", check=at_least(1))

@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Collection
 
 from engine.benchmark import measure_latencies
-from engine.val.validator import evaluate, val_loader
+from engine.val.validator import scorer
 from models.checkpoint import load_model
-from models.summary import count_flops
+from models.summary import model_facts
 from utils.checkpoint import resolve_weights
 from utils.cli import FlagError
 from utils.data import load_dataset_config
-from utils.options import at_least, check_options, opt
+from utils.options import at_least, check_options, imgsz_opt, opt
 from utils.paths import short_names
 
 __all__ = ["CompareOptions", "compare_models", "format_table"]
@@ -34,7 +34,7 @@ class CompareOptions:
     labels: list[str] = opt([], "--labels", nargs="+", type=str,
                             help="row names (default: the shortest distinct end of each path)")
     data: str = opt("data/coco128.yaml", "--data", help="dataset.yaml")
-    imgsz: int = opt(320, "--imgsz", help="validation and latency image size", check=at_least(1))
+    imgsz: int = imgsz_opt(320, "validation and latency image size")
     batch_size: int = opt(16, "--batch-size", help="validation batch size", check=at_least(1))
     workers: int = opt(8, "--workers", help="max dataloader workers", check=at_least(0))
     repeats: int = opt(20, "--repeats", help="timed forward passes per model", check=at_least(1))
@@ -55,21 +55,19 @@ def compare_models(opt: CompareOptions) -> list[dict]:
     interleaved: :func:`engine.benchmark.measure_latencies`); one dict per checkpoint."""
     check_options(opt)  # the flags' own checks, for options built in Python rather than parsed
     data = load_dataset_config(opt.data)
-    rows, fused_models, loader = [], [], None
+    rows, fused_models, score = [], [], None
     labels = opt.labels or short_names(opt.weights)  # runs/a/weights/best.pt, runs/b/...: two rows, two names
     for label, w in zip(labels, opt.weights):
         path = resolve_weights(w)
         model, ckpt = load_model(path)
-        params = sum(p.numel() for p in model.parameters())
-        gflops = count_flops(model, 640)
-        if loader is None:
-            loader = val_loader(data["val"], opt.imgsz, opt.batch_size, int(model.stride.max()), nc=data["nc"],
-                                workers=opt.workers)
+        facts = model_facts(model, 640, path)
+        if score is None:
+            score = scorer(data, opt.imgsz, int(model.stride.max()), model.names, batch_size=opt.batch_size,
+                           workers=opt.workers)
         fused = copy.deepcopy(model).fuse()
-        res = evaluate(fused, loader, model.names)
+        res = score(fused)
         fused_models.append(fused)
-        rows.append({"model": label, "weights": str(path), "params": params, "gflops": gflops,
-                     "size_mb": path.stat().st_size / 1e6, "mAP50": res["mAP50"], "mAP50_95": res["mAP50_95"],
+        rows.append({"model": label, "weights": str(path), **facts, "mAP50": res["mAP50"], "mAP50_95": res["mAP50_95"],
                      "imgsz": opt.imgsz, "pruned": bool(ckpt["arch"].get("channels"))})
     timed = measure_latencies([(m, opt.imgsz, 1) for m in fused_models], warmup=3, repeats=opt.repeats)
     for row, lat in zip(rows, timed):

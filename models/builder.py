@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from models.registry import get_module
+from models.summary import count_params
 
 __all__ = ["make_divisible", "build_layers", "LayerInfo", "ModelConfigError"]
 
@@ -125,7 +126,7 @@ def build_layers(cfg: dict, ch: int = 3, nc: int | None = None) -> tuple[nn.Sequ
         except (TypeError, ValueError) as e:
             raise ModelConfigError(f"layer {i} ({name}): cannot build with args {args}: {e}") from e
         m.i, m.f, m.type = i, f, name
-        m.np = sum(p.numel() for p in m.parameters())
+        m.np = count_params(m)
         save.extend(j % i for j in froms if j != -1)
         layers.append(m)
         infos.append(LayerInfo(i, f, n_, name, args if spec.kind != "head" else args[:2], c2))

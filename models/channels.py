@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from torch import nn
 
 from models.builder import ModelConfigError
+from models.summary import count_params
 
 __all__ = ["apply_channel_overrides", "leaf_shape"]
 
@@ -83,4 +84,4 @@ def apply_channel_overrides(root: nn.Module, channels: Mapping[str, Sequence[int
     if isinstance(layers, nn.Sequential):
         for layer in layers:
             if hasattr(layer, "np"):
-                layer.np = sum(p.numel() for p in layer.parameters())
+                layer.np = count_params(layer)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import logging
 from pathlib import Path
 
 import torch
 from torch import nn
 
-__all__ = ["count_flops", "model_summary"]
+from utils.checkpoint import make_checkpoint
+
+__all__ = ["count_flops", "count_params", "model_facts", "model_summary"]
 
 LOGGER = logging.getLogger(__name__)
 
@@ -50,6 +53,24 @@ def count_flops(model: nn.Module, imgsz: int | tuple[int, int] = 640, ch: int = 
     per_area = (measured[1] - measured[0]) / 3  # a * s^2
     fixed = measured[0] - per_area  # b
     return 2 * (per_area * (h * w) / (stride * stride) + fixed) / 1e9
+
+
+def count_params(model: nn.Module) -> int:
+    """The number of parameters (BN statistics and other buffers not counted, as YOLOv5 counts)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def model_facts(model: nn.Module, imgsz: int = 640, file: str | Path | None = None) -> dict:
+    """The facts every table gives of a model: ``params``, ``gflops`` at ``imgsz`` (640 is YOLOv5's convention) and
+    ``size_mb``: of ``file`` when given, else of the model as an fp16 checkpoint without training state (what
+    prune.py writes), so rows from different kinds of files compare like with like."""
+    if file is not None:
+        size = Path(file).stat().st_size
+    else:
+        buf = io.BytesIO()
+        torch.save(make_checkpoint(model, half=True), buf)
+        size = buf.tell()
+    return {"params": count_params(model), "gflops": count_flops(model, imgsz), "size_mb": size / 1e6}
 
 
 def model_summary(model: nn.Module, verbose: bool = False, imgsz: int = 640) -> dict:

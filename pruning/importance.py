@@ -29,7 +29,8 @@ from torch import nn
 from pruning.graph import ChannelGroup
 from utils.torch_utils import unwrap
 
-__all__ = ["REDUCTIONS", "IMPORTANCES", "bn_importance", "taylor_importance", "group_sums", "channel_macs"]
+__all__ = ["REDUCTIONS", "IMPORTANCES", "bn_importance", "taylor_importance", "group_sums", "channel_macs",
+           "relative_macs"]
 
 # How the |gamma| of several BatchNorms on one channel (a residual group) combine. The mean keeps a residual channel's
 # score on the same scale as a single BN's, so one global threshold treats both alike; 'sum' and 'max' are stricter.
@@ -168,3 +169,12 @@ def channel_macs(model: nn.Module, groups: list[ChannelGroup], imgsz: int) -> di
                 c.index_add_(0, torch.tensor(m.index, dtype=torch.long), torch.full((len(m.index),), float(per)))
         costs[g.id] = c
     return costs
+
+
+def relative_macs(model: nn.Module, groups: list[ChannelGroup], imgsz: int) -> dict[int, torch.Tensor]:
+    """Each channel's :func:`channel_macs` in units of the mean channel's (at least 1e-6): what ``taylor_flops``
+    divides the Taylor score by (prune.py) and scales sparsity by (training), on a scale that does not depend on the
+    image size."""
+    macs = channel_macs(model, groups, imgsz)
+    unit = torch.cat(list(macs.values())).mean().clamp_min(1.0) if macs else torch.tensor(1.0)
+    return {k: (v / unit).clamp_min(1e-6) for k, v in macs.items()}

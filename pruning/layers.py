@@ -18,6 +18,7 @@ from torch import nn
 
 from models.common import Bottleneck, C3
 from models.registry import get_module
+from models.summary import count_params
 from models.yolo import Model
 from utils.torch_utils import unwrap
 
@@ -136,5 +137,5 @@ def prune_layers(model: nn.Module, k: int, ch: int = 3):  # noqa: ANN201 - (Mode
     report = LayerPruneReport(
         removed=[f"model.{i}.m.{j}" for i, j in chosen], removed_scores=[scores[c] for c in chosen],
         scores={f"model.{i}.m.{j}": s for (i, j), s in scores.items()},
-        params_before=sum(q.numel() for q in src.parameters()), params_after=sum(q.numel() for q in new.parameters()))
+        params_before=count_params(src), params_after=count_params(new))
     return new, report

@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, field
 
 from torch import nn
 
+from models.summary import count_params
+
 from pruning.masks import ChannelMasks, candidate_groups
 
 __all__ = ["LayerRow", "PruneReport", "build_report"]
@@ -106,8 +108,7 @@ def build_report(src: nn.Module, new: nn.Module, plan: ChannelMasks, fold_beta: 
                 reason = g.reason or ("residual group, skipped in mode 'normal'" if g.id not in cands else "")
                 row = rows[mem.path] = LayerRow(mem.path, n, n, g.id in cands, reason, g.id, g.residual)
             row.kept -= sum(1 for k in mem.index if not mask[k])
-    n_before = sum(p.numel() for p in src.parameters())
-    n_after = sum(p.numel() for p in new.parameters())
+    n_before, n_after = count_params(src), count_params(new)
     total = sum(plan.groups[i].width for i in cands)
     removed = sum(int((~plan.mask(plan.groups[i])).sum()) for i in cands)
     return PruneReport(list(rows.values()), n_before, n_after, plan.percent, plan.threshold, plan.safe_percent,

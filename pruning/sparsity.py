@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from pruning.graph import ChannelGroup, build_groups
-from pruning.importance import bn_importance, channel_macs, group_sums
+from pruning.importance import bn_importance, group_sums, relative_macs
 from pruning.masks import candidate_groups, lowest_channels
 from utils.torch_utils import unwrap
 
@@ -28,7 +28,7 @@ from utils.torch_utils import unwrap
 # prunable channels kept val mAP50-95 0.175 of 0.296 ranked by Taylor and 0.000 ranked by relative |gamma|.
 SPARSITY_IMPORTANCES = ("gamma", "relative", "taylor", "taylor_flops")
 
-__all__ = ["SPARSITY_IMPORTANCES", "BNSparsity", "prunable_bn_positions", "gamma_stats", "plot_gamma_hist"]
+__all__ = ["SPARSITY_IMPORTANCES", "BNSparsity", "strength_factor", "prunable_bn_positions", "gamma_stats", "plot_gamma_hist"]
 
 LOGGER = logging.getLogger(__name__)
 
@@ -40,6 +40,12 @@ def prunable_bn_positions(groups: list[ChannelGroup], mode: str = "normal") -> d
         for m in g.bns:
             out.setdefault(m.path, set()).update(m.positions)
     return {k: sorted(v) for k, v in out.items()}
+
+
+def strength_factor(epoch: int, epochs: int, constant: bool = False) -> float:
+    """The share of the sparsity rate ``s`` applied at ``epoch`` (0-based): 1, or the forks' linear decay to 0.1 at the
+    end, ``1 - 0.9 * epoch / epochs``."""
+    return 1.0 if constant else 1.0 - 0.9 * epoch / epochs
 
 
 class BNSparsity:
@@ -95,9 +101,7 @@ class BNSparsity:
         self.taylor: list[torch.Tensor] | None = None  # EMA of (gamma * dL/dgamma)^2 per channel, from the first step
         self.macs = None
         if importance == "taylor_flops":  # per channel, in units of the mean channel's MACs
-            macs = channel_macs(net, self.groups, imgsz)
-            unit = torch.cat(list(macs.values())).mean().clamp_min(1.0) if macs else torch.tensor(1.0)
-            self.macs = {k: (v / unit).clamp_min(1e-6) for k, v in macs.items()}
+            self.macs = relative_macs(net, self.groups, imgsz)
 
     def _scales(self) -> list[torch.Tensor]:
         """Per regularised BN, each channel's step scale: the mean |gamma| of its channel group at the start.
@@ -116,7 +120,7 @@ class BNSparsity:
 
     def strength(self, epoch: int) -> float:
         """``s`` at ``epoch`` (0-based)."""
-        return self.rate if self.constant else self.rate * (1.0 - 0.9 * epoch / self.epochs)
+        return self.rate * strength_factor(epoch, self.epochs, self.constant)
 
     def targeted(self) -> list[torch.Tensor | None]:
         """Per regularised BN, the bool mask of channels the term acts on now (None: all of its prunable ones)."""

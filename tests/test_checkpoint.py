@@ -87,7 +87,7 @@ def test_atomic_text_files_get_the_permissions_of_a_plain_open(tmp_path: Path) -
     """slim.py's report.md/json were 0600 (mkstemp's mode): unreadable to anyone else on a shared machine."""
     import os
 
-    from engine.sweep.files import atomic_write_json
+    from utils.files import atomic_write_json
 
     before = os.umask(0o022)
     try:

@@ -15,7 +15,6 @@ import logging
 import os
 import pickle
 import shutil
-import tempfile
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 import torch
 
 from utils.download import describe_failure
+from utils.files import atomic_write
 from utils.official import ModuleStub, UnsafeCheckpointError, load_official, stub_to_state
 from utils.paths import weights_dir
 from utils.torch_utils import unwrap
@@ -59,24 +59,12 @@ _NEARLY_FULL = 64 * 2**20  # bytes free below which a failed checkpoint write is
 
 
 def atomic_save(obj: dict, path: str | Path) -> None:
-    """Write ``obj`` with ``torch.save`` to a temporary file beside ``path``, fsync, then rename over ``path``.
-
-    A crash at any moment leaves either the old file or the new one, never a half-written file.
-    """
+    """``torch.save`` ``obj`` to ``path`` atomically (:func:`utils.files.atomic_write`): a crash at any moment leaves
+    either the old file or the new one. A full disk is one ``OSError`` that names the file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the permissions a plain open() would
-        os.replace(tmp, path)
-    except BaseException as e:
-        Path(tmp).unlink(missing_ok=True)
+        atomic_write(path, lambda f: torch.save(obj, f))
+    except (OSError, RuntimeError) as e:
         # torch.save's zip writer reports a full disk as a RuntimeError ("unexpected pos ..."): judge by the space left
         full = isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT) or (
             isinstance(e, RuntimeError) and shutil.disk_usage(path.parent).free < _NEARLY_FULL)

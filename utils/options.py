@@ -24,7 +24,8 @@ from typing import Any, Callable, Collection, Mapping, Sequence, TypeVar
 
 from utils.cli import Flags, FlagError, ScriptParser
 
-__all__ = ["Check", "Flag", "opt", "at_least", "above", "in_range", "not_empty", "not_a_file", "all_of", "build_parser",
+__all__ = ["Check", "Flag", "opt", "imgsz_opt", "at_least", "above", "in_range", "not_empty", "not_a_file", "all_of",
+           "build_parser",
            "parse_options", "check_options", "to_argv", "with_flags", "or_auto", "changed_fields", "flag_name",
            "spellings", "argument_group", "refusal", "stored_value_refusal"]
 
@@ -75,6 +76,14 @@ def opt(default: Any, *flags: str, help: str = "", type: Callable[[str], Any] | 
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
+
+
+def imgsz_opt(default: int | list[int], help: str, *, minimum: int = 1, nargs: str | None = None,  # noqa: A002
+              group: str | None = None) -> Any:
+    """The image-size flag every options class declares, with YOLOv5's three spellings (``--imgsz``, ``--img``,
+    ``--img-size``) and one bound: a size (or each of a list's, with ``nargs="+"``) of at least ``minimum`` pixels."""
+    return opt(default, "--imgsz", "--img", "--img-size", help=help, type=int if nargs else None, nargs=nargs,
+               check=at_least(minimum), group=group)
 
 
 def _number(v: Any) -> bool:

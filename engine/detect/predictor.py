@@ -16,7 +16,7 @@ from engine.backends import load_backend
 from utils.boxes import scale_boxes, xyxy2xywh
 from utils.data import LoadImages, LoadStreams, is_stream, source_name
 from utils.nms import non_max_suppression
-from utils.options import at_least, in_range, not_a_file, opt
+from utils.options import at_least, imgsz_opt, in_range, not_a_file, opt
 from utils.paths import increment_path
 from utils.plots import Annotator, colors, save_one_box
 from utils.torch_utils import select_device, time_sync
@@ -37,7 +37,7 @@ class DetectOptions:
     source: str = opt("data/images", "--source",
                       help="file/dir/glob/video/.txt list, image or video URL, rtsp/rtmp/http stream, or webcam index "
                            "(0)")
-    imgsz: int = opt(640, "--imgsz", "--img", "--img-size", help="inference size (pixels)", check=at_least(1))
+    imgsz: int = imgsz_opt(640, "inference size (pixels)")
     conf_thres: float = opt(0.25, "--conf-thres", help="confidence threshold", check=in_range(0, 1, closed=True))
     iou_thres: float = opt(0.45, "--iou-thres", help="NMS IoU threshold", check=in_range(0, 1, closed=True))
     max_det: int = opt(1000, "--max-det", help="maximum detections per image", check=at_least(1))

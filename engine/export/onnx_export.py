@@ -15,7 +15,8 @@ from torch import nn
 
 from engine.export.common import build_metadata, compare_outputs, encode_metadata, start_export
 
-__all__ = ["DEFAULT_OPSET", "export_onnx", "set_onnx_metadata", "ort_providers", "run_onnx", "simplify_onnx"]
+__all__ = ["DEFAULT_OPSET", "export_onnx", "set_onnx_metadata", "ort_providers", "ort_session", "run_onnx",
+           "simplify_onnx"]
 
 LOGGER = logging.getLogger(__name__)
 DEFAULT_OPSET = 17  # supported by every onnxruntime >= 1.14; Hardswish/HardSigmoid of the light backbones need 14
@@ -34,11 +35,29 @@ def ort_providers(device: torch.device | str = "cpu") -> list[str]:
     return ["CPUExecutionProvider"]
 
 
-def run_onnx(model: str | Path | bytes, im: np.ndarray, device: torch.device | str = "cpu") -> np.ndarray:
-    """Run an ONNX model (a file or its bytes) once on ``im`` and return the first output."""
+def ort_session(model: str | Path | bytes, device: torch.device | str = "cpu",
+                threads: int | None = None):  # noqa: ANN201 - an onnxruntime InferenceSession
+    """The one way an ONNX Runtime ``InferenceSession`` is made here (export checks, val/detect, every timing).
+
+    Args:
+        model: an ``.onnx`` file or its bytes.
+        device: CUDA first for a CUDA device (see :func:`ort_providers`), else the CPU.
+        threads: intra-op threads (None or 0: ONNX Runtime's default, one per physical core); one inter-op thread,
+            as our graphs run sequentially.
+    """
     import onnxruntime as ort
 
-    session = ort.InferenceSession(model if isinstance(model, bytes) else str(model), providers=ort_providers(device))
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(model if isinstance(model, bytes) else str(model), options,
+                                providers=ort_providers(device))
+
+
+def run_onnx(model: str | Path | bytes, im: np.ndarray, device: torch.device | str = "cpu") -> np.ndarray:
+    """Run an ONNX model (a file or its bytes) once on ``im`` and return the first output."""
+    session = ort_session(model, device)
     inp = session.get_inputs()[0]
     dtype = np.float16 if inp.type == "tensor(float16)" else np.float32
     return session.run(None, {inp.name: im.astype(dtype)})[0]

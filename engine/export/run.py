@@ -21,12 +21,13 @@ from engine.export.common import normalize_imgsz, prepare_for_export
 from engine.export.onnx_export import DEFAULT_OPSET, export_onnx
 from engine.export.openvino_export import export_openvino
 from engine.export.torchscript_export import export_torchscript
-from engine.val.validator import evaluate, val_loader
+from engine.val.validator import scorer
 from models.checkpoint import load_model
+from models.summary import count_params
 from utils.cli import FlagError
 from utils.data import load_dataset_config
 from utils.data.cache import is_writable_dir
-from utils.options import at_least, opt
+from utils.options import at_least, imgsz_opt, opt
 from utils.torch_utils import select_device
 
 __all__ = ["ExportOptions", "EXPORT_FORMATS", "run", "output_dir_for"]
@@ -42,8 +43,7 @@ class ExportOptions:
     see module doc); ``int8_images``, ``int8_report`` and ``workers`` have no flag."""
 
     weights: str = opt("yolov5s.pt", "--weights", help="model checkpoint (.pt, pruned .pt)")
-    imgsz: list[int] = opt([640, 640], "--imgsz", "--img", "--img-size", nargs="+", type=int, help="image (h, w)",
-                           check=at_least(1))
+    imgsz: list[int] = imgsz_opt([640, 640], "image (h, w)", nargs="+")
     batch_size: int = opt(1, "--batch-size", help="batch size", check=at_least(1))
     device: str = opt("cpu", "--device", help="cuda device, i.e. 0 or 0,1,2,3 or cpu")
     include: list[str] = opt(["torchscript"], "--include", nargs="+", type=str,
@@ -139,7 +139,7 @@ def run(opt: ExportOptions) -> dict[str, Any]:
     prepared = prepare_for_export(model, device, half=traced_half, inplace=opt.inplace)
     # OpenVINO converts a float32 graph and compresses the weights itself with --half
     prepared32 = prepare_for_export(model, device, inplace=opt.inplace) if traced_half else prepared
-    n_params = sum(p.numel() for p in prepared.parameters())
+    n_params = count_params(prepared)
     print(f"PyTorch: starting from {weights} ({weights.stat().st_size / 2**20:.1f} MB, {n_params:,} parameters after "
           f"Conv+BN fusion), input {opt.batch_size}x3x{imgsz[0]}x{imgsz[1]}")
     summary: dict[str, Any] = {"weights": str(weights), "options": asdict(opt), "exports": []}
@@ -215,9 +215,8 @@ def _map_and_latency(files: list[Path], opt: ExportOptions, device: torch.device
             LOGGER.warning("%s: no mAP for a non-square static input (val.py letterboxes to squares)", file)
             rows.append({"file": str(file), "mAP50": float("nan"), "mAP50_95": float("nan")})
             continue
-        loader = val_loader(data["val"], size, 16, backend.stride, nc=data["nc"], rect=backend.dynamic,
-                            workers=opt.workers)
-        res = evaluate(backend, loader, backend.names or data["names"])
+        res = scorer(data, size, backend.stride, backend.names or data["names"], rect=backend.dynamic,
+                     workers=opt.workers)(backend)
         rows.append({"file": str(file), "mAP50": res["mAP50"], "mAP50_95": res["mAP50_95"]})
     for row, latency in zip(rows, measure_latencies([(b, imgsz, 1) for b in backends], warmup=5, repeats=30)):
         row["latency"] = latency

@@ -10,7 +10,7 @@ from engine.benchmark import LATENCY_BACKENDS
 from pruning.importance import IMPORTANCES
 from pruning.masks import MODES
 from utils.cli import FlagError
-from utils.options import at_least, in_range, not_a_file, opt, or_auto
+from utils.options import at_least, imgsz_opt, in_range, not_a_file, opt, or_auto
 
 __all__ = ["PruneOptions"]
 
@@ -25,7 +25,7 @@ class PruneOptions:
     data: str = opt("data/coco128.yaml", "--data", help="dataset.yaml for validating before/after")
     cfg: str = opt("", "--cfg", help="optional model.yaml, cross-checked against the weights")
     percent: float = opt(0.0, "--percent", help="share of prunable channels to remove, [0, 1)", check=in_range(0, 1))
-    imgsz: int = opt(640, "--imgsz", "--img", "--img-size", help="validation image size", check=at_least(1))
+    imgsz: int = imgsz_opt(640, "validation image size")
     batch_size: int = opt(16, "--batch-size", help="validation batch size", check=at_least(1))
     device: str = opt("", "--device", help="cuda device, i.e. 0 or cpu (for validation)")
     workers: int = opt(8, "--workers", help="max dataloader workers", check=at_least(0))

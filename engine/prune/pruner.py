@@ -17,12 +17,12 @@ from engine.benchmark import Timed, time_models
 from engine.prune.options import PruneOptions
 from engine.prune.recal import recalibrated
 from engine.prune.search import choose_round, has_target, latency_pair, search_budget, search_map_guard
-from engine.val.validator import evaluate, print_results, val_loader
+from engine.val.validator import print_results, scorer
 from models.checkpoint import load_model
-from models.summary import count_flops
+from models.summary import count_flops, count_params
 from models.yolo import Model
 from pruning import build_groups, compute_masks, masked_model, prune_layers, prune_model
-from pruning.importance import bn_importance, channel_macs, taylor_importance
+from pruning.importance import bn_importance, relative_macs, taylor_importance
 from utils.checkpoint import atomic_save, make_checkpoint, resolve_weights
 from utils.data import create_dataloader, load_dataset_config
 from utils.hyp import load_hyp
@@ -105,7 +105,7 @@ def run(opt: PruneOptions) -> dict:
            "importance": opt.importance, "layers": opt.layers, "fold_beta": opt.fold_beta,
            "threshold": plan.threshold,
            "safe_percent": plan.safe_percent, "safe_threshold": plan.safe_threshold,
-           "params": {"before": _params(source), "after": _params(pruned)},
+           "params": {"before": count_params(source), "after": count_params(pruned)},
            "gflops": {"before": count_flops(source, 640), "after": count_flops(pruned, 640)},
            "max_abs_diff_vs_masked": report.max_abs_diff,
            "fold_diff_vs_masked_keep_beta": report.to_dict()["fold_diff"],
@@ -167,14 +167,9 @@ def channel_scores(opt: PruneOptions, model: nn.Module, groups: list, device: to
     m = copy.deepcopy(model).to(device)
     scores = taylor_importance(m, groups, loader, ComputeLoss(m.detect, hyp), max_batches=opt.taylor_batches)
     if opt.importance == "taylor_flops":  # importance per MAC, on a scale that does not depend on the image size
-        macs = channel_macs(model, groups, opt.imgsz)
-        unit = torch.cat(list(macs.values())).mean().clamp_min(1.0)
-        scores = {k: v / (macs[k] / unit).clamp_min(1e-6) for k, v in scores.items()}
+        macs = relative_macs(model, groups, opt.imgsz)
+        scores = {k: v / macs[k] for k, v in scores.items()}
     return scores
-
-
-def _params(m: nn.Module) -> int:
-    return sum(p.numel() for p in m.parameters())
 
 
 def _json_default(x):  # noqa: ANN001, ANN202
@@ -191,8 +186,8 @@ def _write_layers_csv(report, path: Path) -> None:  # noqa: ANN001
 
 def _validate(opt: PruneOptions, data: dict, device: torch.device, original: nn.Module, masked: nn.Module,
               pruned: nn.Module, recalibrated: nn.Module | None, save_dir: Path) -> dict:
-    loader = val_loader(data["val"], opt.imgsz, opt.batch_size, int(original.stride.max()), nc=data["nc"],
-                        workers=opt.workers)
+    score = scorer(data, opt.imgsz, int(original.stride.max()), original.names, batch_size=opt.batch_size,
+                   workers=opt.workers, device=device)
     models = [("original", original), ("masked", masked), ("pruned", pruned)]
     if recalibrated is not None:
         models.append(("recalibrated", recalibrated))
@@ -200,8 +195,7 @@ def _validate(opt: PruneOptions, data: dict, device: torch.device, original: nn.
     for name, m in models:
         print(f"\nValidating the {name} model...")
         last = name == models[-1][0]  # the saved model's plots
-        res = evaluate(copy.deepcopy(m).to(device).eval(), loader, original.names, save_dir=save_dir if last else None,
-                       plots=last)
+        res = score(m, save_dir=save_dir if last else None, plots=last)
         print_results(res)
         out[name] = res
     return out

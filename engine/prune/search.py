@@ -7,7 +7,6 @@ which prune.py keeps in results.json.
 
 from __future__ import annotations
 
-import copy
 from typing import TYPE_CHECKING, Callable
 
 import torch
@@ -15,8 +14,8 @@ from torch import nn
 
 from engine.benchmark import LATENCY_BACKENDS, Timed, time_models
 from engine.prune.recal import recalibrated
-from engine.val.validator import evaluate, val_loader
-from models.summary import count_flops
+from engine.val.validator import scorer
+from models.summary import count_flops, count_params
 from pruning import candidate_groups, compute_masks, masked_model, prune_model, safe_max_percent
 from pruning.budget import search_accuracy, search_percent
 from utils.data import load_dataset_config
@@ -97,7 +96,7 @@ def search_budget(opt: PruneOptions, source: nn.Module, model: nn.Module, groups
         what, target = "parameters", float(opt.target_params)
 
         def measure(p: float) -> float:
-            return float(sum(q.numel() for q in prune(p).parameters()))
+            return float(count_params(prune(p)))
 
     r = search_percent(measure, target, n, safe, what)
     print(f"Budget: {target:g} {what} -> --percent {r.percent:.4f} ({r.value:.4g} {what} predicted, "
@@ -119,11 +118,11 @@ def search_map_guard(opt: PruneOptions, source: nn.Module, model: nn.Module, gro
     and validated once, up to ``opt.percent`` (a target's) or the safe maximum without one: the largest prune whose
     val mAP50-95 stays >= original - D, in ``percent`` of the record returned (with every probe, for results.json)."""
     data = load_dataset_config(opt.data)
-    loader = val_loader(data["val"], opt.imgsz, opt.batch_size, int(source.stride.max()), nc=data["nc"],
-                        workers=opt.workers)
+    score = scorer(data, opt.imgsz, int(source.stride.max()), source.names, batch_size=opt.batch_size,
+                   workers=opt.workers, device=device)
 
     def map50_95(m: nn.Module) -> float:
-        return evaluate(copy.deepcopy(m).to(device).eval(), loader, source.names)["mAP50_95"]
+        return score(m)["mAP50_95"]
 
     n, safe = _candidates(opt, groups, scores)
     hi = opt.percent if has_target(opt) else safe

@@ -9,7 +9,7 @@ from engine.benchmark import LATENCY_BACKENDS
 from pruning.importance import IMPORTANCES
 from pruning.masks import MODES
 from utils.cli import FlagError
-from utils.options import at_least, in_range, not_a_file, opt
+from utils.options import at_least, imgsz_opt, in_range, not_a_file, opt
 
 __all__ = ["SlimOptions", "DEFAULT_HYP", "CAP_FACTOR", "CAP_UNKNOWN", "LAST_STEP_MARGIN"]
 
@@ -27,8 +27,7 @@ class SlimOptions:
 
     weights: str = opt("", "--weights", required=True, help="the trained checkpoint to slim (ours or official)")
     data: str = opt("data/aquarium.yaml", "--data", help="dataset.yaml (BN recalibration, fine-tuning, val, test)")
-    imgsz: int = opt(320, "--imgsz", "--img", "--img-size", help="train, val, latency and GFLOPs image size",
-                     check=at_least(1))
+    imgsz: int = imgsz_opt(320, "train, val, latency and GFLOPs image size")
     speedup: float = opt(0.0, "--speedup", check=at_least(0),
                          help="budget: this many times faster than the source (batch-1 latency in --latency-backend, "
                               "measured interleaved with the source), e.g. 1.5")

@@ -16,10 +16,10 @@ from engine.backends import load_backend
 from engine.benchmark import measure_latencies
 from engine.slim.options import SlimOptions
 from engine.stages import StageRunner
-from engine.sweep.files import atomic_write_json, atomic_write_text
+from utils.files import atomic_write_json, atomic_write_text
 from engine.val.options import ValOptions
 from models.checkpoint import load_model
-from models.summary import count_flops
+from models.summary import model_facts
 from utils.data import load_dataset_config
 from utils.options import to_argv
 
@@ -103,9 +103,8 @@ def build_report(runner: StageRunner, opt: SlimOptions, source: Path, final: Pat
     rows = {}
     for which, pt in files.items():
         model = load_model(pt, device="cpu")[0]
-        rows[which] = {"file": str(source if which == "source" else final), "params": sum(p.numel() for p in
-                                                                                          model.parameters()),
-                       "gflops": count_flops(model, opt.imgsz), "imgsz": opt.imgsz, "size_mb": pt.stat().st_size / 1e6,
+        rows[which] = {"file": str(source if which == "source" else final), **model_facts(model, opt.imgsz, pt),
+                       "imgsz": opt.imgsz,
                        "onnx": str(pt.with_suffix(".onnx")), "openvino": str(pt.with_name(pt.stem + "_openvino_model")),
                        **_scores(runner, opt, which, pt, splits), **times[which]}
     for row in rows.values():

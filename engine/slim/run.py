@@ -32,10 +32,10 @@ from engine.prune.options import PruneOptions
 from engine.slim.options import CAP_FACTOR, CAP_UNKNOWN, DEFAULT_HYP, LAST_STEP_MARGIN, SlimOptions
 from engine.slim.report import build_report
 from engine.stages import StageError, StageRunner
-from engine.sweep.files import atomic_write_json, atomic_write_text
+from utils.files import atomic_write_json, atomic_write_text
 from engine.train.options import TrainOptions
 from models.checkpoint import load_model
-from models.summary import count_flops
+from models.summary import model_facts
 from utils.checkpoint import load_checkpoint, resolve_weights
 from utils.data import load_dataset_config
 from utils.options import to_argv
@@ -87,9 +87,8 @@ def format_steps(rows: list[dict], source_map: float, what: str, target: str = "
 
 
 def _measure(file: Path, imgsz: int, gflops: bool) -> tuple[float, int]:
-    m = load_model(file, device="cpu")[0]
-    params = sum(p.numel() for p in m.parameters())
-    return (count_flops(m, imgsz) if gflops else float(params)), params
+    f = model_facts(load_model(file, device="cpu")[0], imgsz)
+    return (f["gflops"] if gflops else float(f["params"])), f["params"]
 
 
 def latency_vs_source(source: Path, model: Path, opt: SlimOptions, repeats: int = 30) -> dict:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pruning.importance import IMPORTANCES
 from pruning.masks import MODES
 from pruning.sparsity import SPARSITY_IMPORTANCES
-from utils.options import above, at_least, in_range, not_a_file, opt, or_auto
+from utils.options import above, at_least, imgsz_opt, in_range, not_a_file, opt, or_auto
 
 __all__ = ["SlimmingOptions"]
 
@@ -24,7 +24,7 @@ class SlimmingOptions:
     data: str = opt("data/aquarium.yaml", "--data",
                     help="dataset.yaml (val and, when it has one, test split are scored)")
     weights: str = opt("yolov5n.pt", "--weights", help="pretrained weights every training starts from")
-    imgsz: int = opt(320, "--imgsz", "--img", help="train, val and latency image size", check=at_least(32))
+    imgsz: int = imgsz_opt(320, "train, val and latency image size", minimum=32)
     epochs: int = opt(20, "--epochs", help="epochs of base and of sparsity training (E)", check=at_least(1))
     # reference trains epochs + ft_epochs
     ft_epochs: int = opt(20, "--ft-epochs", help="fine-tuning epochs per pruned model (F)", check=at_least(1))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.sweep.files import atomic_write_json, atomic_write_text
+from utils.files import atomic_write_json, atomic_write_text
 from engine.sweep.pareto import pareto_front
 
 __all__ = ["format_markdown", "plot_map_vs_latency", "plot_learning_curves", "write_report"]

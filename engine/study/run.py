@@ -30,12 +30,11 @@ from engine.prune.options import PruneOptions
 from engine.stages import StageRunner, ratio_tag
 from engine.study.options import SlimmingOptions
 from engine.study.report import write_report
-from engine.sweep.files import atomic_write_json, read_json
-from engine.sweep.measure import model_facts
+from utils.files import atomic_write_json, read_json
 from engine.train.options import TrainOptions
 from engine.val.options import ValOptions
 from models.checkpoint import load_model
-from models.summary import count_flops
+from models.summary import model_facts
 from utils.checkpoint import load_checkpoint
 from utils.data import load_dataset_config
 from utils.options import to_argv
@@ -104,9 +103,7 @@ def _train_stages(runner: StageRunner, opt: SlimmingOptions, errors: dict) -> di
 
 def _facts(file: Path, imgsz: int) -> dict:
     """Parameters, GFLOPs at the row's own input size, and the size of the fp16 checkpoint (as prune.py saves)."""
-    f = model_facts(file)
-    return {"params": f["params"], "gflops": count_flops(load_model(file, device="cpu")[0], imgsz),
-            "size_mb": f["size_mb"]}
+    return model_facts(load_model(file, device="cpu")[0], imgsz)
 
 
 def _choose(rows: dict[str, dict], ref: str, max_drop: float) -> str | None:

@@ -17,8 +17,8 @@ from typing import Any
 from engine.prune.options import PruneOptions
 from engine.train.options import TrainOptions
 from pruning.masks import MODES
-from utils.options import (Check, above, all_of, at_least, flag_name, in_range, not_a_file, not_empty, opt, refusal,
-                           spellings)
+from utils.options import (Check, above, all_of, at_least, flag_name, imgsz_opt, in_range, not_a_file, not_empty, opt,
+                           refusal, spellings)
 from utils.yaml_io import read_yaml
 
 
@@ -68,8 +68,7 @@ class SweepConfig:
     weights: str = opt("yolov5n.pt", "--weights", group=SETTINGS,
                        help="starting weights, e.g. yolov5n.pt (the base model when --base-epochs is 0)")
     data: str = opt("data/coco128.yaml", "--data", help="dataset.yaml", check=not_empty, group=SETTINGS)
-    imgsz: int = opt(320, "--imgsz", "--img", "--img-size", help="train, val and latency image size",
-                     check=at_least(1), group=SETTINGS)
+    imgsz: int = imgsz_opt(320, "train, val and latency image size", group=SETTINGS)
     batch_size: int = opt(16, "--batch-size", check=at_least(1), group=SETTINGS,
                           help="training batch size (validation uses twice this, as train.py does)")
     base_epochs: int = opt(0, "--base-epochs", check=at_least(0), group=SETTINGS,

@@ -6,35 +6,29 @@ resumed sweep measures only what is new or changed.
 
 from __future__ import annotations
 
-import io
 import logging
 from pathlib import Path
 
 import numpy as np
 
 from engine.benchmark import measure_latencies
-from engine.sweep.files import atomic_write_json, read_json
+from utils.files import atomic_write_json, read_json
 from models.checkpoint import load_model
-from models.summary import count_flops
+from models.summary import model_facts
 from pruning import build_groups, prunable_bn_positions
-from utils.checkpoint import make_checkpoint, resolve_weights
+from utils.checkpoint import resolve_weights
 
-__all__ = ["Measurements", "model_facts", "interleaved_latency", "prunable_gammas"]
+__all__ = ["Measurements", "stage_facts", "interleaved_latency", "prunable_gammas"]
 
 LOGGER = logging.getLogger(__name__)
 
 
-def model_facts(weights: str | Path, mode: str = "normal", gammas: bool = False) -> dict:
+def stage_facts(weights: str | Path, mode: str = "normal", gammas: bool = False) -> dict:
     """Parameters, GFLOPs at 640 (YOLOv5's convention) and the size in MB of the model as an fp16 checkpoint without
     training state (what prune.py writes), so that every row's size compares like with like whatever file it came
     from. With ``gammas``: the share of prunable |gamma| below 0.01 and their median."""
-    import torch
-
     model, _ = load_model(weights, device="cpu")
-    buf = io.BytesIO()
-    torch.save(make_checkpoint(model, half=True), buf)
-    out = {"params": sum(p.numel() for p in model.parameters()), "gflops": count_flops(model, 640),
-           "size_mb": buf.tell() / 1e6}
+    out = model_facts(model, 640)
     if gammas:
         g = _prunable_gammas(model, mode)
         out.update(gamma_lt_0_01=float((g < 0.01).mean()) if g.size else None,
@@ -116,10 +110,10 @@ class Measurements:
         return entry, path
 
     def facts(self, name: str, weights: str | Path, gammas: bool = False) -> dict:
-        """:func:`model_facts` of stage ``name``'s model (cached)."""
+        """:func:`stage_facts` of stage ``name``'s model (cached)."""
         entry, path = self._entry(name, weights)
         if "params" not in entry or (gammas and "gamma_lt_0_01" not in entry):
-            entry.update(model_facts(path, self.mode, gammas))
+            entry.update(stage_facts(path, self.mode, gammas))
             atomic_write_json(self.path, self.data)
         return entry
 

@@ -12,7 +12,7 @@ import yaml
 
 from engine.progress import Plan, PlannedStage
 from engine.sweep.config import SweepConfig, check_resumable, config_to_dict
-from engine.sweep.files import atomic_write_text
+from utils.files import atomic_write_text
 from engine.sweep.measure import Measurements, prunable_gammas
 from engine.sweep.plots import plot_gamma_histogram, plot_tradeoff, save_figure
 from engine.sweep.executors import Executor, Launcher, LocalExecutor, SubprocessLauncher, check_cuda_slots

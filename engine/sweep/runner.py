@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from engine.progress import Plan, clock, print_log_tail
-from engine.sweep.files import atomic_write_json, read_json
+from utils.files import atomic_write_json, read_json
 from engine.sweep.stages import Stage
 
 if TYPE_CHECKING:

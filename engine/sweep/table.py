@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 
-from engine.sweep.files import atomic_write_text, read_json
+from utils.files import atomic_write_text, read_json
 from engine.sweep.runner import SweepState
 from engine.sweep.stages import Stage
 from utils.yaml_io import read_yaml

@@ -10,6 +10,7 @@ from torch import nn
 
 from engine.train.hooks import StepInfo, TrainHook
 from models.checkpoint import load_model
+from models.summary import count_params
 from utils.torch_utils import unwrap
 
 __all__ = ["DistillHook", "distillation_loss"]
@@ -62,7 +63,7 @@ class DistillHook(TrainHook):
         if not self.box:
             LOGGER.warning(f"--teacher {self.path}: anchors differ from the student's, distilling objectness and "
                            "classes only")
-        LOGGER.info(f"Distillation: teacher {self.path} ({sum(p.numel() for p in self.teacher.parameters()):,} "
+        LOGGER.info(f"Distillation: teacher {self.path} ({count_params(self.teacher):,} "
                     f"parameters), weight {self.weight}")
         return {}
 

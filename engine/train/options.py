@@ -9,7 +9,7 @@ from typing import Collection
 from pruning.masks import MODES
 from pruning.sparsity import SPARSITY_IMPORTANCES
 from utils.cli import FlagError
-from utils.options import at_least, flag_name, in_range, not_a_file, opt, or_auto, stored_value_refusal
+from utils.options import at_least, flag_name, imgsz_opt, in_range, not_a_file, opt, or_auto, stored_value_refusal
 
 __all__ = ["TrainOptions", "options_from_dict", "RESUME_KEEPS"]
 
@@ -28,7 +28,7 @@ class TrainOptions:
     hyp: str = opt("data/hyps/hyp.scratch-low.yaml", "--hyp", help="hyperparameters path")
     epochs: int = opt(100, "--epochs", help="total training epochs", check=at_least(1))
     batch_size: int = opt(16, "--batch-size", help="total batch size for all processes", check=at_least(1))
-    imgsz: int = opt(640, "--imgsz", "--img", "--img-size", help="train, val image size (pixels)", check=at_least(1))
+    imgsz: int = imgsz_opt(640, "train, val image size (pixels)")
     rect: bool = opt(False, "--rect", help="rectangular training")
     resume: str = opt("", "--resume", nargs="?", const="True", help="resume a run (its dir or last.pt)")
     nosave: bool = opt(False, "--nosave", help="only save the final checkpoint")

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from engine.train.hooks import StepInfo, TrainHook
-from pruning.sparsity import BNSparsity, plot_gamma_hist
+from pruning.sparsity import BNSparsity, plot_gamma_hist, strength_factor
 from utils.optim import build_lr_lambda
 
 __all__ = ["SparsityHook", "SparsityPlan", "choose_rate", "choose_target_rate"]
@@ -49,7 +49,7 @@ class SparsityPlan:
         lf = build_lr_lambda(self.epochs, self.lrf, cos=self.cos_lr)
         nb, total = self.batches_per_epoch, 0.0
         for epoch in range(self.start_epoch, self.epochs if until is None else min(until, self.epochs)):
-            decay = 1.0 if self.constant else 1.0 - 0.9 * epoch / self.epochs
+            decay = strength_factor(epoch, self.epochs, self.constant)
             ni = np.arange(epoch * nb, (epoch + 1) * nb, dtype=float)
             lr = np.full_like(ni, self.lr0 * lf(epoch))
             mom = np.full_like(ni, self.momentum)

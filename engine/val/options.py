@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from utils.options import at_least, in_range, not_a_file, opt
+from utils.options import at_least, imgsz_opt, in_range, not_a_file, opt
 
 __all__ = ["CONF_THRES", "IOU_THRES", "ValOptions"]
 
@@ -23,7 +23,7 @@ class ValOptions:
                        help="model path: .pt (official, ours or pruned), .torchscript, .onnx or OpenVINO (.xml / "
                             "folder)")
     batch_size: int = opt(32, "--batch-size", help="batch size", check=at_least(1))
-    imgsz: int = opt(640, "--imgsz", "--img", "--img-size", help="inference size (pixels)", check=at_least(1))
+    imgsz: int = imgsz_opt(640, "inference size (pixels)")
     conf_thres: float = opt(CONF_THRES, "--conf-thres", help="confidence threshold", check=in_range(0, 1, closed=True))
     iou_thres: float = opt(IOU_THRES, "--iou-thres", help="NMS IoU threshold", check=in_range(0, 1, closed=True))
     max_det: int = opt(300, "--max-det", help="maximum detections per image", check=at_least(1))

@@ -10,17 +10,18 @@ draws what users look at first, as YOLOv5 does: ``val_batch{0,1,2}_labels.jpg`` 
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from engine.backends import load_backend
+from engine.backends import Backend, load_backend
 from engine.val.coco import coco80_to_91, detections_to_coco, score_with_pycocotools, write_json
 from engine.val.options import CONF_THRES, IOU_THRES, ValOptions  # re-exported: defined with val.py's flags
 from utils.boxes import clip_boxes, scale_boxes, xywh2xyxy, xyxy2xywh
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     from torch.utils.data import DataLoader
 
 __all__ = ["CONF_THRES", "IOU_THRES", "PLOT_BATCHES", "PLOT_CONF", "ValOptions", "ValStats", "collect", "evaluate",
-           "fitness", "print_results", "run", "summarise", "val_loader"]
+           "fitness", "print_results", "run", "scorer", "summarise", "val_loader"]
 
 LOGGER = logging.getLogger(__name__)
 HEADER = ("Class", "Images", "Instances", "P", "R", "mAP50", "mAP50-95")
@@ -63,6 +64,25 @@ def val_loader(path, imgsz: int, batch_size: int, stride: int, *, nc: int | None
     loader, _ = create_dataloader(path, imgsz, batch_size, stride, single_cls=single_cls, pad=0.5 if rect else 0.0,
                                   rect=rect, workers=workers, prefix=prefix, nc=nc)
     return loader
+
+
+def scorer(data: dict, imgsz: int, stride: int, names: list[str] | dict, *, batch_size: int = 16, workers: int = 8,
+           device: torch.device | str = "cpu", split: str = "val", rect: bool = True) -> Callable[..., dict]:
+    """How models do on one split of one dataset: the one "score this model on this data" of prune.py, its accuracy
+    guard, export.py, benchmarks/compare.py and the sensitivity study.
+
+    The loader is built once (:func:`val_loader`); the function returned scores a model with :func:`evaluate` and
+    returns its dict. A PyTorch model is scored as a copy, in eval mode on ``device`` (the caller's model is left as it
+    was); an exported backend as it is. Keyword arguments of the call go to :func:`evaluate` (``plots``,
+    ``save_dir``, ...).
+    """
+    loader = val_loader(data[split], imgsz, batch_size, stride, nc=data["nc"], rect=rect, workers=workers)
+
+    def score(model: torch.nn.Module | Backend, **kwargs) -> dict:
+        m = copy.deepcopy(model).to(device).eval() if isinstance(model, torch.nn.Module) else model
+        return evaluate(m, loader, names, **kwargs)
+
+    return score
 
 
 @dataclass

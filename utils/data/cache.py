@@ -10,11 +10,12 @@ import hashlib
 import logging
 import os
 import stat
-import tempfile
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
+
+from utils.files import atomic_write
 
 from .config import path_hash, user_cache_dir
 
@@ -100,17 +101,6 @@ def load_label_cache(candidates: Sequence[Path], key: str) -> Optional[dict]:
     return None
 
 
-def _atomic_savez(p: Path, arrays: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=p.name, suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:  # a file object stops numpy from appending '.npz'
-            np.savez(f, **arrays)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_label_cache(candidates: Sequence[Path], key: str, arrays: dict, prefix: str = "") -> Optional[Path]:
     """Write the cache to the first writable candidate; returns its path, or None if none was writable."""
     payload = {"version": np.array(CACHE_VERSION), "key": np.array(key)}
@@ -121,7 +111,7 @@ def save_label_cache(candidates: Sequence[Path], key: str, arrays: dict, prefix:
                 LOGGER.info("%sCache dir %s is not writable, using %s", prefix, p.parent, candidates[1:] or "none")
             continue
         try:
-            _atomic_savez(p, payload)
+            atomic_write(p, lambda f: np.savez(f, **payload))  # a file object: numpy appends no '.npz'
         except OSError as e:
             LOGGER.warning("%sCould not write label cache %s: %s", prefix, p, e)
             continue
