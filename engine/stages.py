@@ -5,14 +5,31 @@ one live progress line (:mod:`engine.progress`)."""
 from __future__ import annotations
 
 import shutil
+import subprocess
 import sys
 from pathlib import Path
+from typing import Callable, Mapping
 
 from engine.command import run_command
 from engine.progress import Plan, PlannedStage, StageProgress, clock, log_tail, print_log_tail
 from utils.paths import REPO_ROOT
 
-__all__ = ["StageRunner", "StageError", "ratio_tag"]
+__all__ = ["StageRunner", "StageError", "ratio_tag", "run_stage"]
+
+
+def run_stage(prefix: str, stage: str, argv: list[str], log: Path, *, cwd: Path = REPO_ROOT,
+              env: Mapping[str, str] | None = None, live: bool | None = None, plan: Plan | None = None,
+              on_start: Callable[[subprocess.Popen], bool] | None = None) -> tuple[int, float]:
+    """Run one stage's command to the end: its output appended to ``log`` and followed by one progress line
+    (:class:`engine.progress.StageProgress`; ``plan`` hears the first measured batch's pace). Every multi-stage
+    command runs its stages through here (slim.py, the study and the main job by :class:`StageRunner`, sweep.py by
+    its launcher); returns (exit code, seconds)."""
+    progress = StageProgress(prefix, stage, live=live, on_rate=plan.rate(stage) if plan else None)
+    try:
+        rc = run_command(argv, log, cwd, env, on_start=on_start, on_output=progress.feed)
+    finally:
+        seconds = progress.close()
+    return rc, seconds
 
 
 class StageError(RuntimeError, ValueError):
@@ -56,11 +73,7 @@ class StageRunner:
             return done
         log = self.root / "logs" / f"{stage}.log"
         print(f"{self.prefix}: {stage}: $ python {script} {' '.join(args)}  (log: {log})", flush=True)
-        progress = StageProgress(self.prefix, stage, on_rate=self.plan.rate(stage))
-        try:
-            rc = run_command([sys.executable, script, *args], log, REPO_ROOT, on_output=progress.feed)
-        finally:
-            seconds = progress.close()
+        rc, seconds = run_stage(self.prefix, stage, [sys.executable, script, *args], log, plan=self.plan)
         if rc or not done.exists():
             print_log_tail(self.prefix, stage, log)
             lines = log_tail(log, 1)

@@ -21,8 +21,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Mapping, Protocol, Sequence
 
-from engine.progress import Plan, StageProgress
-from engine.command import end_process, run_command
+from engine.command import end_process
+from engine.progress import Plan
+from engine.stages import run_stage
 from engine.sweep.stages import Stage
 from utils.paths import REPO_ROOT
 
@@ -93,12 +94,10 @@ class SubprocessLauncher:
                 mine.append(proc)
                 return True
 
-        progress = StageProgress("sweep", stage.name, live=self.live,
-                                 on_rate=self.plan.rate(stage.name) if self.plan else None)
         try:
-            return run_command(stage.argv(), log, self.cwd, stage.env, on_start=started, on_output=progress.feed)
+            return run_stage("sweep", stage.name, stage.argv(), log, cwd=self.cwd, env=stage.env, live=self.live,
+                             plan=self.plan, on_start=started)[0]
         finally:
-            progress.close()
             with self._lock:
                 self._procs.difference_update(mine)
 
