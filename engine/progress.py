@@ -109,6 +109,7 @@ class StageProgress:
             if not self._rate_told and (m.group("per_s") or m.group("s_per")) and self.batch >= min(2, self.batches):
                 per = float(m.group("s_per")) if m.group("s_per") else 1 / max(float(m.group("per_s")), 1e-9)
                 self._rate_told = True
+                self._clear()  # the estimate gets a line of its own, not the end of the live one
                 self.on_rate(per, self.batches)
             return True
         if m:
@@ -169,11 +170,16 @@ class StageProgress:
             print(self.line(), file=self.out, flush=True)
             self._last_plain, self._plain_tenth = t, max(tenth, self._plain_tenth)
 
-    def close(self) -> float:
-        """End the stage's line (a live one is cleared for the runner's own last line); returns the seconds it ran."""
+    def _clear(self) -> None:
+        """Erase a live line from the screen (it is drawn again on the next change)."""
         if self.live and self._shown:
             self.out.write("\r\x1b[K")
             self.out.flush()
+            self._shown = False
+
+    def close(self) -> float:
+        """End the stage's line (a live one is cleared for the runner's own last line); returns the seconds it ran."""
+        self._clear()
         return self.now() - self.started
 
 

@@ -77,13 +77,16 @@ def test_plain_output_gives_a_few_lines_per_stage() -> None:
 
 def test_a_terminal_gets_one_line_redrawn_in_place() -> None:
     now, out = _Clock(), io.StringIO()
-    p = StageProgress("slim", "step2_ft", out=out, live=True, now=now)
+    p = StageProgress("slim", "step2_ft", out=out, live=True, now=now,
+                      on_rate=lambda per, nb: out.write(f"estimate {per:.1f} s x {nb}\n"))
     for b in range(1, 6):
         now.t += 1
-        p.feed(("\r" + _bar(0, 1, b, 5)).encode())
+        p.feed(("\r" + _bar(0, 1, b, 5, "2.0s/it")).encode())
     p.close()
     text = out.getvalue()
-    assert "\n" not in text and text.count("\r") >= 5 and text.endswith("\r\x1b[K")
+    # the estimate (told once, at the second batch) starts a line of its own: the live line is erased first
+    assert "\r\x1b[Kestimate 2.0 s x 5\n" in text and text.count("\n") == 1
+    assert text.count("\r") >= 5 and text.endswith("\r\x1b[K")
     assert "slim: step2_ft  epoch 1/2 batch 5/5" in text
 
 
