@@ -32,6 +32,7 @@ __all__ = ["Backend", "PyTorchBackend", "TorchScriptBackend", "ONNXBackend", "Op
            "BACKEND_SUFFIXES"]
 
 LOGGER = logging.getLogger(__name__)
+DEFAULT_IMGSZ = 640  # val.py's and detect.py's size for a model that does not carry one (checkpoints), as YOLOv5
 BACKEND_SUFFIXES = {".pt": "pytorch", ".torchscript": "torchscript", ".onnx": "onnx", ".xml": "openvino",
                     "_openvino_model": "openvino"}  # the last: YOLOv5's OpenVINO folder
 DEFAULT_STRIDE = 32  # the largest stride of every YOLOv5 P5 model, used when a file does not say
@@ -85,8 +86,15 @@ class Backend:
     def input_size(self, imgsz: int) -> int | tuple[int, int]:
         """The network input size to letterbox to: ``imgsz`` for dynamic models, else the exported (h, w).
 
-        A static model given another ``--imgsz`` logs a warning and uses its own size (it accepts no other).
+        ``imgsz`` 0 (val.py's and detect.py's default) is the model's own: the size an export was made at (its
+        metadata, static or dynamic), else 640. A static model given another ``--imgsz`` logs a warning and uses its
+        own size (it accepts no other).
         """
+        if not imgsz:
+            if self.imgsz is None:
+                return DEFAULT_IMGSZ
+            h, w = self.imgsz
+            return h if h == w else (h, w)
         if self.dynamic or self.imgsz is None:
             return imgsz
         h, w = self.imgsz

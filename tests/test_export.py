@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import shutil
 import sys
 from pathlib import Path
 
@@ -201,6 +202,28 @@ def test_every_config_exports_to_onnx(cfg: str, tmp_path: Path) -> None:
     assert res["check"]["ok"] and res["check"]["max_abs"] < 1e-3, res["check"]
     assert res["metadata"]["nc"] == 3 and res["metadata"]["names"] == ["class0", "class1", "class2"]
     assert m.detect.export is False and m.training  # the caller's model is not changed
+
+
+def test_val_and_detect_use_the_size_an_export_was_made_at(yolov5n_pt: Path, tmp_path: Path, tiny_data: Path,
+                                                          images_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Without --imgsz, val.py and detect.py run an export at the size it was made at (dynamic: from its metadata;
+    static: its input), and say nothing about it; a .pt keeps YOLOv5's 640; an --imgsz given still rules."""
+    onnx_files = {}
+    for name, size, dynamic in (("dyn", 96, True), ("static", 64, False)):
+        (tmp_path / name).mkdir()
+        pt = Path(shutil.copy(yolov5n_pt, tmp_path / name / "yolov5n.pt"))
+        export_run(ExportOptions(weights=str(pt), include=["onnx"], imgsz=[size], dynamic=dynamic))
+        onnx_files[name] = str(pt.with_suffix(".onnx"))
+    common = dict(data=str(tiny_data), project=str(tmp_path / "val"), workers=0)
+    assert val_run(ValOptions(weights=onnx_files["dyn"], **common))["imgsz"] == 96
+    assert val_run(ValOptions(weights=onnx_files["dyn"], imgsz=128, **common))["imgsz"] == 128
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert detect_run(DetectOptions(weights=onnx_files["static"], source=str(images_dir / "bus.jpg"),
+                                        project=str(tmp_path / "det")))["imgsz"] == 64
+    assert "fixed input" not in caplog.text
+    assert detect_run(DetectOptions(weights=str(yolov5n_pt), source=str(images_dir / "bus.jpg"), project=str(tmp_path / "det"),
+                                    nosave=True))["imgsz"] == 640
 
 
 def test_bad_inputs_give_clear_errors(tmp_path: Path, yolov5n_pt: Path) -> None:

@@ -140,7 +140,7 @@ def test_malformed_yaml_is_one_error_line(tmp_path: Path, script: str, flag: str
 
 
 @pytest.mark.parametrize("script,args,message", [
-    ("val.py", ["--imgsz", "0"], "--imgsz must be >= 1"),
+    ("val.py", ["--imgsz", "-64"], "--imgsz must be >= 0 (0: the model's own)"),
     ("detect.py", ["--max-det", "0"], "--max-det must be >= 1"),
     ("detect.py", ["--conf-thres", "1.5"], "--conf-thres must be in [0, 1]"),
     ("export.py", ["--imgsz", "-320"], "--imgsz must be >= 1"),

@@ -57,7 +57,7 @@ def test_prune_parser_switches_and_modes() -> None:
     (train, ["--sparsity_target", "1"], dict(sparsity_target=1.0), "--sparsity_target must be in [0, 1), got 1.0"),
     (train, ["--workers", "-1"], dict(workers=-1), "--workers must be >= 0, got -1"),
     (train, ["--sr", "0.01"], dict(sparsity_rate=0.01), "--sparsity_rate 0.01 does nothing without --bn_sparsity"),
-    (detect, ["--img", "0"], dict(imgsz=0), "--imgsz must be >= 1, got 0"),
+    (detect, ["--img", "-1"], dict(imgsz=-1), "--imgsz must be >= 0 (0: the model's own), got -1"),
     (detect, ["--conf-thres", "1.5"], dict(conf_thres=1.5), "--conf-thres must be in [0, 1], got 1.5"),
     (detect, ["--line-thickness", "0"], dict(line_thickness=0), "--line-thickness must be >= 1, got 0"),
     (export, ["--batch-size", "0"], dict(batch_size=0), "--batch-size must be >= 1, got 0"),

@@ -37,7 +37,7 @@ def test_unknown_keyword_is_a_type_error_naming_it(script: str) -> None:
 
 
 def test_bad_value_raises_the_command_lines_message(capsys: pytest.CaptureFixture) -> None:
-    for module, kwargs, argv in ((val, dict(imgsz=0), ["--imgsz", "0"]),
+    for module, kwargs, argv in ((val, dict(imgsz=-1), ["--imgsz", "-1"]),
                                  (prune, dict(percent=1.5), ["--percent", "1.5"]),
                                  (train, dict(sparsity_rate=0.01), ["--sparsity_rate", "0.01"]),
                                  (val, dict(task="bogus"), ["--task", "bogus"]),

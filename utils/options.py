@@ -79,11 +79,12 @@ def opt(default: Any, *flags: str, help: str = "", type: Callable[[str], Any] | 
 
 
 def imgsz_opt(default: int | list[int], help: str, *, minimum: int = 1, nargs: str | None = None,  # noqa: A002
-              group: str | None = None) -> Any:
+              group: str | None = None, note: str = "") -> Any:
     """The image-size flag every options class declares, with YOLOv5's three spellings (``--imgsz``, ``--img``,
-    ``--img-size``) and one bound: a size (or each of a list's, with ``nargs="+"``) of at least ``minimum`` pixels."""
+    ``--img-size``) and one bound: a size (or each of a list's, with ``nargs="+"``) of at least ``minimum`` pixels
+    (``note`` says what a smaller value, 0 say, means)."""
     return opt(default, "--imgsz", "--img", "--img-size", help=help, type=int if nargs else None, nargs=nargs,
-               check=at_least(minimum), group=group)
+               check=at_least(minimum, note), group=group)
 
 
 def _number(v: Any) -> bool:

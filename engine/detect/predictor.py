@@ -37,7 +37,8 @@ class DetectOptions:
     source: str = opt("data/images", "--source",
                       help="file/dir/glob/video/.txt list, image or video URL, rtsp/rtmp/http stream, or webcam index "
                            "(0)")
-    imgsz: int = imgsz_opt(640, "inference size (pixels)")
+    imgsz: int = imgsz_opt(0, "inference size (pixels); 0: the model's own (the size an export was made at, else 640)",
+                           minimum=0, note="0: the model's own")
     conf_thres: float = opt(0.25, "--conf-thres", help="confidence threshold", check=in_range(0, 1, closed=True))
     iou_thres: float = opt(0.45, "--iou-thres", help="NMS IoU threshold", check=in_range(0, 1, closed=True))
     max_det: int = opt(1000, "--max-det", help="maximum detections per image", check=at_least(1))
@@ -115,7 +116,8 @@ def run(opt: DetectOptions) -> dict:
     if opt.save_txt:
         (save_dir / "labels").mkdir(exist_ok=True)
     sink = _VideoSink()
-    summary: dict = {"source": str(opt.source), "weights": str(opt.weights), "save_dir": str(save_dir), "images": []}
+    summary: dict = {"source": str(opt.source), "weights": str(opt.weights), "save_dir": str(save_dir), "imgsz": imgsz,
+                     "images": []}
     dt = np.zeros(3)
     seen = 0
     try:

@@ -23,7 +23,8 @@ class ValOptions:
                        help="model path: .pt (official, ours or pruned), .torchscript, .onnx or OpenVINO (.xml / "
                             "folder)")
     batch_size: int = opt(32, "--batch-size", help="batch size", check=at_least(1))
-    imgsz: int = imgsz_opt(640, "inference size (pixels)")
+    imgsz: int = imgsz_opt(0, "inference size (pixels); 0: the model's own (the size an export was made at, else 640)",
+                           minimum=0, note="0: the model's own")
     conf_thres: float = opt(CONF_THRES, "--conf-thres", help="confidence threshold", check=in_range(0, 1, closed=True))
     iou_thres: float = opt(IOU_THRES, "--iou-thres", help="NMS IoU threshold", check=in_range(0, 1, closed=True))
     max_det: int = opt(300, "--max-det", help="maximum detections per image", check=at_least(1))
