@@ -26,12 +26,14 @@ __all__ = ["StageProgress", "Plan", "PlannedStage", "print_log_tail", "log_tail"
 
 # train.py's bar description: 'epoch/last_epoch  GPU_mem  box obj cls  instances  size' (epochs count from 0).
 _EPOCH = re.compile(r"^\s*(\d+)/(\d+)\s+[\d.]+[GM]?\s")
-# tqdm's right part: ': 36%|###5      | 10/28 [00:08<00:14,  1.28it/s]' (or '2.1s/it', '11.2img/s').
-_BAR = re.compile(r"^(?P<desc>.*?):\s+\d+%\|.*?\|\s*(?P<n>\d+)/(?P<total>\d+)\s+\[[^\]]*?"
-                  r"(?:,\s*(?:(?P<per_s>[\d.]+)[a-zA-Z]*/s|(?P<s_per>[\d.]+)s/[a-zA-Z]+))?\]")
+# tqdm's right part: ': 36%|###5      | 10/28 [00:08<00:14,  1.28it/s]'.
+_BAR = re.compile(r"^(?P<desc>.*?):\s+\d+%\|.*?\|\s*(?P<n>\d+)/(?P<total>\d+)\s+\[")
 # val.py's summary row: 'all  images  instances  P  R  mAP50  mAP50-95'.
 _ALL = re.compile(r"^\s*all\s+\d+\s+\d+\s+[\d.]+\s+[\d.]+\s+([\d.]+)\s+([\d.]+)\s*$")
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # colours and cursor moves (tqdm's, colorstr's)
+# Batches timed (by our clock, from the first one seen) before the time estimate: the very first batches pay for
+# start-up (workers, caches, allocator) and, timed alone, made the main job's estimate twice too long.
+RATE_BATCHES = 5
 PLAIN_EVERY = 60.0  # seconds between plain lines of a stage without epochs
 LIVE_EVERY = 0.5  # seconds between redraws of a live line
 
@@ -53,7 +55,8 @@ class StageProgress:
         stage: the stage's name.
         out: where lines go (default: sys.stdout at each write).
         live: redraw one line in place (default: when ``out`` is a terminal).
-        on_rate: called once, with (seconds per batch, batches per epoch), when a training bar first shows its rate.
+        on_rate: called once, with (seconds per batch, batches per epoch), when ``RATE_BATCHES`` training batches
+            have been timed.
         now: the clock (tests pass their own).
     """
 
@@ -106,11 +109,11 @@ class StageProgress:
             self.batch, self.batches, self.bar = int(m.group("n")), int(m.group("total")), ""
             if self._anchor is None and self.batch:
                 self._anchor = (self.now(), self.fraction() or 0.0)
-            if not self._rate_told and (m.group("per_s") or m.group("s_per")) and self.batch >= min(2, self.batches):
-                per = float(m.group("s_per")) if m.group("s_per") else 1 / max(float(m.group("per_s")), 1e-9)
+            done = ((self.fraction() or 0.0) - self._anchor[1]) * self.epochs * self.batches if self._anchor else 0
+            if not self._rate_told and done >= RATE_BATCHES - 1e-6:
                 self._rate_told = True
                 self._clear()  # the estimate gets a line of its own, not the end of the live one
-                self.on_rate(per, self.batches)
+                self.on_rate((self.now() - self._anchor[0]) / done, self.batches)
             return True
         if m:
             desc = m.group("desc").strip()
@@ -250,7 +253,7 @@ class Plan:
             self.estimated = True
             left = sum(s.epochs for s in self.stages if s.name not in self.times)
             epoch_s = seconds_per_batch * batches * 1.15  # + ~15% for the epoch's validation and saving
-            self._print(f"{self.prefix}: estimate: about {clock(left * epoch_s)} for the {left} training epochs left "
+            self._print(f"{self.prefix}: estimate: about {left * epoch_s / 60:.0f} min for the {left} training epochs left "
                         f"({seconds_per_batch:.2f} s per batch x {batches} batches per epoch, measured in {stage}), "
                         f"plus the pruning, export and validation stages")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.progress import Plan, PlannedStage, StageProgress, clock, log_tail
+from engine.progress import Plan, PlannedStage, StageProgress, log_tail
 from engine.stages import StageError, StageRunner
 from utils.paths import REPO_ROOT
 
@@ -79,15 +79,15 @@ def test_a_terminal_gets_one_line_redrawn_in_place() -> None:
     now, out = _Clock(), io.StringIO()
     p = StageProgress("slim", "step2_ft", out=out, live=True, now=now,
                       on_rate=lambda per, nb: out.write(f"estimate {per:.1f} s x {nb}\n"))
-    for b in range(1, 6):
-        now.t += 1
-        p.feed(("\r" + _bar(0, 1, b, 5, "2.0s/it")).encode())
+    for b in range(1, 8):
+        now.t += 2
+        p.feed(("\r" + _bar(0, 1, b, 8)).encode())
     p.close()
     text = out.getvalue()
-    # the estimate (told once, at the second batch) starts a line of its own: the live line is erased first
-    assert "\r\x1b[Kestimate 2.0 s x 5\n" in text and text.count("\n") == 1
+    # the estimate (told once, five batches after the first) starts a line of its own: the live line is erased first
+    assert "\r\x1b[Kestimate 2.0 s x 8\n" in text and text.count("\n") == 1
     assert text.count("\r") >= 5 and text.endswith("\r\x1b[K")
-    assert "slim: step2_ft  epoch 1/2 batch 5/5" in text
+    assert "slim: step2_ft  epoch 1/2 batch 7/8" in text
 
 
 def test_the_plan_estimates_once_and_times_each_stage() -> None:
@@ -98,15 +98,17 @@ def test_the_plan_estimates_once_and_times_each_stage() -> None:
     plan.record("step1_prune", 65.0)
     now = _Clock()
     p = StageProgress("slim", "step1_ft", out=io.StringIO(), live=False, on_rate=plan.rate("step1_ft"), now=now)
-    p.feed(("\r" + _bar(0, 1, 1, 20, "2.00s/it") + "\r" + _bar(0, 1, 2, 20, "2.00s/it")).encode())
-    assert plan.rate("step2_ft") is None  # once only
+    for b in range(1, 7):  # the first batch is where the clock starts (its start-up is not counted): 2 s a batch after
+        now.t += 9 if b == 1 else 2
+        p.feed(("\r" + _bar(0, 1, b, 20)).encode())
+    assert plan.estimated and plan.rate("step2_ft") is None  # once only
     plan.record("step1_ft", 90.0)
     plan.record("step2_ft", None)
     plan.summary()
     text = out.getvalue()
     assert "slim: plan: 3 stages, 12 training epochs: step1_prune, step1_ft (2 epochs), step2_ft (10 epochs)" in text
     # 12 epochs x 20 batches x 2 s x 1.15
-    assert f"slim: estimate: about {clock(12 * 20 * 2 * 1.15)} for the 12 training epochs left" in text
+    assert f"slim: estimate: about {12 * 20 * 2 * 1.15 / 60:.0f} min for the 12 training epochs left" in text
     assert "step1_prune  1:05" in text and "step2_ft     done before" in text and "total        2:35" in text
 
 
