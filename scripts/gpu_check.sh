@@ -47,7 +47,7 @@ check val_half "$PY" val.py --weights "$BEST" "${COMMON[@]}" --half --project "$
 check prune "$PY" prune.py --weights "$BEST" "${COMMON[@]}" --percent 0.3 --importance taylor --round 8 \
   --project "$OUT" --name prune
 check slim_step "$PY" slim.py --weights "$BEST" "${COMMON[@]}" --target-gflops "$("$PY" -c "
-from models.summary import count_flops; from utils.checkpoint import load_model
+from models.summary import count_flops; from models.checkpoint import load_model
 print(round(0.8 * count_flops(load_model('$BEST')[0], $IMG), 6))")" --steps 1 --final-ft-epochs 1 --no-export \
   --project "$OUT" --name slim
 if [ "$DEVICE" != cpu ]; then  # float16 ONNX is traced on CUDA only
