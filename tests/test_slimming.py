@@ -4,6 +4,8 @@ plot (benchmarks/slimming.py end to end on a tiny split of coco128)."""
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 import json
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from utils.checkpoint import load_checkpoint
 from models.checkpoint import load_model
 from utils.cli import FlagError
 from utils.data import create_dataloader
+from utils.paths import REPO_ROOT
 
 
 @pytest.fixture(scope="module")
@@ -325,7 +328,10 @@ def test_slim_speedup_budget_is_met_as_measured_and_reported(tmp_path: Path, tin
                       "feature", "--name", "x", imgsz=160)
     i = argv.index("--target-gflops")
     argv[i:i + 2] = ["--speedup", "1.3"]
-    out = slim.main(argv)
+    # In a process of its own: the report times OpenVINO, whose runtime loaded into pytest's process made a later
+    # test's fork kill the suite with SIGSEGV (see tests/conftest.py).
+    p = subprocess.run([sys.executable, "slim.py", *argv], cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-2000:]
     root = tmp_path / "x"
     budget = json.loads((root / "budget.json").read_text())
     assert budget["speedup"] == 1.3 and budget["source_ms"] > 0
@@ -347,7 +353,7 @@ def test_slim_speedup_budget_is_met_as_measured_and_reported(tmp_path: Path, tin
     ft = yaml.safe_load((root / "step1_ft" / "opt.yaml").read_text())
     assert ft["teacher"] == str(yolov5n_pt) and ft["distill"] == "feature"
     assert "distill_loss" in (root / "step1_ft" / "results.csv").read_text().splitlines()[0]
-    assert out["report"] == report
+    assert "| speed-up (ONNX Runtime) | 1.00x |" in p.stdout  # the table printed at the end is the report's
 
 
 def test_final_fine_tune_length_comes_from_the_source() -> None:
