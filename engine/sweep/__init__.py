@@ -2,7 +2,7 @@
 
 One concern per module: ``config`` (settings), ``stages`` (the stage graph), ``runner`` (the scheduler: running it,
 resumably), ``executors`` and ``ray_executor`` (where stages run: one at a time, side by side on device slots, or as
-Ray tasks), ``command`` (one stage's command and its log), ``measure`` (parameters, GFLOPs, size, latency), ``table``
+Ray tasks; each stage runs through :func:`engine.stages.run_stage`), ``measure`` (parameters, GFLOPs, size, latency), ``table``
 (results.csv / results.md), ``pareto`` and ``plots`` (figures), ``pipeline`` (``run_sweep``, tying them together).
 """
 
