@@ -7,6 +7,10 @@ val stops improving, exports source and result to ONNX and OpenVINO and compares
 stage is a normal prune.py / train.py / export.py / val.py run in ``<project>/<name>/`` (logs in ``logs/``); the same
 command resumes an interrupted run. ``--max-map-drop D`` stops before a step whose val mAP50-95 falls more than D
 below the source's.
+
+``--search`` (with a speed budget) weighs slimming against the cheaper knobs: a smaller input size, INT8 (ONNX
+Runtime) and milder combinations of them are screened, the best of each kind fine-tuned alike, and the most accurate
+model that meets the budget as measured is chosen and exported at its own input size (search.md/json/png, chosen/).
 """
 
 from __future__ import annotations

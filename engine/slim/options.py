@@ -63,6 +63,19 @@ class SlimOptions:
     mode: str = opt("normal", "--mode", choices=MODES, help="prune.py --mode")
     round: int = opt(8, "--round", help="prune.py --round", check=at_least(1))
     bn_recal_images: int = opt(256, "--bn-recal-images", help="prune.py --bn-recal-images", check=at_least(1))
+    search: bool = opt(False, "--search",
+                       help="with a speed budget: search channel slimming, a smaller input size and INT8 together "
+                            "(candidates screened, the best of each kind fine-tuned alike) and keep the most accurate "
+                            "model that meets the budget (search.md/json/png)")
+    search_sizes: list[int] = opt([], "--search-sizes", nargs="+", type=int, check=at_least(32),
+                                  help="--search: input sizes to try (multiples of 32; default: --imgsz down in steps "
+                                       "of 32 to the first size that meets the budget alone)")
+    search_epochs: int = opt(0, "--search-epochs", check=at_least(0),
+                             help="--search: fine-tuning epochs of each finalist, the same for all (0: 1.5x the "
+                                  "source's training epochs, as slim.py's final fine-tune cap)")
+    int8_guard: float = opt(0.02, "--int8-guard", check=in_range(0, 1),
+                            help="--search: drop an INT8 model whose val mAP50-95 is more than this below its float "
+                                 "model's")
     export: bool = opt(True, "--no-export",
                        help="skip the final report (ONNX and OpenVINO exports of source and result, val/test mAP, "
                             "latency per backend)")
@@ -83,3 +96,8 @@ class SlimOptions:
             raise FlagError("give one budget: --speedup X, --target-latency MS, --target-gflops G or --target-params N")
         if self.speedup and self.speedup <= 1:
             raise FlagError(f"--speedup must be > 1 (times faster than the source), got {self.speedup:g}")
+        if self.search and not (self.speedup or self.target_latency):
+            raise FlagError("--search needs a speed budget: --speedup X or --target-latency MS")
+        odd = [s for s in self.search_sizes if s % 32]
+        if odd:
+            raise FlagError(f"--search-sizes must be multiples of 32 (the model's stride), got {odd}")

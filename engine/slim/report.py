@@ -7,9 +7,9 @@ done; the timing runs in this process, per runtime, source and result interleave
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
-
 
 from engine.benchmark import Timed, time_models
 from engine.slim.options import SlimOptions
@@ -21,7 +21,7 @@ from models.summary import model_facts
 from utils.data import load_dataset_config
 from utils.options import to_argv
 
-__all__ = ["build_report", "format_report", "plot_report", "BACKENDS"]
+__all__ = ["build_report", "write_report", "format_report", "plot_report", "latencies", "val_stage", "BACKENDS"]
 
 # report key -> (what load_backend opens for it, the column's name)
 BACKENDS = {"ort": (".onnx", "ONNX Runtime"), "openvino": ("_openvino_model", "OpenVINO (f32)"),
@@ -42,41 +42,42 @@ def _stage_files(runner: StageRunner, opt: SlimOptions, which: str, weights: Pat
     return pt
 
 
-def _scores(runner: StageRunner, opt: SlimOptions, which: str, pt: Path, splits: list[str]) -> dict:
-    """val.py on each split (``val/<which>_<split>``): ``{"map50_val", "map50_95_val", ...}``, None for a split the
-    dataset lacks."""
-    import json
+def val_stage(runner: StageRunner, which: str, split: str, weights: Path, imgsz: int, opt: SlimOptions) -> dict:
+    """val.py on ``weights`` (a checkpoint or an export) at ``imgsz`` on ``split``, as stage ``val_<which>_<split>``
+    in ``val/<which>_<split>``: its results.json."""
+    d = runner.root / "val" / f"{which}_{split}"
+    runner.run(f"val_{which}_{split}", "val.py", to_argv(ValOptions(
+        weights=str(weights), data=opt.data, imgsz=imgsz, task=split, workers=opt.workers, device=opt.device,
+        project=str(d.parent), name=d.name, exist_ok=True)), d / "results.json")
+    return json.loads((d / "results.json").read_text())
 
+
+def _scores(runner: StageRunner, opt: SlimOptions, which: str, pt: Path, splits: list[str]) -> dict:
+    """val.py on each split: ``{"map50_val", "map50_95_val", ...}``, None for a split the dataset lacks."""
     out: dict = {}
     for split in ("val", "test"):
-        if split not in splits:
-            out[f"map50_{split}"] = out[f"map50_95_{split}"] = None
-            continue
-        d = runner.root / "val" / f"{which}_{split}"
-        runner.run(f"val_{which}_{split}", "val.py", to_argv(ValOptions(
-            weights=str(pt), data=opt.data, imgsz=opt.imgsz, task=split, workers=opt.workers, device=opt.device,
-            project=str(d.parent),
-            name=d.name, exist_ok=True)), d / "results.json")
-        res = json.loads((d / "results.json").read_text())
-        out[f"map50_{split}"], out[f"map50_95_{split}"] = res["mAP50"], res["mAP50_95"]
+        res = val_stage(runner, which, split, pt, opt.imgsz, opt) if split in splits else {}
+        out[f"map50_{split}"], out[f"map50_95_{split}"] = res.get("mAP50"), res.get("mAP50_95")
     return out
 
 
-def _latencies(files: dict[str, Path], opt: SlimOptions, repeats: int = 100) -> dict[str, dict]:
-    """``{which: {"ort_ms", "ort_p90_ms", "openvino_ms", ..., "torch_ms", ...}}`` at batch 1 with ``--threads``: per
-    runtime, source and result timed interleaved with each other (:func:`engine.benchmark.time_models`, the timer the
-    steps' speed checks use): the exported ONNX files in ONNX Runtime (a bare session on a numpy input) and in
-    OpenVINO (pinned to float32), the checkpoints in PyTorch.
+def latencies(models: dict[str, tuple[Path | None, Path, int]], threads: int, repeats: int = 100) -> dict[str, dict]:
+    """``{which: {"ort_ms", "ort_p90_ms", "openvino_ms", ..., "torch_ms", ...}}`` at batch 1 with ``threads``: per
+    runtime, the models timed interleaved with each other (:func:`engine.benchmark.time_models`, the timer the
+    steps' speed checks use). ``models`` maps a name to (checkpoint, ONNX file, input size): the ONNX file runs in
+    ONNX Runtime (a bare session on a numpy input) and OpenVINO (which runs a quantized file's QDQ nodes in INT8),
+    the checkpoint in PyTorch (None: not timed there, an INT8 model).
 
     One runtime at a time, as a deployment runs: timed in one session with the other runtimes and through the
     backends' tensor conversions, the main job's result measured 1.48x where its last step had measured 1.63x."""
-    out: dict[str, dict] = {which: {} for which in files}
+    out: dict[str, dict] = {which: {} for which in models}
     for rt, key in (("ort", "ort"), ("ov", "openvino"), ("torch", "torch")):
-        items = [Timed(which, str(pt if rt == "torch" else pt.with_suffix(".onnx")), opt.imgsz)
-                 for which, pt in files.items()]
-        t = time_models(items, threads=opt.threads, repeats=repeats, rounds=10, warmup=10, runtimes=(rt,))
-        for which in files:
-            out[which][f"{key}_ms"], out[which][f"{key}_p90_ms"] = t[which][f"{rt}_ms"], t[which][f"{rt}_p90_ms"]
+        items = [Timed(which, str(pt if rt == "torch" else onnx), imgsz)
+                 for which, (pt, onnx, imgsz) in models.items() if pt is not None or rt != "torch"]
+        t = time_models(items, threads=threads, repeats=repeats, rounds=10, warmup=10, runtimes=(rt,))
+        for which in models:
+            row = t.get(which, {})
+            out[which][f"{key}_ms"], out[which][f"{key}_p90_ms"] = row.get(f"{rt}_ms"), row.get(f"{rt}_p90_ms")
     return out
 
 
@@ -91,7 +92,7 @@ def build_report(runner: StageRunner, opt: SlimOptions, source: Path, final: Pat
     files = {which: _stage_files(runner, opt, which, w) for which, w in (("source", source), ("final", final))}
     print(f"slim: timing source and result in {', '.join(n for _, n in BACKENDS.values())} (batch 1, {opt.threads} "
           "thread(s), interleaved)", flush=True)
-    times = _latencies(files, opt)
+    times = latencies({w: (pt, pt.with_suffix('.onnx'), opt.imgsz) for w, pt in files.items()}, opt.threads)
     rows = {}
     for which, pt in files.items():
         model = load_model(pt, device="cpu")[0]
@@ -104,17 +105,23 @@ def build_report(runner: StageRunner, opt: SlimOptions, source: Path, final: Pat
     report = {"source": rows["source"], "final": rows["final"], "stopped": stopped, "epochs": epochs,
               "budget": steps.get("budget"), "threads": opt.threads, "data": opt.data,
               "distill": opt.distill, "steps": len(steps["rows"])}
-    root = runner.root
+    write_report(runner.root, report)
+    return report
+
+
+def write_report(root: Path, report: dict) -> None:
+    """report.json, report.md and report.png in ``root``; the table printed. ``report["label"]`` names the result's
+    column (default "slimmed")."""
     atomic_write_json(root / "report.json", report)
     text = format_report(report)
-    atomic_write_text(root / "report.md", f"# slim.py: {Path(report['source']['file'])} slimmed\n\n{text}\n")
+    atomic_write_text(root / "report.md", f"# slim.py: {Path(report['source']['file'])} and its "
+                                          f"{report.get('label', 'slimmed')} model\n\n{text}\n")
     fig = plot_report(report)
     fig.savefig(root / "report.png", dpi=150)
     import matplotlib.pyplot as plt
 
     plt.close(fig)
     print(f"\n{text}")
-    return report
 
 
 def _fmt(v: float | None, spec: str) -> str:
@@ -124,7 +131,8 @@ def _fmt(v: float | None, spec: str) -> str:
 def format_report(report: dict) -> str:
     """The before/after Markdown table, with how the final fine-tune ended under it."""
     s, f = report["source"], report["final"]
-    lines = ["| | source | slimmed | change |", "| --- | ---: | ---: | ---: |"]
+    label = report.get("label", "slimmed")
+    lines = [f"| | source | {label} | change |", "| --- | ---: | ---: | ---: |"]
 
     def add(name: str, key: str, spec: str, change: str = "ratio") -> None:
         a, b = s.get(key), f.get(key)
@@ -136,8 +144,11 @@ def format_report(report: dict) -> str:
             delta = ""
         lines.append(f"| {name} | {_fmt(a, spec)} | {_fmt(b, spec)} | {delta} |")
 
+    if (s["imgsz"], s.get("precision", "fp32")) != (f["imgsz"], f.get("precision", "fp32")):
+        lines.append(f"| input size (px) | {s['imgsz']} | {f['imgsz']} | |")
+        lines.append(f"| precision | {s.get('precision', 'fp32')} | {f.get('precision', 'fp32')} | |")
     add("parameters", "params", ",")
-    add(f"GFLOPs ({s['imgsz']} px)", "gflops", ".3f")
+    add(f"GFLOPs (at {'its input size' if s['imgsz'] != f['imgsz'] else str(s['imgsz']) + ' px'})", "gflops", ".3f")
     add("file size (MB)", "size_mb", ".2f")
     for split in ("val", "test"):
         if s.get(f"map50_95_{split}") is not None:
@@ -150,12 +161,14 @@ def format_report(report: dict) -> str:
                          f"{f'{a / b:.2f}x faster' if a and b else ''} |")
     lines.append(f"| speed-up (ONNX Runtime) | 1.00x | {f['speedup']:.2f}x | |")
     return ("\n".join(lines) + f"\n\nBatch 1, {report['threads']} thread(s), source and result timed interleaved per runtime. "
-            f"Fine-tuning: {report['epochs']} epochs in all; the final fine-tune {report['stopped']}.\nSlimmed model: "
-            f"{f['file']} (ONNX {f['onnx']}, OpenVINO {f['openvino']})")
+            f"Fine-tuning: {report['epochs']} epochs in all; the final fine-tune {report['stopped']}.\n"
+            f"{label.capitalize()} model: {f['file']} (ONNX {f['onnx']}"
+            f"{f', OpenVINO ' + f['openvino'] if f.get('openvino') else ''})")
 
 
 def plot_report(report: dict):  # noqa: ANN201 - a matplotlib Figure
-    """Two panels: latency per backend and mAP50-95 per split, source against slimmed."""
+    """Two panels: latency per backend and mAP50-95 per split, source against the result (a runtime that did not run
+    the result, PyTorch for an INT8 model, shows no bar)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -167,17 +180,20 @@ def plot_report(report: dict):  # noqa: ANN201 - a matplotlib Figure
     keys = [k for k in BACKENDS if s.get(f"{k}_ms")]
     x = range(len(keys))
     ax1.bar([i - 0.2 for i in x], [s[f"{k}_ms"] for k in keys], 0.4, label="source")
-    ax1.bar([i + 0.2 for i in x], [f[f"{k}_ms"] for k in keys], 0.4, label=f"slimmed ({f['speedup']:.2f}x in ORT)")
+    label = report.get("label", "slimmed")
+    ax1.bar([i + 0.2 for i in x], [f.get(f"{k}_ms") or 0 for k in keys], 0.4,
+            label=f"{label} ({f['speedup']:.2f}x in ORT)")
     ax1.set_xticks(list(x), names)
     ax1.set_ylabel(f"ms per image (batch 1, {report['threads']} thread(s))")
     ax1.legend()
     splits = [sp for sp in ("val", "test") if s.get(f"map50_95_{sp}") is not None]
     y = range(len(splits))
     ax2.bar([i - 0.2 for i in y], [s[f"map50_95_{sp}"] for sp in splits], 0.4, label="source")
-    ax2.bar([i + 0.2 for i in y], [f[f"map50_95_{sp}"] for sp in splits], 0.4, label="slimmed")
+    ax2.bar([i + 0.2 for i in y], [f[f"map50_95_{sp}"] for sp in splits], 0.4, label=label)
     ax2.set_xticks(list(y), splits)
     ax2.set_ylabel("mAP50-95")
     ax2.legend()
-    fig.suptitle(f"{Path(s['file']).name}: {s['gflops']:.2f} -> {f['gflops']:.2f} GFLOPs at {s['imgsz']} px")
+    fig.suptitle(f"{Path(s['file']).name}: {s['gflops']:.2f} GFLOPs at {s['imgsz']} px -> {f['gflops']:.2f} at "
+                 f"{f['imgsz']} px ({f.get('precision', 'fp32')})")
     fig.tight_layout()
     return fig

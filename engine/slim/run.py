@@ -31,6 +31,7 @@ from engine.progress import PlannedStage
 from engine.prune.options import PruneOptions
 from engine.slim.options import CAP_FACTOR, CAP_UNKNOWN, DEFAULT_HYP, LAST_STEP_MARGIN, SlimOptions
 from engine.slim.report import build_report
+from engine.slim.search import run_search
 from engine.stages import StageError, StageRunner
 from utils.files import atomic_write_json, atomic_write_text
 from engine.train.options import TrainOptions
@@ -157,6 +158,12 @@ def run(opt: SlimOptions) -> dict:
     source_epochs, source_hyp = _source_facts(source, root)
     cap, cap_why = final_epochs(opt, source_epochs)
     budget = _speed_budget(opt, source, root) if timed else None
+    if opt.search:
+        epochs, why = (opt.search_epochs, f"--search-epochs {opt.search_epochs}") if opt.search_epochs else \
+            (cap, cap_why)
+        result = run_search(opt, source, root, budget, source_hyp, epochs, why)
+        print(f"Results saved to {root}")
+        return result
     runner = StageRunner(root, prefix="slim", plan=slim_plan(opt, cap))
     if timed:
         targets = [budget["speedup"] ** (k / opt.steps) for k in range(1, opt.steps + 1)]

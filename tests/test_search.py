@@ -1,0 +1,119 @@
+"""slim.py --search: the candidates for a speed budget, the choice among them, and a tiny search end to end (every
+candidate as fast as the budget asks, the chosen model exported at its own input size, the refusal when none is)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import onnx
+import pytest
+
+import slim
+from engine.export.common import decode_metadata
+from engine.slim.search import Candidate, NoCandidate, choose, plan_candidates, search_sizes
+from utils.paths import REPO_ROOT
+
+
+def test_sizes_reach_below_the_size_that_meets_the_budget_alone() -> None:
+    assert search_sizes(320, 1.5) == [320, 288, 256, 224]  # 320 / sqrt(1.5) = 261: one size below it as well
+    assert search_sizes(640, 2.0) == [640, 608, 576, 544, 512, 480, 448, 416]
+    assert search_sizes(320, 1.5, [256, 320, 256]) == [320, 256]
+
+
+def test_candidates_slim_what_each_size_and_precision_leaves_of_the_budget() -> None:
+    ms = {(320, "fp32"): 12.0, (288, "fp32"): 10.0, (256, "fp32"): 7.9, (224, "fp32"): 6.0,
+          (320, "int8"): 13.0, (288, "int8"): 7.0, (256, "int8"): 5.5}
+    cands = plan_candidates(1.5, 12.0, ms, 320)
+    got = [(c.name, c.family) for c in cands]
+    # fp32: 320 slims 1.5x, 288 slims 1.25x, 256 (1.52x alone) ends the list; int8 at 320 is slower than the
+    # source (none), 288 alone is 1.71x and ends it.
+    assert got == [("320px-fp32-slim1.50x", "slim"), ("288px-fp32-slim1.25x", "combination"), ("256px-fp32", "size"),
+                   ("288px-int8", "combination")]
+    for c in cands:  # what the unpruned model at that size and precision gives, times the slimming, is the budget
+        assert 12.0 / ms[(c.imgsz, c.precision)] * c.slim == pytest.approx(1.5, rel=1e-3) or \
+            (not c.slimmed and 12.0 / ms[(c.imgsz, c.precision)] >= 1.5)
+    assert Candidate(320, "int8", 1.0, 320).family == "int8"
+
+
+def _row(name: str, val: float, speedup: float, meets: bool, epochs: int = 30, kept: bool = True) -> dict:
+    return {"name": name, "map50_95_val": val, "speedup": speedup, "meets_budget": meets, "epochs": epochs,
+            "kept": kept}
+
+
+def test_the_choice_is_the_most_accurate_finalist_that_meets_the_budget() -> None:
+    rows = [_row("fast", 0.25, 1.9, True), _row("best-but-slow", 0.40, 1.45, False),
+            _row("int8-broken", 0.38, 1.7, True, kept=False), _row("screened-only", 0.39, 1.6, True, epochs=0),
+            _row("good", 0.30, 1.55, True)]
+    assert choose(rows)["name"] == "good"
+    with pytest.raises(NoCandidate, match=r"no fine-tuned candidate meets the budget as measured; the fastest, "
+                                          r"fast, measured 1\.900x"):
+        choose([dict(rows[0], meets_budget=False), rows[1]])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--target-gflops", "1", "--search"], "--search needs a speed budget"),
+    (["--speedup", "1.5", "--search", "--search-sizes", "300"], "--search-sizes must be multiples of 32"),
+    (["--speedup", "1.5", "--search", "--int8-guard", "2"], "--int8-guard must be in [0, 1)"),
+])
+def test_search_flag_errors(args: list[str], message: str, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as e:
+        slim.parse_opt(["--weights", "w.pt", *args])
+    assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_tiny_search_meets_its_budget_exports_the_chosen_size_and_refuses_when_nothing_is_fast_enough(
+        tmp_path: Path, tiny_data: Path, yolov5n_pt: Path) -> None:
+    """``--speedup 1.3 --search`` at 160 px, one epoch per finalist: a slimmed, a smaller-input and an INT8
+    candidate, each timed at least about 1.3x faster than the source; search.json/md/png; the chosen model copied to
+    chosen/ with its input size in the export's metadata, which val.py uses by default. Run again after its timings
+    are made slower than the budget, the same command resumes every stage and refuses with one ERROR line."""
+    cmd = [sys.executable, "slim.py", "--weights", str(yolov5n_pt), "--data", str(tiny_data), "--imgsz", "160",
+           "--speedup", "1.3", "--search", "--search-epochs", "1", "--workers", "0", "--project", str(tmp_path),
+           "--name", "s"]
+    p = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-2000:]
+    root = tmp_path / "s"
+    result = json.loads((root / "search.json").read_text())
+    rows = result["candidates"]
+    assert {r["family"] for r in rows} >= {"slim", "size"} and any(r["precision"] == "int8" for r in rows)
+    assert result["budget"]["speedup"] == 1.3
+    for r in rows:
+        assert r["screen_speedup"] >= 1.3 * 0.95, r  # timing noise allowed for; an unmet budget is ~1.0x
+        assert {"name", "imgsz", "slimmed", "precision", "backend", "gflops", "ort_ms", "speedup", "epochs",
+                "map50_95_val", "map50_95_test", "meets_budget", "chosen"} <= set(r)
+    assert any(r["slimmed"] and r["gflops"] < result["source"]["gflops"] * 0.9 for r in rows)
+    assert all(r["epochs"] == 1 and 0 <= r["map50_95_val"] <= 1 for r in rows if r["family"] in ("slim", "size"))
+    chosen = [r for r in rows if r["chosen"]]
+    assert len(chosen) == 1 and chosen[0]["meets_budget"] and chosen[0]["epochs"] == 1
+    best = max(r["map50_95_val"] for r in rows if r["meets_budget"] and r["epochs"] and r["kept"])
+    assert chosen[0]["map50_95_val"] == best
+    deployed = Path(result["chosen"]["file"])
+    assert deployed.parent == root / "chosen" and deployed.suffix == ".onnx"
+    meta = decode_metadata({m.key: m.value for m in onnx.load(str(deployed)).metadata_props})
+    assert meta["imgsz"] == [chosen[0]["imgsz"]] * 2
+    v = subprocess.run([sys.executable, "val.py", "--weights", str(deployed), "--data", str(tiny_data), "--workers",
+                        "0", "--project", str(tmp_path), "--name", "v"], cwd=REPO_ROOT, capture_output=True,
+                       text=True, timeout=300)
+    assert v.returncode == 0, v.stderr[-2000:]
+    assert json.loads((tmp_path / "v" / "results.json").read_text())["imgsz"] == chosen[0]["imgsz"]
+    report = json.loads((root / "report.json").read_text())  # slim.py's before/after report, for the chosen model
+    fin = report["final"]
+    assert report["label"] == "chosen" and fin["imgsz"] == chosen[0]["imgsz"] and fin["file"] == str(deployed)
+    assert fin["map50_95_val"] == chosen[0]["map50_95_val"] and report["epochs"] == 1
+    assert fin["ort_ms"] > 0 and fin["openvino_ms"] > 0 and report["source"]["torch_ms"] > 0
+    assert (fin["torch_ms"] is None) == (chosen[0]["precision"] == "int8")  # PyTorch runs no INT8 model
+    md = (root / "search.md").read_text()
+    assert f"| {chosen[0]['name']} |" in md and "**chosen**" in md and "| source | - | 160 |" in md
+    assert (root / "search.png").stat().st_size > 10_000 and p.stdout.splitlines()[-1] == f"Results saved to {root}"
+
+    times = json.loads((root / "final_times.json").read_text())
+    (root / "final_times.json").write_text(json.dumps({k: v if k == "source" else v * 2 for k, v in times.items()}))
+    p = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 2, p.stdout[-3000:] + p.stderr[-2000:]
+    assert "ft_" not in "".join(ln for ln in p.stdout.splitlines() if "$ python" in ln)  # nothing ran again
+    errors = [ln for ln in p.stderr.splitlines() if ln.startswith("ERROR:")]
+    assert len(errors) == 1 and "no fine-tuned candidate meets the budget as measured" in errors[0], p.stderr
+    assert not json.loads((root / "search.json").read_text()).get("chosen")
