@@ -154,10 +154,13 @@ def format_report(report: dict) -> str:
         if s.get(f"map50_95_{split}") is not None:
             add(f"mAP50 {split}", f"map50_{split}", ".3f", "diff")
             add(f"mAP50-95 {split}", f"map50_95_{split}", ".3f", "diff")
+    int8 = f.get("precision") == "int8"
     for key, (_, name) in BACKENDS.items():
-        for k, label in ((f"{key}_ms", f"{name} ms"), (f"{key}_p90_ms", f"{name} ms p90")):
+        if int8:  # ONNX Runtime and OpenVINO run the QDQ model's convolutions in INT8: the name's "(f32)" would lie
+            name = name.replace(" (f32)", "")
+        for k, row_name in ((f"{key}_ms", f"{name} ms"), (f"{key}_p90_ms", f"{name} ms p90")):
             a, b = s.get(k), f.get(k)
-            lines.append(f"| {label} | {_fmt(a, '.2f')} | {_fmt(b, '.2f')} | "
+            lines.append(f"| {row_name} | {_fmt(a, '.2f')} | {_fmt(b, '.2f')} | "
                          f"{f'{a / b:.2f}x faster' if a and b else ''} |")
     lines.append(f"| speed-up (ONNX Runtime) | 1.00x | {f['speedup']:.2f}x | |")
     return ("\n".join(lines) + f"\n\nBatch 1, {report['threads']} thread(s), source and result timed interleaved per runtime. "
