@@ -9,7 +9,7 @@ command resumes an interrupted run. ``--max-map-drop D`` stops before a step who
 below the source's.
 
 ``--search`` (with a speed budget) weighs slimming against the cheaper knobs: a smaller input size, INT8 (ONNX
-Runtime) and milder combinations of them are screened, the best of each kind fine-tuned alike, and the most accurate
+Runtime, OpenVINO) and milder combinations of them are screened, the best of each kind fine-tuned alike, and the most accurate
 model that meets the budget as measured is chosen and exported at its own input size (search.md/json/png, chosen/).
 """
 

@@ -1,8 +1,9 @@
 """slim.py --search: the most accurate model for a speed budget, whichever knob reaches it: channel slimming, a
 smaller input size, INT8, or a combination of milder settings of each.
 
-1. **Measure** (``sizes/``, ``sizes.json``): the source exported at each candidate input size, in float32 and (ONNX
-   Runtime) INT8, all timed interleaved with the source at its own size: what each size and precision alone gives.
+1. **Measure** (``sizes/``, ``sizes.json``): the source exported at each candidate input size, in float32 and INT8
+   (ONNX Runtime's static QDQ quantization, which ONNX Runtime and OpenVINO both run in INT8; none for PyTorch), all
+   timed interleaved with the source at its own size: what each size and precision alone gives.
 2. **Plan** (``candidates.json``): per precision, from the source's size down, each size whose unpruned model is too
    slow becomes a candidate slimmed by what is left of the budget; the first size fast enough alone ends that
    precision's list (a smaller one only loses accuracy).
@@ -164,7 +165,7 @@ def _measure_sizes(runner: StageRunner, opt: SlimOptions, source: Path, budget: 
     f = runner.root / "sizes.json"
     if f.exists():
         return json.loads(f.read_text())
-    int8 = opt.latency_backend == "onnxruntime"
+    int8 = opt.latency_backend != "torch"  # OpenVINO runs the QDQ file's convolutions in u8 too; PyTorch has no INT8
     sizes = search_sizes(opt.imgsz, budget["speedup"], opt.search_sizes)
     items = []
     for s in sorted(set(sizes) | {opt.imgsz}, reverse=True):
