@@ -21,7 +21,7 @@ from models.summary import model_facts
 from utils.data import load_dataset_config
 from utils.options import to_argv
 
-__all__ = ["build_report", "write_report", "format_report", "plot_report", "latencies", "val_stage", "BACKENDS"]
+__all__ = ["build_report", "write_report", "format_report", "plot_report", "latencies", "val_stage", "write_outputs", "BACKENDS"]
 
 # report key -> (what load_backend opens for it, the column's name)
 BACKENDS = {"ort": (".onnx", "ONNX Runtime"), "openvino": ("_openvino_model", "OpenVINO (f32)"),
@@ -112,16 +112,21 @@ def build_report(runner: StageRunner, opt: SlimOptions, source: Path, final: Pat
 def write_report(root: Path, report: dict) -> None:
     """report.json, report.md and report.png in ``root``; the table printed. ``report["label"]`` names the result's
     column (default "slimmed")."""
-    atomic_write_json(root / "report.json", report)
-    text = format_report(report)
-    atomic_write_text(root / "report.md", f"# slim.py: {Path(report['source']['file'])} and its "
-                                          f"{report.get('label', 'slimmed')} model\n\n{text}\n")
-    fig = plot_report(report)
-    fig.savefig(root / "report.png", dpi=150)
+    write_outputs(root, "report", report, f"slim.py: {Path(report['source']['file'])} and its "
+                                          f"{report.get('label', 'slimmed')} model", format_report(report),
+                  plot_report(report))
+
+
+def write_outputs(root: Path, stem: str, data: dict, title: str, table: str, fig) -> None:  # noqa: ANN001 - a Figure
+    """``<stem>.json`` (``data``), ``<stem>.md`` (``title`` and ``table``) and ``<stem>.png`` (``fig``) in ``root``;
+    the table printed."""
+    atomic_write_json(root / f"{stem}.json", data)
+    atomic_write_text(root / f"{stem}.md", f"# {title}\n\n{table}\n")
+    fig.savefig(root / f"{stem}.png", dpi=150)
     import matplotlib.pyplot as plt
 
     plt.close(fig)
-    print(f"\n{text}")
+    print(f"\n{table}", flush=True)
 
 
 def _fmt(v: float | None, spec: str) -> str:

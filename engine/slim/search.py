@@ -34,14 +34,14 @@ from engine.export.run import ExportOptions
 from engine.progress import PlannedStage
 from engine.prune.options import PruneOptions
 from engine.slim.options import LAST_STEP_MARGIN, SlimOptions
-from engine.slim.report import latencies, val_stage, write_report
+from engine.slim.report import latencies, val_stage, write_outputs, write_report
 from engine.slim.search_report import format_search, plot_search
 from engine.stages import StageError, StageRunner
 from engine.train.options import TrainOptions
 from models.summary import model_facts
 from models.checkpoint import load_model
 from utils.data import load_dataset_config
-from utils.files import atomic_write_json, atomic_write_text
+from utils.files import atomic_write_json
 from utils.options import to_argv
 
 __all__ = ["Candidate", "search_sizes", "plan_candidates", "prune_steps", "choose", "run_search", "NoCandidate"]
@@ -435,10 +435,6 @@ def _cached_times(f: Path, opt: SlimOptions, items: list[Timed], repeats: int = 
 
 def _write(root: Path, result: dict) -> None:
     """search.json, search.md and search.png; the table printed."""
-    atomic_write_json(root / "search.json", result)
-    text = format_search(result)
-    atomic_write_text(root / "search.md", f"# slim.py --search: {result['budget']['speedup']:.3g}x faster than "
-                                          f"{Path(result['source']['file']).name}\n\n{text}\n")
-    fig = plot_search(result)
-    fig.savefig(root / "search.png", dpi=150)
-    print(f"\n{text}", flush=True)
+    write_outputs(root, "search", result, f"slim.py --search: {result['budget']['speedup']:.3g}x faster than "
+                                          f"{Path(result['source']['file']).name}", format_search(result),
+                  plot_search(result))
