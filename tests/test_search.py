@@ -64,6 +64,7 @@ def test_search_flag_errors(args: list[str], message: str, capsys: pytest.Captur
     assert e.value.code == 2 and message in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_tiny_search_meets_its_budget_exports_the_chosen_size_and_refuses_when_nothing_is_fast_enough(
         tmp_path: Path, tiny_data: Path, yolov5n_pt: Path) -> None:
     """``--speedup 1.3 --search`` at 160 px, one epoch per finalist: a slimmed, a smaller-input and an INT8
