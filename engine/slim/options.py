@@ -66,10 +66,11 @@ class SlimOptions:
     search: bool = opt(False, "--search",
                        help="with a speed budget: search channel slimming, a smaller input size and INT8 together "
                             "(candidates screened, the best of each kind fine-tuned alike) and keep the most accurate "
-                            "model that meets the budget (search.md/json/png)")
+                            "model that meets the budget (search.md/json/png; --steps, --ft-epochs, --distill and "
+                            "--max-map-drop do not apply)")
     search_sizes: list[int] = opt([], "--search-sizes", nargs="+", type=int, check=at_least(32),
                                   help="--search: input sizes to try (multiples of 32; default: --imgsz down in steps "
-                                       "of 32 to the first size that meets the budget alone)")
+                                       "of 32 to about 0.85x the size whose pixel count alone meets the budget)")
     search_epochs: int = opt(0, "--search-epochs", check=at_least(0),
                              help="--search: fine-tuning epochs of each finalist, the same for all (0: 1.5x the "
                                   "source's training epochs, as slim.py's final fine-tune cap)")
