@@ -153,7 +153,7 @@ def format_report(report: dict) -> str:
         lines.append(f"| input size (px) | {s['imgsz']} | {f['imgsz']} | |")
         lines.append(f"| precision | {s.get('precision', 'fp32')} | {f.get('precision', 'fp32')} | |")
     add("parameters", "params", ",")
-    add(f"GFLOPs (at {'its input size' if s['imgsz'] != f['imgsz'] else str(s['imgsz']) + ' px'})", "gflops", ".3f")
+    add(f"GFLOPs ({'at its input size' if s['imgsz'] != f['imgsz'] else str(s['imgsz']) + ' px'})", "gflops", ".3f")
     add("file size (MB)", "size_mb", ".2f")
     for split in ("val", "test"):
         if s.get(f"map50_95_{split}") is not None:
