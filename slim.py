@@ -1,16 +1,17 @@
 """Make a trained model faster: ``python slim.py --weights runs/train/exp/weights/best.pt --data data/aquarium.yaml
 --speedup 1.5``.
 
-Prunes in 3 Taylor steps (BN-recalibrated, 2 epochs of fine-tuning between them) to a measured speed-up over the
-source (``--speedup``, ``--target-latency``; or ``--target-gflops``/``--target-params``), fine-tunes the result until
-val stops improving, exports source and result to ONNX and OpenVINO and compares them (report.md/json/png). Each
-stage is a normal prune.py / train.py / export.py / val.py run in ``<project>/<name>/`` (logs in ``logs/``); the same
-command resumes an interrupted run. ``--max-map-drop D`` stops before a step whose val mAP50-95 falls more than D
-below the source's.
+A speed budget (``--speedup``, ``--target-latency``: batch-1 latency measured against the source in
+``--latency-backend``) weighs every knob: channel slimming, a smaller input size, INT8 (ONNX Runtime, OpenVINO) and
+milder combinations of them are screened, the best of each kind fine-tuned alike, and the most accurate model that
+meets the budget as measured is chosen and exported at its own input size (search.md/json/png, chosen/). The report
+(report.md/json/png) compares it with the source on val, test and latency in three runtimes.
 
-``--search`` (with a speed budget) weighs slimming against the cheaper knobs: a smaller input size, INT8 (ONNX
-Runtime, OpenVINO) and milder combinations of them are screened, the best of each kind fine-tuned alike, and the most accurate
-model that meets the budget as measured is chosen and exported at its own input size (search.md/json/png, chosen/).
+``--search off`` (and every ``--target-gflops``/``--target-params`` budget) slims alone: 3 Taylor steps
+(BN-recalibrated, 2 epochs of fine-tuning between them), then a fine-tune until val stops improving, the same report.
+``--max-map-drop D`` stops before a step whose val mAP50-95 falls more than D below the source's. Each stage is a normal
+prune.py / train.py / export.py / val.py run in ``<project>/<name>/`` (logs in ``logs/``); the same command resumes an
+interrupted run.
 """
 
 from __future__ import annotations

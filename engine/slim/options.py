@@ -9,13 +9,15 @@ from engine.benchmark import LATENCY_BACKENDS
 from pruning.importance import IMPORTANCES
 from pruning.masks import MODES
 from utils.cli import FlagError
-from utils.options import at_least, imgsz_opt, in_range, not_a_file, opt
+from utils.options import at_least, flag_name, imgsz_opt, in_range, not_a_file, opt
 
 __all__ = ["SlimOptions", "DEFAULT_HYP", "CAP_FACTOR", "CAP_UNKNOWN", "LAST_STEP_MARGIN"]
 
 DEFAULT_HYP = "data/hyps/hyp.scratch-low.yaml"  # the final fine-tune's hyperparameters when the source has none
 CAP_FACTOR, CAP_UNKNOWN = 1.5, 60  # final fine-tune cap: 1.5x the source's epochs, 60 when its checkpoint has none
 _BUDGETS = ("speedup", "target_latency", "target_gflops", "target_params")
+_SLIM_ALONE = ("steps", "ft_epochs", "final_ft_epochs", "patience", "ft_hyp", "distill", "kd_weight", "max_map_drop")
+_SEARCH_ONLY = ("search_sizes", "search_epochs", "int8_guard")
 # The last step aims this much past a speed budget: two interleaved timings of the same pair differ by ~1-2% here
 # (1.500x at the step, 1.47x in the report of the main job's first run), so aiming at the budget itself missed it.
 LAST_STEP_MARGIN = 1.03
@@ -63,11 +65,12 @@ class SlimOptions:
     mode: str = opt("normal", "--mode", choices=MODES, help="prune.py --mode")
     round: int = opt(8, "--round", help="prune.py --round", check=at_least(1))
     bn_recal_images: int = opt(256, "--bn-recal-images", help="prune.py --bn-recal-images", check=at_least(1))
-    search: bool = opt(False, "--search",
-                       help="with a speed budget: search channel slimming, a smaller input size and INT8 together "
-                            "(candidates screened, the best of each kind fine-tuned alike) and keep the most accurate "
-                            "model that meets the budget (search.md/json/png; --steps, --ft-epochs, --distill and "
-                            "--max-map-drop do not apply)")
+    search: str = opt("auto", "--search", nargs="?", const="on", choices=("auto", "on", "off"),
+                      help="search channel slimming, a smaller input size and INT8 together (candidates screened, the "
+                           "best of each kind fine-tuned alike) and keep the most accurate model that meets the "
+                           "budget (search.md/json/png); 'auto' (default): with a speed budget; 'off': slimming "
+                           "alone, in --steps steps (--steps, --ft-epochs, --final-ft-epochs, --patience, --distill "
+                           "and --max-map-drop apply only then)")
     search_sizes: list[int] = opt([], "--search-sizes", nargs="+", type=int, check=at_least(32),
                                   help="--search: input sizes to try (multiples of 32; default: --imgsz down in steps "
                                        "of 32 to about 0.85x the size whose pixel count alone meets the budget)")
@@ -88,7 +91,8 @@ class SlimOptions:
     name: str = opt("exp", "--name", help="save to project/name (the same name resumes)")
 
     def validate(self, given: Collection[str] = ()) -> None:
-        """Checks across flags: exactly one budget.
+        """Checks across flags: exactly one budget; a flag of the other path (``given``: the fields set explicitly)
+        is refused rather than ignored.
 
         Raises:
             FlagError: naming the flags.
@@ -97,8 +101,28 @@ class SlimOptions:
             raise FlagError("give one budget: --speedup X, --target-latency MS, --target-gflops G or --target-params N")
         if self.speedup and self.speedup <= 1:
             raise FlagError(f"--speedup must be > 1 (times faster than the source), got {self.speedup:g}")
-        if self.search and not (self.speedup or self.target_latency):
+        if self.search == "on" and not self.speed_budget:
             raise FlagError("--search needs a speed budget: --speedup X or --target-latency MS")
+        ignored = [flag_name(SlimOptions, f) for f in _SLIM_ALONE if f in given] if self.searching else []
+        if ignored:
+            raise FlagError(f"{', '.join(ignored)} {'applies' if len(ignored) == 1 else 'apply'} to slimming alone, "
+                            "but a speed budget searches every knob by default: add --search off to slim in steps, "
+                            f"or drop {'it' if len(ignored) == 1 else 'them'}")
+        searched = [flag_name(SlimOptions, f) for f in _SEARCH_ONLY if f in given] if not self.searching else []
+        if searched:
+            raise FlagError(f"{', '.join(searched)} {'applies' if len(searched) == 1 else 'apply'} to the search "
+                            "only (a speed budget with --search auto or on)")
         odd = [s for s in self.search_sizes if s % 32]
         if odd:
             raise FlagError(f"--search-sizes must be multiples of 32 (the model's stride), got {odd}")
+
+    @property
+    def speed_budget(self) -> bool:
+        """True when the budget is a measured speed (``--speedup`` or ``--target-latency``)."""
+        return bool(self.speedup or self.target_latency)
+
+    @property
+    def searching(self) -> bool:
+        """True when the run is a search (:mod:`engine.slim.search`): ``--search on``, or ``auto`` with a speed
+        budget."""
+        return self.search == "on" or (self.search == "auto" and self.speed_budget)

@@ -1,20 +1,25 @@
-"""slim.py: prune a trained model towards a budget in K steps, each BN-recalibrated and briefly fine-tuned, then give
-the slimmed network a long fine-tune and hand back the result exported, validated and timed against its source.
+"""slim.py: the most accurate model for a budget, exported, validated and timed against its source.
 
-The defaults are the recipe measured best on aquarium (docs/slimming/slim_finetune.md): Taylor importance, kept
-channels in multiples of 8, 3 steps with BN recalibration and 2 warmup-free epochs between them, and a final fine-tune
-with the source's own hyperparameters that runs until val fitness has not improved for ``--patience`` epochs, capped
-at 1.5x the source's own training epochs (read from its checkpoint): the final fine-tune's length decided most of the
-recovered accuracy (10 epochs 0.21, 30 epochs 0.27, 60 epochs 0.306 mAP50-95 from a 0.296 source).
+A speed budget (``--speedup X``, or ``--target-latency MS``, measured in ``--latency-backend``) searches by default
+(:mod:`engine.slim.search`): channel slimming, a smaller input size and INT8, alone and together, screened, the best of
+each kind fine-tuned alike, the most accurate that meets the budget as measured kept. On aquarium that chose 288 px in
+INT8 (1.70x, val mAP50-95 0.317 from a 0.299 source) where slimming alone reached 0.278 after the same 60 epochs
+(docs/slimming/search/README.md).
 
-The budget is a measured speed-up (``--speedup X``, or ``--target-latency MS``) in ``--latency-backend``, or GFLOPs
-or parameters. Step k aims at ``(1/X) ** (k/K)`` of the source's latency: before each step the current model is timed
-interleaved with the source, and prune.py ``--target-speedup`` asks for what is left of the way; the last step's
-result is timed against the source again and, if it falls short, pruned once more with the shortfall added.
+Slimming alone (``--search off``, and every GFLOPs or parameter budget) prunes the trained model in K steps, each
+BN-recalibrated and briefly fine-tuned, then gives the slimmed network a long fine-tune. Its defaults are the recipe
+measured best on aquarium (docs/slimming/slim_finetune.md): Taylor importance, kept channels in multiples of 8, 3 steps
+with BN recalibration and 2 warmup-free epochs between them, and a final fine-tune with the source's own
+hyperparameters that runs until val fitness has not improved for ``--patience`` epochs, capped at 1.5x the source's own
+training epochs (read from its checkpoint): the final fine-tune's length decided most of the recovered accuracy
+(10 epochs 0.21, 30 epochs 0.27, 60 epochs 0.306 mAP50-95 from a 0.296 source). With a speed budget, step k aims at
+``(1/X) ** (k/K)`` of the source's latency: before each step the current model is timed interleaved with the source,
+and prune.py ``--target-speedup`` asks for what is left of the way; the last step's result is timed against the source
+again and, if it falls short, pruned once more with the shortfall added.
 
 Each stage is a normal run of prune.py / train.py / export.py / val.py in ``<project>/<name>/<stage>`` (logs in
-``logs/``), skipped when its outputs exist: the same command resumes. Writes ``steps.md/json`` and (unless
-``--no-export``) ``report.md/json/png`` (:mod:`engine.slim.report`).
+``logs/``), skipped when its outputs exist: the same command resumes. Writes ``steps.md/json`` (slimming alone) or
+``search.md/json/png``, and (unless ``--no-export``) ``report.md/json/png`` (:mod:`engine.slim.report`).
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from engine.progress import PlannedStage
 from engine.prune.options import PruneOptions
 from engine.slim.options import CAP_FACTOR, CAP_UNKNOWN, DEFAULT_HYP, LAST_STEP_MARGIN, SlimOptions
 from engine.slim.report import build_report
-from engine.slim.search import run_search
+from engine.slim.search import TYPICAL_FINALISTS, run_search
 from engine.stages import StageError, StageRunner
 from utils.files import atomic_write_json, atomic_write_text
 from engine.train.options import TrainOptions
@@ -158,7 +163,7 @@ def run(opt: SlimOptions) -> dict:
     source_epochs, source_hyp = _source_facts(source, root)
     cap, cap_why = final_epochs(opt, source_epochs)
     budget = _speed_budget(opt, source, root) if timed else None
-    if opt.search:
+    if opt.searching:
         epochs, why = (opt.search_epochs, f"--search-epochs {opt.search_epochs}") if opt.search_epochs else \
             (cap, cap_why)
         result = run_search(opt, source, root, budget, source_hyp, epochs, why)
@@ -226,7 +231,13 @@ def run(opt: SlimOptions) -> dict:
 
 
 def slim_plan(opt: SlimOptions, cap: int) -> list[PlannedStage]:
-    """The stages a slim.py run expects (a last step that falls short of a speed budget adds one prune)."""
+    """The stages a slim.py run expects: a search's finalists' fine-tunes (typically three kinds reach a speed budget;
+    the screening before them is short), or slimming's steps (a last step that falls short of a speed budget adds one
+    prune) and its report."""
+    if opt.searching:
+        epochs = opt.search_epochs or cap
+        return [PlannedStage("search: measure and screen")] + [PlannedStage(f"ft_finalist{k}", epochs)
+                                                               for k in range(1, TYPICAL_FINALISTS + 1)]
     stages: list[PlannedStage] = []
     for k in range(1, opt.steps + 1):
         epochs = cap if k == opt.steps else opt.ft_epochs
