@@ -21,8 +21,9 @@ INTRO = """\
 
 What the README's main job does, from Python: fine-tune the COCO `yolov5n.pt` on aquarium (7 classes, 448 train /
 127 val / 63 test phone photos; `data/aquarium.yaml`), then make it 1.5x faster with `slim.run(..., speedup=1.5)`:
-pruned in three Taylor steps to a *measured* speed-up, the slimmed network fine-tuned until val stops improving,
-exported to ONNX and OpenVINO, and compared with the model it came from on val, test and latency.
+channel slimming, a smaller input size and INT8 are weighed against each other at a *measured* speed-up, the best
+of each kind fine-tuned alike, and the most accurate model that meets the budget is exported and compared with the
+model it came from on val, test and latency.
 
 Every script has a `run(**kwargs)` that takes its command-line flags as keyword arguments, dashes as underscores
 (`val.run(weights="yolov5n.pt", data="data/coco128.yaml", imgsz=640)` is `python val.py --weights yolov5n.pt ...`),
@@ -52,15 +53,14 @@ if "google.colab" in sys.modules and not os.path.exists("slim.py"):
 import torch
 
 print(f"torch {torch.__version__}, " + (f"GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available()
-                                        else f"CPU only ({os.cpu_count()} cores): expect about 30 minutes"))"""
+                                        else f"CPU only ({os.cpu_count()} cores): expect about 35 minutes"))"""
 
 PARAMETERS = """\
-# The run's sizes. The defaults are the main job's: about 30 minutes on a 2-core CPU, a few on a GPU. The README's
-# figures come from a 40-epoch source (EPOCHS = 40).
+# The run's sizes. The defaults are the main job's: about 35 minutes on a 2-core CPU, a few on a GPU. The README's
+# figures come from a 40-epoch source (EPOCHS = 40, SLIM_EPOCHS = 0).
 EPOCHS = 20  # fine-tuning yolov5n.pt on aquarium: the source model
-SPEEDUP = 1.5  # how many times faster the slimmed model must run (ONNX Runtime, batch 1, one thread)
-STEPS = 3  # prune steps
-FINAL_EPOCHS = 0  # the slimmed network's fine-tune (0: until val stops improving, at most 1.5x EPOCHS)
+SPEEDUP = 1.5  # how many times faster the result must run (ONNX Runtime, batch 1, one thread)
+SLIM_EPOCHS = 10  # each finalist's fine-tune (0: slim.py's default, 1.5x EPOCHS)
 IMGSZ = 320  # train, val, export and detect image size (pixels)
 IMAGES = None  # images taken from the train, val and test splits each (None: all of them)
 BATCH_SIZE = 16
@@ -104,27 +104,31 @@ CELLS = [
     ("code", 'source = train.run(weights="yolov5n.pt", data=DATA, epochs=EPOCHS, imgsz=IMGSZ, batch_size=BATCH_SIZE,\n'
              '                   workers=WORKERS, device=DEVICE, noval=True, project=str(project), name="source")\n'
              'source_pt = Path(source["save_dir"]) / "weights" / "best.pt"'),
-    ("markdown", "## 2. Slim it to a speed-up\n\nThree prune steps, each to a latency measured against the source "
-                 "(Taylor importance on aquarium's own batches, kept channels in multiples of 8, BatchNorm statistics "
-                 "re-estimated, two epochs of fine-tuning), then a fine-tune of the slimmed network that stops when "
-                 "val has not improved for 10 epochs. The result is exported and compared with the source."),
-    ("code", 'result = slim.run(weights=str(source_pt), data=DATA, imgsz=IMGSZ, speedup=SPEEDUP, steps=STEPS,\n'
-             '                  final_ft_epochs=FINAL_EPOCHS, batch_size=BATCH_SIZE, workers=WORKERS,\n'
+    ("markdown", "## 2. Make it faster\n\nThe source is exported at smaller input sizes, in float32 and INT8, and "
+                 "timed against itself; each size too slow alone becomes a candidate slimmed by what is left of the "
+                 "budget (Taylor importance on aquarium's own batches, BatchNorm statistics re-estimated). Every "
+                 "candidate is scored on val as it is, the best of each kind (slimming, input size, INT8, a "
+                 "combination) fine-tuned for the same epochs, and the most accurate one that meets the budget as "
+                 "measured is kept, exported at its own input size and compared with the source. "
+                 "`search=\"off\"` slims channels alone, in three steps."),
+    ("code", 'result = slim.run(weights=str(source_pt), data=DATA, imgsz=IMGSZ, speedup=SPEEDUP,\n'
+             '                  search_epochs=SLIM_EPOCHS, batch_size=BATCH_SIZE, workers=WORKERS,\n'
              '                  project=str(project), name="slim")\n'
              'report = result["report"]\n'
+             'display(Markdown((project / "slim" / "search.md").read_text()))\n'
              'display(Markdown((project / "slim" / "report.md").read_text()))\n'
              'display(Image(filename=str(project / "slim" / "report.png"), width=800))'),
-    ("markdown", "## 3. Detect\n\nThe slimmed model's ONNX export on a val photo; the annotated picture is saved in "
-                 "the run's folder."),
+    ("markdown", "## 3. Detect\n\nThe chosen model's ONNX file on a val photo, at the input size stored in its "
+                 "metadata; the annotated picture is saved in the run's folder."),
     ("code", 'photo = sorted(Path(aquarium["val"]).glob("*.jpg"))[0]\n'
-             'found = detect.run(weights=report["final"]["onnx"], source=str(photo), imgsz=IMGSZ, device=DEVICE,\n'
+             'found = detect.run(weights=report["final"]["onnx"], source=str(photo), device=DEVICE,\n'
              '                   project=str(project), name="detect")\n'
              'display(Image(filename=str(Path(found["save_dir"]) / photo.name), width=640))'),
     ("markdown", "## The one-shot recipe\n\nSparsity training, one global prune and a fine-tune (the classic network "
                  "slimming of the pruning forks) is still there: `train.run(..., bn_sparsity=True, "
                  "sparsity_rate=\"auto\")`, `prune.run(...)`, or `python benchmarks/slimming.py` for the whole "
                  "study. On aquarium it ended 14.7 points of mAP50-95 below its reference at 1.60x "
-                 "(docs/slimming/aquarium.md): slimming the trained model in steps, as above, is what keeps the "
+                 "(docs/slimming/aquarium.md): starting from the trained model, as above, is what keeps the "
                  "accuracy."),
 ]
 

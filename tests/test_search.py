@@ -53,10 +53,26 @@ def test_the_choice_is_the_most_accurate_finalist_that_meets_the_budget() -> Non
         choose([dict(rows[0], meets_budget=False), rows[1]])
 
 
+def test_a_speed_budget_searches_unless_told_off() -> None:
+    from engine.slim.options import SlimOptions
+
+    assert slim.parse_opt(["--weights", "w.pt", "--speedup", "1.5"]).searching
+    assert slim.parse_opt(["--weights", "w.pt", "--target-latency", "8"]).searching
+    assert slim.parse_opt(["--weights", "w.pt", "--speedup", "1.5", "--search"]).search == "on"
+    assert not slim.parse_opt(["--weights", "w.pt", "--speedup", "1.5", "--search", "off", "--steps", "2"]).searching
+    assert not slim.parse_opt(["--weights", "w.pt", "--target-gflops", "1"]).searching
+    assert not SlimOptions(weights="w.pt", target_params=5).searching
+
+
 @pytest.mark.parametrize("args, message", [
     (["--target-gflops", "1", "--search"], "--search needs a speed budget"),
     (["--speedup", "1.5", "--search", "--search-sizes", "300"], "--search-sizes must be multiples of 32"),
     (["--speedup", "1.5", "--search", "--int8-guard", "2"], "--int8-guard must be in [0, 1)"),
+    (["--speedup", "1.5", "--steps", "2", "--distill", "feature"],
+     "--steps, --distill apply to slimming alone, but a speed budget searches every knob by default: add --search off"),
+    (["--target-gflops", "1", "--search-epochs", "5"], "--search-epochs applies to the search only"),
+    (["--speedup", "1.5", "--search", "off", "--int8-guard", "0.1"], "--int8-guard applies to the search only"),
+    (["--speedup", "1.5", "--search", "maybe"], "invalid choice: 'maybe'"),
 ])
 def test_search_flag_errors(args: list[str], message: str, capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit) as e:

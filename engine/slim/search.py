@@ -44,7 +44,8 @@ from utils.data import load_dataset_config
 from utils.files import atomic_write_json
 from utils.options import to_argv
 
-__all__ = ["TYPICAL_FINALISTS", "Candidate", "search_sizes", "plan_candidates", "prune_steps", "choose", "run_search", "NoCandidate"]
+__all__ = ["TYPICAL_FINALISTS", "Candidate", "search_sizes", "plan_candidates", "prune_steps", "choose", "run_search",
+           "NoCandidate"]
 
 FAMILIES = ("slim", "size", "int8", "combination")
 MAX_STEP = 1.25  # the largest speed-up asked of one prune.py
