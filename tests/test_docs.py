@@ -89,8 +89,9 @@ def test_every_command_shown_parses_as_written() -> None:
 
 
 def test_the_readmes_recipe_runs_on_tiny_settings(tmp_path: Path, tiny_data: Path, yolov5n_pt: Path) -> None:
-    """The README's train and export commands as written, with only the data, size, epochs and folders made tiny
-    (its slim.py command runs the same way in tests/test_progress.py)."""
+    """The README's train and detect commands as written, with only the data, size, epochs, files and folders made
+    tiny: detect.py on an ONNX file takes the input size from its metadata, as on slim.py's chosen model (its slim.py
+    command runs the same way, on tiny settings, in tests/test_search.py)."""
     import train
 
     cmds = dict(_commands(REPO_ROOT / "README.md"))
@@ -103,8 +104,15 @@ def test_the_readmes_recipe_runs_on_tiny_settings(tmp_path: Path, tiny_data: Pat
     train.main(adapt(cmds["train.py"], **tiny) + ["--project", str(tmp_path), "--name", "t", "--workers", "0"])
     best = tmp_path / "t" / "weights" / "best.pt"
     assert best.is_file()
-    # export.py in a process of its own: OpenVINO loaded into pytest's process makes a later fork crash the suite
-    p = subprocess.run([sys.executable, "export.py", *adapt(cmds["export.py"], **{**tiny, "--weights": str(best)})],
+    # Scripts in processes of their own: OpenVINO loaded into pytest's process makes a later fork crash the suite.
+    p = subprocess.run([sys.executable, "export.py", "--weights", str(best), "--include", "onnx", "--imgsz", "96"],
                        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
-    assert best.with_suffix(".onnx").is_file() and (best.parent / "best_openvino_model").is_dir()
+    photo = sorted(Path(tiny_data.parent / "val.txt").read_text().split())[0]
+    p = subprocess.run([sys.executable, "detect.py", *adapt(cmds["detect.py"], **{
+        "--weights": str(best.with_suffix(".onnx")), "--source": photo}), "--project", str(tmp_path), "--name", "d"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    out = p.stdout + p.stderr
+    assert p.returncode == 0, out[-2000:]
+    assert (tmp_path / "d" / Path(photo).name).stat().st_size > 1000
+    assert re.search(r"\b96x\d+|\d+x96\b", out), out[-2000:]  # the export's size, from its metadata

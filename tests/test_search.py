@@ -83,12 +83,12 @@ def test_search_flag_errors(args: list[str], message: str, capsys: pytest.Captur
 @pytest.mark.slow
 def test_tiny_search_meets_its_budget_exports_the_chosen_size_and_refuses_when_nothing_is_fast_enough(
         tmp_path: Path, tiny_data: Path, yolov5n_pt: Path) -> None:
-    """``--speedup 1.3 --search`` at 160 px, one epoch per finalist: a slimmed, a smaller-input and an INT8
+    """``--speedup 1.3`` (a speed budget searches by default) at 160 px, one epoch per finalist: a slimmed, a smaller-input and an INT8
     candidate, each timed at least about 1.3x faster than the source; search.json/md/png; the chosen model copied to
     chosen/ with its input size in the export's metadata, which val.py uses by default. Run again after its timings
     are made slower than the budget, the same command resumes every stage and refuses with one ERROR line."""
     cmd = [sys.executable, "slim.py", "--weights", str(yolov5n_pt), "--data", str(tiny_data), "--imgsz", "160",
-           "--speedup", "1.3", "--search", "--search-epochs", "1", "--workers", "0", "--project", str(tmp_path),
+           "--speedup", "1.3", "--search-epochs", "1", "--workers", "0", "--project", str(tmp_path),
            "--name", "s"]
     p = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-2000:]
