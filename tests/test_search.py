@@ -64,6 +64,16 @@ def test_a_speed_budget_searches_unless_told_off() -> None:
     assert not SlimOptions(weights="w.pt", target_params=5).searching
 
 
+def test_a_run_started_when_search_was_a_switch_resumes_under_the_spelling_that_means_the_same() -> None:
+    from engine.slim.run import _stored_searching
+
+    assert _stored_searching({"search": True, "speedup": 1.5})  # `--search` then: `--search` or the default now
+    assert not _stored_searching({"search": False, "speedup": 1.5})  # slimming alone then: `--search off` now
+    assert _stored_searching({"search": "auto", "speedup": 0, "target_latency": 8.0})
+    assert not _stored_searching({"search": "auto", "speedup": 0, "target_latency": 0, "target_gflops": 1.0})
+    assert not _stored_searching({"search": "off", "speedup": 1.5})
+
+
 @pytest.mark.parametrize("args, message", [
     (["--target-gflops", "1", "--search"], "--search needs a speed budget"),
     (["--speedup", "1.5", "--search", "--search-sizes", "300"], "--search-sizes must be multiples of 32"),

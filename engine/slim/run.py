@@ -122,6 +122,14 @@ def _source_facts(source: Path, root: Path) -> tuple[int | None, str]:
     return epochs, DEFAULT_HYP
 
 
+def _stored_searching(stored: dict) -> bool:
+    """Whether the run in a settings.json searched: ``--search`` was a switch before it took auto/on/off (``true``:
+    on; ``false``: slimming alone), so a run started then resumes under the spelling that means the same."""
+    value = stored.get("search")
+    return value is True or value == "on" or (value == "auto" and bool(stored.get("speedup") or
+                                                                         stored.get("target_latency")))
+
+
 def _speed_budget(opt: SlimOptions, source: Path, root: Path) -> dict:
     """The speed-up asked for, measured once and kept in ``budget.json`` (a resumed run keeps its budget)."""
     f = root / "budget.json"
@@ -154,7 +162,8 @@ def run(opt: SlimOptions) -> dict:
     settings = root / "settings.json"
     if settings.exists():  # a setting added since the run started counts as its default
         stored, defaults = json.loads(settings.read_text()), asdict(SlimOptions(weights=opt.weights))
-        changed = [k for k, v in asdict(opt).items() if stored.get(k, defaults[k]) != v]
+        changed = [k for k, v in asdict(opt).items() if stored.get(k, defaults[k]) != v
+                   and not (k == "search" and _stored_searching(stored) == opt.searching)]
         if changed:
             raise ValueError(f"{root} holds a slim.py run with other settings ({settings}: "
                              f"{', '.join(changed)}); give another --name to start a new one, or the same flags to "
