@@ -149,6 +149,26 @@ def test_val_onnx_matches_pt(exported: dict, yolov5n_pt: Path, tmp_path: Path) -
     assert abs(pt["mAP50_95"] - ox["mAP50_95"]) <= 0.002, (pt["mAP50_95"], ox["mAP50_95"])
 
 
+def test_val_letterboxes_into_a_static_non_square_export(tmp_path: Path, model: torch.nn.Module) -> None:
+    """A static 320x256 (h x w) export validates with every image letterboxed into that shape (wide photos scaled to
+    its width): its mAP is the PyTorch model's on the same fixed-shape batches, and no worse than that shape allows."""
+    from engine.val.validator import scorer, val_loader
+    from utils.data import load_dataset_config
+
+    export_onnx(model, tmp_path / "rect.onnx", imgsz=(320, 256), check=False)
+    ox = val_run(ValOptions(weights=str(tmp_path / "rect.onnx"), data=DATA, batch_size=32, workers=2,
+                            project=str(tmp_path), device="cpu"))
+    assert ox["rect"] is False and tuple(ox["imgsz"]) == (320, 256)
+    data = load_dataset_config(DATA)
+    imgs = next(iter(val_loader(data["val"], (320, 256), 32, 32, nc=data["nc"], rect=False, workers=0)))[0]
+    assert tuple(imgs.shape[2:]) == (320, 256)
+    pt = scorer(data, (320, 256), 32, data["names"], batch_size=32, workers=2, rect=False)(model)
+    assert pt["mAP50_95"] > 0.15  # boxes mapped back through the non-square letterbox (a wrong mapping scores ~0)
+    assert abs(pt["mAP50_95"] - ox["mAP50_95"]) <= 0.002, (pt["mAP50_95"], ox["mAP50_95"])
+    with pytest.raises(ValueError, match="fixed"):
+        val_loader(data["val"], (320, 256), 32, 32, rect=True, workers=0)
+
+
 def test_detect_onnx_finds_same_objects(exported: dict, yolov5n_pt: Path, images_dir: Path, tmp_path: Path) -> None:
     runs = [detect_run(DetectOptions(weights=str(w), source=str(images_dir / "bus.jpg"), imgsz=320, device="cpu",
                                      project=str(tmp_path), nosave=True)) for w in (yolov5n_pt, exported["onnx"])]

@@ -205,16 +205,12 @@ def _int8(fp32: Path, imgsz: tuple[int, int], opt: ExportOptions, device: torch.
 
 def _map_and_latency(files: list[Path], opt: ExportOptions, device: torch.device,
                      imgsz: tuple[int, int]) -> list[dict[str, Any]]:
-    """Per file, val.py's mAP (rect batches when the file is dynamic, else square letterboxing) and batch-1 latency,
-    the files timed together (interleaved: the report compares them)."""
+    """Per file, val.py's mAP (rect batches when the file is dynamic, else letterboxing into its exported shape) and
+    batch-1 latency, the files timed together (interleaved: the report compares them)."""
     data = load_dataset_config(opt.data)
     backends, rows = [load_backend(f, device) for f in files], []
     for file, backend in zip(files, backends):
         size = backend.input_size(max(imgsz))
-        if not isinstance(size, int):
-            LOGGER.warning("%s: no mAP for a non-square static input (val.py letterboxes to squares)", file)
-            rows.append({"file": str(file), "mAP50": float("nan"), "mAP50_95": float("nan")})
-            continue
         res = scorer(data, size, backend.stride, backend.names or data["names"], rect=backend.dynamic,
                      workers=opt.workers)(backend)
         rows.append({"file": str(file), "mAP50": res["mAP50"], "mAP50_95": res["mAP50_95"]})

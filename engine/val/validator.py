@@ -50,14 +50,17 @@ def fitness(metrics: Mapping[str, float]) -> float:
     return 0.1 * metrics["mAP50"] + 0.9 * metrics["mAP50_95"]
 
 
-def val_loader(path, imgsz: int, batch_size: int, stride: int, *, nc: int | None = None,  # noqa: ANN001
-               rect: bool = True, single_cls: bool = False, workers: int = 8, prefix: str = "val: ") -> DataLoader:
+def val_loader(path, imgsz: int | tuple[int, int], batch_size: int, stride: int, *,  # noqa: ANN001
+               nc: int | None = None, rect: bool = True, single_cls: bool = False, workers: int = 8,
+               prefix: str = "val: ") -> DataLoader:
     """The val/test DataLoader of the protocol: no augmentation, no shuffle, and rect batches padded by half a stride
-    (``pad=0.5``), or with ``rect=False`` (static exports take one input shape) square letterboxing without pad.
+    (``pad=0.5``), or with ``rect=False`` (static exports take one input shape) letterboxing without pad into the
+    square ``imgsz`` or the one (h, w) shape it gives.
 
     Args:
         path: images of the split (a ``data[...]`` entry of a dataset YAML: folder, file list or list of them).
-        imgsz: image size in pixels; batch_size: images per batch; stride: the model's largest stride.
+        imgsz: image size in pixels, or a fixed (h, w); batch_size: images per batch; stride: the model's largest
+            stride.
         nc: the dataset's class count (labels beyond it are an error); single_cls: one class for all labels.
         workers: most DataLoader workers; prefix: what log lines start with.
     """
@@ -66,7 +69,7 @@ def val_loader(path, imgsz: int, batch_size: int, stride: int, *, nc: int | None
     return loader
 
 
-def scorer(data: dict, imgsz: int, stride: int, names: list[str] | dict, *, batch_size: int = 16, workers: int = 8,
+def scorer(data: dict, imgsz: int | tuple[int, int], stride: int, names: list[str] | dict, *, batch_size: int = 16, workers: int = 8,
            device: torch.device | str = "cpu", split: str = "val", rect: bool = True) -> Callable[..., dict]:
     """How models do on one split of one dataset: the one "score this model on this data" of prune.py, its accuracy
     guard, export.py, benchmarks/compare.py and the sensitivity study.
@@ -325,11 +328,8 @@ def run(opt: ValOptions) -> dict:
     if data.get(task) is None:
         raise ValueError(f"{opt.data} has no '{task}' split (--task {opt.task})")
     conf, iou = (0.25, 0.45) if opt.task == "speed" else (opt.conf_thres, opt.iou_thres)
-    # Static exports accept one input shape: square letterboxing at the exported size instead of rect batches.
+    # Static exports accept one input shape: every image letterboxed into the exported (h, w) instead of rect batches.
     imgsz = model.input_size(opt.imgsz)
-    if not isinstance(imgsz, int):
-        raise ValueError(f"{opt.weights} was exported at a non-square {imgsz[0]}x{imgsz[1]} static size; val.py "
-                         "letterboxes to squares: export with a single --imgsz or with --dynamic")
     rect = model.dynamic
     loader = val_loader(data[task], imgsz, opt.batch_size, model.stride, nc=data["nc"], rect=rect,
                         single_cls=opt.single_cls, workers=opt.workers, prefix=f"{task}: ")

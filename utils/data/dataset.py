@@ -79,7 +79,8 @@ class LoadImagesAndLabels(Dataset):
 
     Args:
         path: directory, glob, ``.txt`` list, single image, or a list of these.
-        img_size: network input size (long side).
+        img_size: network input size (long side), or one fixed (h, w) shape every image is letterboxed into (static
+            non-square exports; not with ``augment`` or ``rect``).
         batch_size: used to group images into rectangular batches when ``rect``.
         augment: apply training augmentations (``hyp`` keys as in hyp.scratch-low.yaml).
         hyp: augmentation hyperparameters; missing keys take YOLOv5's scratch-low values.
@@ -95,7 +96,7 @@ class LoadImagesAndLabels(Dataset):
     def __init__(
         self,
         path: PathSource,
-        img_size: int = 640,
+        img_size: Union[int, tuple[int, int]] = 640,
         batch_size: int = 16,
         augment: bool = False,
         hyp: Optional[dict] = None,
@@ -109,6 +110,10 @@ class LoadImagesAndLabels(Dataset):
     ) -> None:
         if cache_images not in (None, False, "ram", "disk"):
             raise ValueError(f"cache_images must be 'ram', 'disk' or None, got {cache_images!r}")
+        if isinstance(img_size, tuple) and (augment or rect):
+            raise ValueError(f"a fixed (h, w) input shape {img_size} is for plain validation: not with augment or rect")
+        self.shape = img_size  # what a non-rect image is letterboxed into
+        img_size = max(img_size) if isinstance(img_size, tuple) else img_size
         self.img_size, self.augment, self.rect, self.stride = img_size, augment, rect, stride
         self.hyp = {**DEFAULT_HYP, **(hyp or {})} if augment else dict(hyp or {})
         self.mosaic = augment and not rect  # rect batches need each image's own aspect ratio
@@ -249,7 +254,7 @@ class LoadImagesAndLabels(Dataset):
                 img, labels = mixup(img, labels, *self._load_mosaic(int(rng.integers(0, len(self))), rng), rng)
         else:
             img, (h0, w0), (h, w) = self.load_image(index)
-            shape = tuple(self.batch_shapes[self.batch[index]]) if self.rect else self.img_size
+            shape = tuple(self.batch_shapes[self.batch[index]]) if self.rect else self.shape
             img, ratio, pad = letterbox(img, shape, auto=False, scaleup=self.augment)
             shapes = (h0, w0), ((h / h0, w / w0), pad)  # what val needs to map boxes back to the original
             labels = self.labels[index].copy()

@@ -44,7 +44,7 @@ def _rank_zero_first(rank: int) -> Iterator[None]:
 
 def create_dataloader(
     path: Source,
-    imgsz: int,
+    imgsz: Union[int, tuple[int, int]],
     batch_size: int,
     stride: int,
     single_cls: bool = False,
