@@ -69,8 +69,9 @@ def val_loader(path, imgsz: int | tuple[int, int], batch_size: int, stride: int,
     return loader
 
 
-def scorer(data: dict, imgsz: int | tuple[int, int], stride: int, names: list[str] | dict, *, batch_size: int = 16, workers: int = 8,
-           device: torch.device | str = "cpu", split: str = "val", rect: bool = True) -> Callable[..., dict]:
+def scorer(data: dict, imgsz: int | tuple[int, int], stride: int, names: list[str] | dict, *, batch_size: int = 16,
+           workers: int = 8, device: torch.device | str = "cpu", split: str = "val",
+           rect: bool = True) -> Callable[..., dict]:
     """How models do on one split of one dataset: the one "score this model on this data" of prune.py, its accuracy
     guard, export.py, benchmarks/compare.py and the sensitivity study.
 
