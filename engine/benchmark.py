@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from engine.backends import Backend, ONNXBackend, OpenVINOBackend, load_backend
-from engine.export.common import example_input, normalize_imgsz, prepare_for_export
+from engine.export.common import example_input, imgsz_text, normalize_imgsz, prepare_for_export
 from engine.export.onnx_export import export_onnx, ort_session
 from engine.export.openvino_export import compile_openvino, export_openvino
 from models.checkpoint import load_model
@@ -197,13 +197,13 @@ def measure_latency(model: nn.Module | Backend, imgsz: int | Sequence[int] = 640
 
 @dataclass
 class Timed:
-    """One thing :func:`time_models` times at ``imgsz``, batch 1, on the CPU: a checkpoint file or an in-memory
-    model (timed in PyTorch, and as a static ONNX export in ONNX Runtime), or an ``.onnx`` file (ONNX Runtime
-    only)."""
+    """One thing :func:`time_models` times at ``imgsz`` (a square size or a (height, width)), batch 1, on the CPU: a
+    checkpoint file or an in-memory model (timed in PyTorch, and as a static ONNX export in ONNX Runtime), or an
+    ``.onnx`` file (ONNX Runtime only)."""
 
     key: str
     file: str | nn.Module
-    imgsz: int
+    imgsz: int | Sequence[int]
 
 
 def _model_calls(items: list[Timed], threads: int, tmp: Path,
@@ -213,16 +213,17 @@ def _model_calls(items: list[Timed], threads: int, tmp: Path,
     out: dict[tuple[str, str], Callable[[], object]] = {}
     inputs: dict[tuple, torch.Tensor] = {}
     for it in items:
+        h, w = normalize_imgsz(it.imgsz)
         onnx_file = Path(it.file) if not isinstance(it.file, nn.Module) else None
         if onnx_file is None or onnx_file.suffix != ".onnx":
             src = it.file if isinstance(it.file, nn.Module) else load_model(it.file, device="cpu")[0]
             model = prepare_for_export(src, "cpu")  # a fused eval copy in fp32; the input model is not changed
             if "torch" in runtimes:
-                out[(it.key, "torch")] = _forward(model, it.imgsz, it.imgsz, 1, False, inputs)[0]
+                out[(it.key, "torch")] = _forward(model, h, w, 1, False, inputs)[0]
             if "ort" in runtimes or "ov" in runtimes:
                 onnx_file = tmp / f"{len(out)}_{it.key}.onnx"
-                export_onnx(model, onnx_file, it.imgsz, dynamic=False, device="cpu", check=False, prepared=True)
-        x = example_input(1, it.imgsz, it.imgsz).numpy()
+                export_onnx(model, onnx_file, (h, w), dynamic=False, device="cpu", check=False, prepared=True)
+        x = example_input(1, h, w).numpy()
         if "ort" in runtimes:
             sess = ort_session(onnx_file, "cpu", threads)
             feed = {sess.get_inputs()[0].name: x}
@@ -318,7 +319,7 @@ def format_latency_table(rows: Sequence[dict[str, Any]]) -> str:
            f"{'ms/img':>9}"
     lines = [head]
     for r in rows:
-        size = "x".join(map(str, r["imgsz"])) if r["imgsz"][0] != r["imgsz"][1] else str(r["imgsz"][0])
+        size = imgsz_text(r["imgsz"])
         if "error" in r:
             lines.append(f"{r.get('model', ''):<{w}}{r['runtime']:<20}{size:>9}{r['batch_size']:>7}  {r['error']}")
             continue

@@ -60,7 +60,7 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def model_facts(model: nn.Module, imgsz: int = 640, file: str | Path | None = None) -> dict:
+def model_facts(model: nn.Module, imgsz: int | tuple[int, int] = 640, file: str | Path | None = None) -> dict:
     """The facts every table gives of a model: ``params``, ``gflops`` at ``imgsz`` (640 is YOLOv5's convention) and
     ``size_mb``: of ``file`` when given, else of the model as an fp16 checkpoint without training state (what
     prune.py writes), so rows from different kinds of files compare like with like."""

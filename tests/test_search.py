@@ -12,8 +12,9 @@ import onnx
 import pytest
 
 import slim
-from engine.export.common import decode_metadata
+from engine.export.common import decode_metadata, imgsz_text, normalize_imgsz
 from engine.slim.search import Candidate, NoCandidate, choose, plan_candidates, search_sizes
+from engine.slim.shapes import dominant_aspect, parse_size, rect_shape
 from utils.paths import REPO_ROOT
 
 
@@ -36,6 +37,72 @@ def test_candidates_slim_what_each_size_and_precision_leaves_of_the_budget() -> 
         assert 12.0 / ms[(c.imgsz, c.precision)] * c.slim == pytest.approx(1.5, rel=1e-3) or \
             (not c.slimmed and 12.0 / ms[(c.imgsz, c.precision)] >= 1.5)
     assert Candidate(320, "int8", 1.0, 320).family == "int8"
+
+
+def test_rectangles_are_planned_apart_from_squares() -> None:
+    """A rectangle is a size knob of its own: its list runs from the source's long side down like the squares',
+    and a rectangle fast enough alone ends it without ending the squares'."""
+    ms = {(320, "fp32"): 12.0, (288, "fp32"): 10.0, (256, "fp32"): 7.9, ((320, 256), "fp32"): 9.6,
+          ((288, 224), "fp32"): 7.6, (320, "int8"): 9.0, (288, "int8"): 7.0, ((320, 256), "int8"): 6.5,
+          ((288, 224), "int8"): 5.0}
+    got = [(c.name, c.family, c.input_size, c.imgsz) for c in plan_candidates(1.5, 12.0, ms, 320)]
+    assert got == [("320px-fp32-slim1.50x", "slim", 320, 320), ("288px-fp32-slim1.25x", "combination", 288, 288),
+                   ("256px-fp32", "size", 256, 256),
+                   ("320x256px-fp32-slim1.20x", "combination", (320, 256), 320),
+                   ("288x224px-fp32", "size", (288, 224), 288),
+                   ("320px-int8-slim1.12x", "combination", 320, 320), ("288px-int8", "combination", 288, 288),
+                   ("320x256px-int8", "combination", (320, 256), 320)]
+    assert Candidate(320, "fp32", 1.0, 320, (320, 256)).family == "size"  # the source's long side, fewer pixels
+
+
+def _images(root: Path, sizes: list[tuple[int, int]]) -> Path:
+    from PIL import Image
+
+    d = root / "images" / "train"
+    d.mkdir(parents=True)
+    for i, wh in enumerate(sizes):
+        Image.new("RGB", wh, (i * 20, 90, 160)).save(d / f"{i}.jpg")
+    return d
+
+
+def test_the_dominant_orientation_gives_one_rectangle_per_size(tmp_path: Path) -> None:
+    """7 of 10 photos portrait (3:4 and 9:16, median 3:4): 320 -> 320x256 (240 rounded up to the stride), 256 ->
+    256x192; half and half gives no rectangle; a landscape majority gives (short, long)."""
+    aspect = dominant_aspect(str(_images(tmp_path / "a", [(60, 80)] * 5 + [(45, 80)] * 2 + [(80, 60)] * 3)))
+    assert aspect == {"portrait": True, "ratio": pytest.approx(0.75), "share": pytest.approx(0.7)}
+    assert [rect_shape(s, aspect) for s in (320, 288, 256)] == [(320, 256), (288, 224), (256, 192)]
+    assert dominant_aspect(str(_images(tmp_path / "b", [(60, 80)] * 5 + [(80, 60)] * 5))) is None
+    assert rect_shape(320, None) is None
+    assert rect_shape(320, {"portrait": False, "ratio": 0.5625}) == (192, 320)
+    assert rect_shape(320, {"portrait": True, "ratio": 0.95}) is None  # rounds up to the square: nothing gained
+    assert [parse_size(imgsz_text(s)) for s in (320, (320, 256))] == [320, (320, 256)]
+
+
+def test_sizes_measured_later_are_kept_relative_to_the_stored_source(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """A run begun before rectangles were tried resumes: the stored squares keep their figures, the rectangles are
+    timed with the source alone and scaled to the source's first timing (a slower machine now changes no ratio)."""
+    import engine.slim.search as search
+    from engine.slim.options import SlimOptions
+    from engine.stages import StageRunner
+
+    old = {"source_ms": 10.0, "sizes": [320, 288], "int8": False, "ms": {"320|fp32": 10.0, "288|fp32": 8.0}}
+    (tmp_path / "sizes.json").write_text(json.dumps(old))
+    timed: list[list[str]] = []
+    monkeypatch.setattr(search, "_export", lambda *a, **k: None)
+    monkeypatch.setattr(search, "load_dataset_config", lambda data: {"train": "images/train"})
+    monkeypatch.setattr(search, "dominant_aspect", lambda train: {"portrait": True, "ratio": 0.75, "share": 0.8})
+    monkeypatch.setattr(search, "_time", lambda items, opt, repeats: timed.append([it.key for it in items]) or {
+        "320|fp32": 20.0, "320x256|fp32": 16.0, "288x224|fp32": 12.0})  # everything twice as slow as before
+    opt = SlimOptions(weights="w.pt", speedup=1.5, latency_backend="torch")
+    got = search._measure_sizes(StageRunner(tmp_path, prefix="slim"), opt, tmp_path / "w.pt", {"speedup": 1.5})
+    assert timed == [["320|fp32", "320x256|fp32", "288x224|fp32"]]  # the source and what was missing, nothing else
+    assert got["ms"] == {"320|fp32": 10.0, "288|fp32": 8.0, "320x256|fp32": 8.0, "288x224|fp32": 6.0}
+    assert json.loads((tmp_path / "sizes.json").read_text())["aspect"]["portrait"]
+    assert search._measure_sizes(StageRunner(tmp_path, prefix="slim"), opt, tmp_path / "w.pt", {"speedup": 1.5}
+                                 )["ms"] == got["ms"] and len(timed) == 1  # complete now: nothing timed again
+    squares = search._measure_sizes(StageRunner(tmp_path, prefix="slim"), SlimOptions(
+        weights="w.pt", speedup=1.5, latency_backend="torch", search_rect=False), tmp_path / "w.pt", {"speedup": 1.5})
+    assert squares["ms"] == old["ms"]  # --no-search-rect: the squares alone
 
 
 def _row(name: str, val: float, speedup: float, meets: bool, epochs: int = 30, kept: bool = True) -> dict:
@@ -83,6 +150,7 @@ def test_a_run_started_when_search_was_a_switch_resumes_under_the_spelling_that_
     (["--target-gflops", "1", "--search-epochs", "5"], "--search-epochs applies to the search only"),
     (["--speedup", "1.5", "--search", "off", "--int8-guard", "0.1"], "--int8-guard applies to the search only"),
     (["--speedup", "1.5", "--search", "maybe"], "invalid choice: 'maybe'"),
+    (["--speedup", "1.5", "--search", "off", "--no-search-rect"], "--no-search-rect applies to the search only"),
 ])
 def test_search_flag_errors(args: list[str], message: str, capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit) as e:
@@ -93,8 +161,9 @@ def test_search_flag_errors(args: list[str], message: str, capsys: pytest.Captur
 @pytest.mark.slow
 def test_tiny_search_meets_its_budget_exports_the_chosen_size_and_refuses_when_nothing_is_fast_enough(
         tmp_path: Path, tiny_data: Path, yolov5n_pt: Path) -> None:
-    """``--speedup 1.3`` (a speed budget searches by default) at 160 px, one epoch per finalist: a slimmed, a smaller-input and an INT8
-    candidate, each timed at least about 1.3x faster than the source; search.json/md/png; the chosen model copied to
+    """``--speedup 1.3`` (a speed budget searches by default) at 160 px, one epoch per finalist: a slimmed, a
+    smaller-input and an INT8 candidate, and a landscape rectangle (10 of the 16 training photos are landscape), each
+    timed at least about 1.3x faster than the source; search.json/md/png; the chosen model copied to
     chosen/ with its input size in the export's metadata, which val.py uses by default. Run again after its timings
     are made slower than the budget, the same command resumes every stage and refuses with one ERROR line."""
     cmd = [sys.executable, "slim.py", "--weights", str(yolov5n_pt), "--data", str(tiny_data), "--imgsz", "160",
@@ -106,6 +175,7 @@ def test_tiny_search_meets_its_budget_exports_the_chosen_size_and_refuses_when_n
     result = json.loads((root / "search.json").read_text())
     rows = result["candidates"]
     assert {r["family"] for r in rows} >= {"slim", "size"} and any(r["precision"] == "int8" for r in rows)
+    assert {tuple(r["imgsz"]) for r in rows if isinstance(r["imgsz"], list)} >= {(128, 160)}, rows  # (h, w)
     assert result["budget"]["speedup"] == 1.3
     for r in rows:
         assert r["screen_speedup"] >= 1.3 * 0.95, r  # timing noise allowed for; an unmet budget is ~1.0x
@@ -120,7 +190,7 @@ def test_tiny_search_meets_its_budget_exports_the_chosen_size_and_refuses_when_n
     deployed = Path(result["chosen"]["file"])
     assert deployed.parent == root / "chosen" and deployed.suffix == ".onnx"
     meta = decode_metadata({m.key: m.value for m in onnx.load(str(deployed)).metadata_props})
-    assert meta["imgsz"] == [chosen[0]["imgsz"]] * 2
+    assert meta["imgsz"] == list(normalize_imgsz(chosen[0]["imgsz"]))
     v = subprocess.run([sys.executable, "val.py", "--weights", str(deployed), "--data", str(tiny_data), "--workers",
                         "0", "--project", str(tmp_path), "--name", "v"], cwd=REPO_ROOT, capture_output=True,
                        text=True, timeout=300)

@@ -219,13 +219,17 @@ def test_interleaved_timing_of_models_and_onnx_files(tmp_path: Path) -> None:
     model = Model("yolov5n.yaml", nc=3).eval()
     onnx = tmp_path / "m.onnx"
     export_onnx(model, onnx, 64, check=False)
+    rect = tmp_path / "rect.onnx"
+    export_onnx(model, rect, (64, 96), check=False)  # a static file takes its own (h, w) and nothing else
     before = torch.get_num_threads()
-    res = time_models([Timed("model", model, 64), Timed("file", str(onnx), 64)], threads=1, repeats=6, rounds=3)
+    res = time_models([Timed("model", model, 64), Timed("file", str(onnx), 64), Timed("rect", str(rect), (64, 96)),
+                       Timed("model_rect", model, [64, 96])], threads=1, repeats=6, rounds=3)
     assert torch.get_num_threads() == before  # the timing's thread count is undone
     assert res["model"]["repeats"] == 6 and res["model"]["threads"] == 1
     assert 0 < res["model"]["torch_ms"] <= res["model"]["torch_p90_ms"]
     assert 0 < res["model"]["ort_ms"] <= res["model"]["ort_p90_ms"]
     assert res["file"]["torch_ms"] is None and res["file"]["ort_ms"] > 0  # an ONNX file runs in ONNX Runtime only
+    assert res["rect"]["ort_ms"] > 0 and res["model_rect"]["torch_ms"] > 0 and res["model_rect"]["ort_ms"] > 0
 
 
 def _slim_args(tmp_path: Path, data: Path, weights: Path, target: float, *extra: str, imgsz: int = 128) -> list[str]:

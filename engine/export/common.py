@@ -37,6 +37,12 @@ def normalize_imgsz(imgsz: int | tuple[int, ...] | list[int]) -> tuple[int, int]
     return sizes[0], sizes[1]
 
 
+def imgsz_text(imgsz: int | tuple[int, ...] | list[int]) -> str:
+    """``320`` for a square size, ``320x256`` (height x width) for a rectangle: how tables and names spell it."""
+    h, w = normalize_imgsz(imgsz)
+    return str(h) if h == w else f"{h}x{w}"
+
+
 def detect_head(model: nn.Module) -> Detect:
     """The model's Detect head (``model.detect``, else its last Detect module); ValueError when it has none."""
     head = getattr(model, "detect", None)

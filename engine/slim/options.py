@@ -17,7 +17,7 @@ DEFAULT_HYP = "data/hyps/hyp.scratch-low.yaml"  # the final fine-tune's hyperpar
 CAP_FACTOR, CAP_UNKNOWN = 1.5, 60  # final fine-tune cap: 1.5x the source's epochs, 60 when its checkpoint has none
 _BUDGETS = ("speedup", "target_latency", "target_gflops", "target_params")
 _SLIM_ALONE = ("steps", "ft_epochs", "final_ft_epochs", "patience", "ft_hyp", "distill", "kd_weight", "max_map_drop")
-_SEARCH_ONLY = ("search_sizes", "search_epochs", "int8_guard")
+_SEARCH_ONLY = ("search_sizes", "search_rect", "search_epochs", "int8_guard")
 # The last step aims this much past a speed budget: two interleaved timings of the same pair differ by ~1-2% here
 # (1.500x at the step, 1.47x in the report of the main job's first run), so aiming at the budget itself missed it.
 LAST_STEP_MARGIN = 1.03
@@ -74,6 +74,9 @@ class SlimOptions:
     search_sizes: list[int] = opt([], "--search-sizes", nargs="+", type=int, check=at_least(32),
                                   help="--search: input sizes to try (multiples of 32; default: --imgsz down in steps "
                                        "of 32 to about 0.85x the size whose pixel count alone meets the budget)")
+    search_rect: bool = opt(True, "--no-search-rect",
+                            help="--search: try squares only (default: each size also as a fixed rectangle in the "
+                                 "orientation most training photos share, when at least 60%% of them do)")
     search_epochs: int = opt(0, "--search-epochs", check=at_least(0),
                              help="--search: fine-tuning epochs of each finalist, the same for all (0: 1.5x the "
                                   "source's training epochs, as slim.py's final fine-tune cap)")

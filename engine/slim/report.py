@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 from engine.benchmark import Timed, time_models
+from engine.export.common import imgsz_text
 from engine.slim.options import SlimOptions
 from engine.stages import StageRunner
 from utils.files import atomic_write_json, atomic_write_text
@@ -42,12 +43,14 @@ def _stage_files(runner: StageRunner, opt: SlimOptions, which: str, weights: Pat
     return pt
 
 
-def val_stage(runner: StageRunner, which: str, split: str, weights: Path, imgsz: int, opt: SlimOptions) -> dict:
+def val_stage(runner: StageRunner, which: str, split: str, weights: Path, imgsz: int | tuple[int, int],
+              opt: SlimOptions) -> dict:
     """val.py on ``weights`` (a checkpoint or an export) at ``imgsz`` on ``split``, as stage ``val_<which>_<split>``
-    in ``val/<which>_<split>``: its results.json."""
+    in ``val/<which>_<split>``: its results.json. A fixed (height, width) is an export's own shape (val.py's
+    ``--imgsz 0``: every image letterboxed into it)."""
     d = runner.root / "val" / f"{which}_{split}"
     runner.run(f"val_{which}_{split}", "val.py", to_argv(ValOptions(
-        weights=str(weights), data=opt.data, imgsz=imgsz, task=split, workers=opt.workers, device=opt.device,
+        weights=str(weights), data=opt.data, imgsz=imgsz if isinstance(imgsz, int) else 0, task=split, workers=opt.workers, device=opt.device,
         project=str(d.parent), name=d.name, exist_ok=True)), d / "results.json")
     return json.loads((d / "results.json").read_text())
 
@@ -149,11 +152,12 @@ def format_report(report: dict) -> str:
             delta = ""
         lines.append(f"| {name} | {_fmt(a, spec)} | {_fmt(b, spec)} | {delta} |")
 
-    if (s["imgsz"], s.get("precision", "fp32")) != (f["imgsz"], f.get("precision", "fp32")):
-        lines.append(f"| input size (px) | {s['imgsz']} | {f['imgsz']} | |")
+    si, fi = imgsz_text(s["imgsz"]), imgsz_text(f["imgsz"])
+    if (si, s.get("precision", "fp32")) != (fi, f.get("precision", "fp32")):
+        lines.append(f"| input size (px) | {si} | {fi} | |")
         lines.append(f"| precision | {s.get('precision', 'fp32')} | {f.get('precision', 'fp32')} | |")
     add("parameters", "params", ",")
-    add(f"GFLOPs ({'at its input size' if s['imgsz'] != f['imgsz'] else str(s['imgsz']) + ' px'})", "gflops", ".3f")
+    add(f"GFLOPs ({'at its input size' if si != fi else si + ' px'})", "gflops", ".3f")
     add("file size (MB)", "size_mb", ".2f")
     for split in ("val", "test"):
         if s.get(f"map50_95_{split}") is not None:
@@ -201,7 +205,7 @@ def plot_report(report: dict):  # noqa: ANN201 - a matplotlib Figure
     ax2.set_xticks(list(y), splits)
     ax2.set_ylabel("mAP50-95")
     ax2.legend()
-    fig.suptitle(f"{Path(s['file']).name}: {s['gflops']:.2f} GFLOPs at {s['imgsz']} px -> {f['gflops']:.2f} at "
-                 f"{f['imgsz']} px ({f.get('precision', 'fp32')})")
+    fig.suptitle(f"{Path(s['file']).name}: {s['gflops']:.2f} GFLOPs at {imgsz_text(s['imgsz'])} px -> "
+                 f"{f['gflops']:.2f} at {imgsz_text(f['imgsz'])} px ({f.get('precision', 'fp32')})")
     fig.tight_layout()
     return fig

@@ -3,16 +3,18 @@ smaller input size, INT8, or a combination of milder settings of each.
 
 1. **Measure** (``sizes/``, ``sizes.json``): the source exported at each candidate input size, in float32 and INT8
    (ONNX Runtime's static QDQ quantization, which ONNX Runtime and OpenVINO both run in INT8; none for PyTorch), all
-   timed interleaved with the source at its own size: what each size and precision alone gives.
-2. **Plan** (``candidates.json``): per precision, from the source's size down, each size whose unpruned model is too
-   slow becomes a candidate slimmed by what is left of the budget; the first size fast enough alone ends that
-   precision's list (a smaller one only loses accuracy).
+   timed interleaved with the source at its own size: what each size and precision alone gives. Besides squares,
+   each size as a fixed rectangle in the training photos' dominant orientation (:mod:`engine.slim.shapes`). A size
+   added later (``--search-sizes``, a rectangle) is timed against the source alone and kept relative to it.
+2. **Plan** (``candidates.json``): per precision and shape (square, rectangle), from the source's size down, each
+   size whose unpruned model is too slow becomes a candidate slimmed by what is left of the budget; the first size
+   fast enough alone ends that list (a smaller one only loses accuracy).
 3. **Screen**: each slimmed candidate is one prune.py to its speed-up (Taylor, BN-recalibrated, as slim.py's steps),
    every candidate exported at its size and precision, scored on val without fine-tuning and timed interleaved with
    the source.
 4. **Fine-tune the finalists** alike: the best-screened candidate of each kind (slimming alone, input size alone,
    INT8 alone, a combination) that meets the budget, each fine-tuned for the same epochs with the source's
-   hyperparameters at its own size, exported (INT8 re-calibrated on the fine-tuned model) and scored on val and test.
+   hyperparameters at its own size (a rectangle's long side), exported (INT8 re-calibrated on the fine-tuned model) and scored on val and test.
 5. **Choose**: the finalists and the source timed again, interleaved; among those that meet the budget as measured
    (and whose INT8 stays within ``--int8-guard`` of their float model), the best val mAP50-95 wins. It is copied to
    ``chosen/`` with its input size in the export's metadata (val.py and detect.py use it by default).
@@ -30,12 +32,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from engine.benchmark import LATENCY_BACKENDS, Timed, time_models
+from engine.export.common import imgsz_text, normalize_imgsz
 from engine.export.run import ExportOptions
 from engine.progress import PlannedStage
 from engine.prune.options import PruneOptions
 from engine.slim.options import LAST_STEP_MARGIN, SlimOptions
 from engine.slim.report import latencies, val_stage, write_outputs, write_report
 from engine.slim.search_report import format_search, plot_search
+from engine.slim.shapes import Size, dominant_aspect, long_side, parse_size, rect_shape
 from engine.stages import StageError, StageRunner
 from engine.train.options import TrainOptions
 from models.summary import model_facts
@@ -58,18 +62,24 @@ class NoCandidate(ValueError):
 
 @dataclass
 class Candidate:
-    """One way to the budget: the source at ``imgsz`` in ``precision``, slimmed ``slim`` times faster first (1: not
-    slimmed)."""
+    """One way to the budget: the source at ``imgsz`` (or the fixed rectangle ``shape``, ``imgsz`` its long side) in
+    ``precision``, slimmed ``slim`` times faster first (1: not slimmed)."""
 
     imgsz: int
     precision: str  # "fp32" or "int8"
     slim: float
     source_imgsz: int
+    shape: tuple[int, int] | None = None  # (height, width) of a rectangular input
+
+    @property
+    def input_size(self) -> Size:
+        """What the deployed file takes: the square side, or the rectangle."""
+        return self.shape or self.imgsz
 
     @property
     def name(self) -> str:
-        """``320px-fp32-slim1.50x``, ``256px-fp32``, ``288px-int8``: path- and stage-safe."""
-        return f"{self.imgsz}px-{self.precision}" + (f"-slim{self.slim:.2f}x" if self.slimmed else "")
+        """``320px-fp32-slim1.50x``, ``256px-fp32``, ``288px-int8``, ``320x256px-int8``: path- and stage-safe."""
+        return f"{imgsz_text(self.input_size)}px-{self.precision}" + (f"-slim{self.slim:.2f}x" if self.slimmed else "")
 
     @property
     def slimmed(self) -> bool:
@@ -79,7 +89,7 @@ class Candidate:
     @property
     def family(self) -> str:
         """The knob it turns (``slim``, ``size``, ``int8``), or ``combination`` for two or three."""
-        knobs = [k for k, on in (("slim", self.slimmed), ("size", self.imgsz < self.source_imgsz),
+        knobs = [k for k, on in (("slim", self.slimmed), ("size", self.imgsz < self.source_imgsz or self.shape),
                                  ("int8", self.precision == "int8")) if on]
         return knobs[0] if len(knobs) == 1 else "combination"
 
@@ -93,21 +103,24 @@ def search_sizes(imgsz: int, speedup: float, given: list[int] | None = None) -> 
     return [s for s in range(imgsz, 31, -32) if s >= low]
 
 
-def plan_candidates(speedup: float, source_ms: float, ms: dict[tuple[int, str], float], source_imgsz: int
+def plan_candidates(speedup: float, source_ms: float, ms: dict[tuple[Size, str], float], source_imgsz: int
                     ) -> list[Candidate]:
     """The candidates that reach ``speedup`` over ``source_ms``, from the measured latency of the unpruned model at
-    each (size, precision) in ``ms``: per precision, largest size first, the slimming each size still needs; a size
-    that meets the budget unslimmed ends its precision's list. A (size, precision) slower than the source gives none
-    (slimming alone at the source's size does better)."""
+    each (size, precision) in ``ms`` (a size: a square side or a (height, width)): per precision and shape, largest
+    size first, the slimming each size still needs; a size that meets the budget unslimmed ends its list. A (size,
+    precision) slower than the source gives none (slimming alone at the source's size does better)."""
     out: list[Candidate] = []
     for precision in ("fp32", "int8"):
-        for s in sorted({s for s, p in ms if p == precision}, reverse=True):
-            need = speedup * ms[(s, precision)] / source_ms
-            if need > speedup:
-                continue
-            out.append(Candidate(s, precision, float(f"{need:.4g}") if need > 1 else 1.0, source_imgsz))
-            if need <= 1:
-                break
+        for rect in (False, True):
+            sizes = {s for s, p in ms if p == precision and isinstance(s, tuple) == rect}
+            for s in sorted(sizes, key=long_side, reverse=True):
+                need = speedup * ms[(s, precision)] / source_ms
+                if need > speedup:
+                    continue
+                out.append(Candidate(long_side(s), precision, float(f"{need:.4g}") if need > 1 else 1.0, source_imgsz,
+                                     s if rect else None))
+                if need <= 1:
+                    break
     return out
 
 
@@ -137,15 +150,16 @@ def _deployed(pt: Path, precision: str) -> Path:
     return pt.with_name(pt.stem + ("_int8.onnx" if precision == "int8" else ".onnx"))
 
 
-def _export(runner: StageRunner, stage: str, weights: Path, pt: Path, imgsz: int, int8: bool, opt: SlimOptions
+def _export(runner: StageRunner, stage: str, weights: Path, pt: Path, imgsz: Size, int8: bool, opt: SlimOptions
             ) -> Path:
-    """Copy ``weights`` to ``pt`` and export it at ``imgsz`` beside it (ONNX, and INT8 when asked); returns the
-    export summary."""
+    """Copy ``weights`` to ``pt`` and export it at ``imgsz`` (a side or a fixed (height, width)) beside it (ONNX, and
+    INT8 when asked); returns the export summary."""
     pt.parent.mkdir(parents=True, exist_ok=True)
     done = pt.with_name(pt.stem + "_export.json")
     if not done.exists():
         shutil.copy2(weights, pt)
-    args = ExportOptions(weights=str(pt), include=["onnx"], imgsz=[imgsz], int8=int8, data=opt.data)
+    args = ExportOptions(weights=str(pt), include=["onnx"], imgsz=[imgsz] if isinstance(imgsz, int) else list(imgsz),
+                         int8=int8, data=opt.data)
     return runner.run(stage, "export.py", to_argv(args), done)
 
 
@@ -156,36 +170,46 @@ def _time(items: list[Timed], opt: SlimOptions, repeats: int) -> dict[str, float
     return {k: v[f"{rt}_ms"] for k, v in t.items()}
 
 
-def _timed_item(key: str, file: Path, imgsz: int, opt: SlimOptions) -> Timed:
+def _timed_item(key: str, file: Path, imgsz: Size, opt: SlimOptions) -> Timed:
     """ONNX files for ONNX Runtime and OpenVINO (the file deployed), the checkpoint for PyTorch (fp32 only)."""
     return Timed(key, str(file if _runtime(opt) != "torch" else file.with_suffix(".pt")), imgsz)
 
 
 def _measure_sizes(runner: StageRunner, opt: SlimOptions, source: Path, budget: dict) -> dict:
-    """Export the source at every candidate size (and INT8 where the backend has it) and time each against the
-    source at its own size: ``sizes.json``."""
+    """Export the source at every candidate size, square and rectangular (and INT8 where the backend has it), and
+    time each against the source at its own size: ``sizes.json``, whose ``ms`` the sizes this run tries. Sizes an
+    earlier sizes.json lacks (a run begun before rectangles were tried) are timed with the source alone and stored
+    relative to the source's first timing, so the sizes measured before keep their figures and candidates."""
     f = runner.root / "sizes.json"
-    if f.exists():
-        return json.loads(f.read_text())
+    out = json.loads(f.read_text()) if f.exists() else {}
     int8 = opt.latency_backend != "torch"  # OpenVINO runs the QDQ file's convolutions in u8 too; PyTorch has no INT8
-    sizes = search_sizes(opt.imgsz, budget["speedup"], opt.search_sizes)
-    items = []
-    for s in sorted(set(sizes) | {opt.imgsz}, reverse=True):
-        pt = runner.root / "sizes" / f"source_{s}.pt"
-        _export(runner, f"size{s}_export", source, pt, s, int8 and s in sizes, opt)
-        items += [_timed_item(f"{s}|fp32", pt.with_suffix(".onnx"), s, opt)]
-        if int8 and s in sizes:
-            items.append(Timed(f"{s}|int8", str(_deployed(pt, "int8")), s))
-    print(f"slim: timing the source at {', '.join(map(str, sizes))} px in float32"
-          f"{' and INT8' if int8 else ''} against {opt.imgsz} px ({opt.latency_backend}, batch 1, {opt.threads} "
-          "thread(s), interleaved)", flush=True)
-    ms = _time(items, opt, repeats=50)
-    out = {"source_ms": ms[f"{opt.imgsz}|fp32"], "sizes": sizes, "int8": int8,
-           "ms": {k: v for k, v in ms.items() if int(k.split("|")[0]) in sizes}}
-    atomic_write_json(f, out)
-    for k, v in out["ms"].items():
-        print(f"slim:   {k.replace('|', ' px ')}: {v:.2f} ms, {out['source_ms'] / v:.3f}x", flush=True)
-    return out
+    sizes = out.get("sizes") or search_sizes(opt.imgsz, budget["speedup"], opt.search_sizes)
+    if opt.search_rect and "aspect" not in out:
+        out["aspect"] = dominant_aspect(load_dataset_config(opt.data)["train"])
+    rects = [r for s in sizes if (r := rect_shape(s, out.get("aspect")))] if opt.search_rect else []
+    keys = {f"{imgsz_text(s)}|{p}": s for s in [*sizes, *rects] for p in ("fp32", "int8")[:1 + int8]}
+    missing = [k for k in keys if k not in out.get("ms", {})]
+    if missing:
+        items = []
+        for s in sorted({keys[k] for k in missing} | {opt.imgsz}, key=lambda s: normalize_imgsz(s), reverse=True):
+            tag = imgsz_text(s)
+            pt = runner.root / "sizes" / f"source_{tag}.pt"
+            _export(runner, f"size{tag}_export", source, pt, s, int8 and s in keys.values(), opt)
+            items += [_timed_item(f"{tag}|fp32", pt.with_suffix(".onnx"), s, opt)] if (
+                s == opt.imgsz or f"{tag}|fp32" in missing) else []
+            items += [Timed(f"{tag}|int8", str(_deployed(pt, "int8")), s)] if f"{tag}|int8" in missing else []
+        print(f"slim: timing the source at {', '.join(k.replace('|', ' px ') for k in missing)} against "
+              f"{opt.imgsz} px ({opt.latency_backend}, batch 1, {opt.threads} thread(s), interleaved)", flush=True)
+        ms = _time(items, opt, repeats=50)
+        source_ms = ms[f"{opt.imgsz}|fp32"]
+        scale = out.setdefault("source_ms", source_ms) / source_ms  # 1 unless sizes measured before are kept
+        out.update(sizes=sizes, int8=int8)
+        out["ms"] = out.get("ms", {}) | {k: ms[k] * scale for k in missing}
+        atomic_write_json(f, out)
+        for k in missing:
+            print(f"slim:   {k.replace('|', ' px ')}: {out['ms'][k]:.2f} ms, {out['source_ms'] / out['ms'][k]:.3f}x",
+                  flush=True)
+    return out | {"ms": {k: out["ms"][k] for k in keys}}
 
 
 def prune_steps(ask: float) -> int:
@@ -206,7 +230,7 @@ def _prune(runner: StageRunner, opt: SlimOptions, stage: str, weights: Path, ask
     return d / "pruned_model.pt"
 
 
-def _speedup(runner: StageRunner, opt: SlimOptions, file: Path, imgsz: int) -> float:
+def _speedup(runner: StageRunner, opt: SlimOptions, file: Path, imgsz: Size) -> float:
     """``file`` at ``imgsz`` timed interleaved with the source at its own size: the speed-up over it."""
     ms = _time([_timed_item("source", runner.root / "sizes" / f"source_{opt.imgsz}.onnx", opt.imgsz, opt),
                 _timed_item("model", file, imgsz, opt)], opt, repeats=30)
@@ -220,7 +244,7 @@ def _screen(runner: StageRunner, opt: SlimOptions, c: Candidate, source: Path, s
     pruned once more if it falls short of ``speedup`` (kept in ``screen/<name>_speed.json``). Returns (its
     checkpoint, the file it runs as, its measured speed-up; ``sizes_speedup`` for an unslimmed one)."""
     if not c.slimmed:
-        pt = runner.root / "sizes" / f"source_{c.imgsz}.pt"
+        pt = runner.root / "sizes" / f"source_{imgsz_text(c.input_size)}.pt"
         return pt, _deployed(pt, c.precision), sizes_speedup
     int8 = c.precision == "int8"
     ask = c.slim * LAST_STEP_MARGIN
@@ -229,10 +253,10 @@ def _screen(runner: StageRunner, opt: SlimOptions, c: Candidate, source: Path, s
     for k in range(1, steps + 1):
         current = _prune(runner, opt, f"prune_{c.name}_step{k}", current, ask ** (1 / steps), c.imgsz)
     pt = runner.root / "screen" / f"{c.name}.pt"
-    _export(runner, f"screen_{c.name}_export", current, pt, c.imgsz, int8, opt)
+    _export(runner, f"screen_{c.name}_export", current, pt, c.input_size, int8, opt)
     check = runner.root / "screen" / f"{c.name}_speed.json"
     if not check.exists():
-        got = _speedup(runner, opt, _deployed(pt, c.precision), c.imgsz)
+        got = _speedup(runner, opt, _deployed(pt, c.precision), c.input_size)
         record: dict = {"asked": c.slim, "measured": got, "retry": None}
         if got < speedup:  # short as measured: the shortfall (and the margin) asked of one more prune
             again = pt.with_name(f"{c.name}_again.pt")
@@ -241,9 +265,9 @@ def _screen(runner: StageRunner, opt: SlimOptions, c: Candidate, source: Path, s
                   flush=True)
             try:
                 model = _prune(runner, opt, f"prune_{c.name}_again", current, ask2, c.imgsz)
-                _export(runner, f"screen_{c.name}_again_export", model, again, c.imgsz, int8, opt)
+                _export(runner, f"screen_{c.name}_again_export", model, again, c.input_size, int8, opt)
                 record["retry"] = {"asked": ask2, "measured": _speedup(runner, opt, _deployed(again, c.precision),
-                                                                       c.imgsz)}
+                                                                       c.input_size)}
             except StageError as e:  # nothing faster is reachable: it stays short of the budget, as the table says
                 record["missed"] = str(e)
         atomic_write_json(check, record)
@@ -255,7 +279,7 @@ def _screen(runner: StageRunner, opt: SlimOptions, c: Candidate, source: Path, s
 
 def _screened_stem(c: Candidate) -> str:
     """The stem of the file candidate ``c`` runs as before fine-tuning (without a shortfall's extra prune)."""
-    stem = c.name if c.slimmed else f"source_{c.imgsz}"
+    stem = c.name if c.slimmed else f"source_{imgsz_text(c.input_size)}"
     return stem + ("_int8" if c.precision == "int8" else "")
 
 
@@ -279,7 +303,7 @@ def run_search(opt: SlimOptions, source: Path, root: Path, budget: dict, source_
     runner = StageRunner(root, prefix="slim")
     sizes = _measure_sizes(runner, opt, source, budget)
     x = budget["speedup"]
-    ms = {(int(k.split("|")[0]), k.split("|")[1]): v for k, v in sizes["ms"].items()}
+    ms = {(parse_size(k.split("|")[0]), k.split("|")[1]): v for k, v in sizes["ms"].items()}
     cands = plan_candidates(x, sizes["source_ms"], ms, opt.imgsz)
     atomic_write_json(root / "candidates.json", [asdict(c) | {"name": c.name, "family": c.family} for c in cands])
     print(f"slim: {len(cands)} candidates for {x:.3g}x: " + ", ".join(f"{c.name} ({c.family})" for c in cands),
@@ -291,7 +315,7 @@ def run_search(opt: SlimOptions, source: Path, root: Path, budget: dict, source_
     runner.plan.show()
     rows, files = [], {}
     for c in cands:  # screening: each candidate as it is before fine-tuning, scored on val, timed with the source
-        row, files[c.name] = _screen_row(runner, opt, c, source, x, sizes["source_ms"] / ms[(c.imgsz, c.precision)])
+        row, files[c.name] = _screen_row(runner, opt, c, source, x, sizes["source_ms"] / ms[(c.input_size, c.precision)])
         rows.append(row)
     finals = _finalists(rows)
     runner.plan.stages = [st for st in runner.plan.stages if not st.name.startswith("ft_")] + [
@@ -323,7 +347,7 @@ def run_search(opt: SlimOptions, source: Path, root: Path, budget: dict, source_
     chosen = next(r for r in rows if r["chosen"])
     print(f"slim: chosen: {chosen['name']}: val mAP50-95 {chosen['map50_95_val']:.4f} (source "
           f"{src['map50_95_val']:.4f}), {chosen['speedup']:.2f}x in {opt.latency_backend}; deploy "
-          f"{result['chosen']['file']} (input {chosen['imgsz']} px, in its metadata)", flush=True)
+          f"{result['chosen']['file']} (input {imgsz_text(chosen['imgsz'])} px, in its metadata)", flush=True)
     return result
 
 
@@ -331,9 +355,10 @@ def _screen_row(runner: StageRunner, opt: SlimOptions, c: Candidate, source: Pat
                 sizes_speedup: float) -> tuple[dict, tuple[Path, Path]]:
     """Candidate ``c`` screened (:func:`_screen`) and scored on val: its row and (checkpoint, file it runs as)."""
     pt, deployed, got = _screen(runner, opt, c, source, speedup, sizes_speedup)
-    res = val_stage(runner, f"screen_{deployed.stem}", "val", deployed, c.imgsz, opt)
-    facts = model_facts(load_model(pt, device="cpu")[0], c.imgsz)
-    return {"name": c.name, "family": c.family, "imgsz": c.imgsz, "slimmed": c.slimmed, "slim": c.slim,
+    res = val_stage(runner, f"screen_{deployed.stem}", "val", deployed, c.input_size, opt)
+    facts = model_facts(load_model(pt, device="cpu")[0], c.input_size)
+    return {"name": c.name, "family": c.family, "imgsz": c.input_size, "train_imgsz": c.imgsz, "slimmed": c.slimmed,
+            "slim": c.slim,
             "precision": c.precision, "backend": opt.latency_backend, "gflops": facts["gflops"],
             "params": facts["params"], "map50_95_screen": res["mAP50_95"], "screen_speedup": got,
             "screen_meets": got >= speedup}, (pt, deployed)
@@ -341,12 +366,13 @@ def _screen_row(runner: StageRunner, opt: SlimOptions, c: Candidate, source: Pat
 
 def _fine_tune(runner: StageRunner, opt: SlimOptions, r: dict, weights: Path, epochs: int, hyp: str,
                splits: list[str]) -> tuple[Path, Path]:
-    """Finalist ``r`` fine-tuned at its own size for ``epochs`` (no early stop: the same epochs for every
-    finalist), exported (INT8 calibrated anew), scored on each split; returns (checkpoint, the file it runs as).
+    """Finalist ``r`` fine-tuned at its own size (a rectangle's long side) for ``epochs`` (no early stop: the same
+    epochs for every finalist), exported (INT8 calibrated anew), scored on each split; returns (checkpoint, the file it runs as).
     An INT8 finalist more than ``--int8-guard`` below its float model on val is marked not ``kept``."""
     name, imgsz, int8 = r["name"], r["imgsz"], r["precision"] == "int8"
     best = runner.train(f"ft_{name}", to_argv(TrainOptions(
-        weights=str(weights), ft_pruned_model=True, hyp=hyp, epochs=epochs, patience=0, data=opt.data, imgsz=imgsz,
+        weights=str(weights), ft_pruned_model=True, hyp=hyp, epochs=epochs, patience=0, data=opt.data,
+        imgsz=r.get("train_imgsz", imgsz),
         batch_size=opt.batch_size, workers=opt.workers, device=opt.device)))
     pt = runner.root / "final" / f"{name}.pt"
     summary = json.loads(_export(runner, f"export_{name}", best, pt, imgsz, int8, opt).read_text())
@@ -427,9 +453,10 @@ def _report(opt: SlimOptions, root: Path, result: dict, stopped: str) -> dict:
 
 
 def _cached_times(f: Path, opt: SlimOptions, items: list[Timed], repeats: int = 50) -> dict[str, float]:
-    """Time ``items`` once and keep the figures in ``f`` (a resumed run keeps them)."""
-    if f.exists():
-        return json.loads(f.read_text())
+    """Time ``items`` once and keep the figures in ``f`` (a resumed run keeps them while it times the same
+    models)."""
+    if f.exists() and set(kept := json.loads(f.read_text())) == {it.key for it in items}:
+        return kept
     ms = _time(items, opt, repeats)
     atomic_write_json(f, ms)
     return ms

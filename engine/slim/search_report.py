@@ -3,6 +3,7 @@ marked, and mAP50-95 against latency with the Pareto front of the fine-tuned mod
 
 from __future__ import annotations
 
+from engine.export.common import imgsz_text
 from engine.sweep.pareto import pareto_front
 from utils.plots import new_figure
 
@@ -20,16 +21,16 @@ def format_search(result: dict) -> str:
              "| val mAP50-95 screened | epochs | val mAP50-95 | test mAP50-95 | |",
              "| --- | --- | ---: | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- |"]
     s = result["source"]
-    lines.append(f"| source | - | {s['imgsz']} | fp32 | {s['gflops']:.3f} | {s[key]:.2f} | 1.00x | | | | "
+    lines.append(f"| source | - | {imgsz_text(s['imgsz'])} | fp32 | {s['gflops']:.3f} | {s[key]:.2f} | 1.00x | | | | "
                  f"{_f(s.get('map50_95_val'), '.4f')} | {_f(s.get('map50_95_test'), '.4f')} | |")
     for r in result["candidates"]:
         note = "**chosen**" if r.get("chosen") else ("INT8 guard" if not r.get("kept", True) else "")
-        lines.append(f"| {r['name']} | {r['family']} | {r['imgsz']} | {r['precision']} | {r['gflops']:.3f} | "
+        lines.append(f"| {r['name']} | {r['family']} | {imgsz_text(r['imgsz'])} | {r['precision']} | {r['gflops']:.3f} | "
                      f"{r[key]:.2f} | {r['speedup']:.2f}x | {'yes' if r['meets_budget'] else 'no'} | "
                      f"{r['map50_95_screen']:.4f} | {r['epochs'] or '-'} | {_f(r.get('map50_95_val'), '.4f')} | "
                      f"{_f(r.get('map50_95_test'), '.4f')} | {note} |")
     chosen = result.get("chosen")
-    tail = (f"Chosen: {chosen['name']} ({chosen['file']}, input {chosen['imgsz']} px)." if chosen else
+    tail = (f"Chosen: {chosen['name']} ({chosen['file']}, input {imgsz_text(chosen['imgsz'])} px)." if chosen else
             "No fine-tuned candidate met the budget as measured.")
     return ("\n".join(lines) + f"\n\nBatch 1, {b['threads']} thread(s), {b['backend']}, each model timed interleaved "
             f"with the source ({b['source_ms']:.2f} ms; budget {b['target_ms']:.2f} ms). Screened: before "
