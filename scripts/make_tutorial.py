@@ -21,7 +21,7 @@ INTRO = """\
 
 What the README's main job does, from Python: fine-tune the COCO `yolov5n.pt` on aquarium (7 classes, 448 train /
 127 val / 63 test phone photos; `data/aquarium.yaml`), then make it 1.5x faster with `slim.run(..., speedup=1.5)`:
-channel slimming, a smaller input size and INT8 are weighed against each other at a *measured* speed-up, the best
+channel slimming, a smaller (or rectangular) input and INT8 are weighed against each other at a *measured* speed-up, the best
 of each kind fine-tuned alike, and the most accurate model that meets the budget is exported and compared with the
 model it came from on val, test and latency.
 
@@ -104,7 +104,9 @@ CELLS = [
     ("code", 'source = train.run(weights="yolov5n.pt", data=DATA, epochs=EPOCHS, imgsz=IMGSZ, batch_size=BATCH_SIZE,\n'
              '                   workers=WORKERS, device=DEVICE, noval=True, project=str(project), name="source")\n'
              'source_pt = Path(source["save_dir"]) / "weights" / "best.pt"'),
-    ("markdown", "## 2. Make it faster\n\nThe source is exported at smaller input sizes, in float32 and INT8, and "
+    ("markdown", "## 2. Make it faster\n\nThe source is exported at smaller input sizes, square and as a fixed "
+                 "rectangle in the orientation most photos share (aquarium's are three in four portrait, so "
+                 "320x256 keeps them at full scale for the pixels of a 288-px square), in float32 and INT8, and "
                  "timed against itself; each size too slow alone becomes a candidate slimmed by what is left of the "
                  "budget (Taylor importance on aquarium's own batches, BatchNorm statistics re-estimated). Every "
                  "candidate is scored on val as it is, the best of each kind (slimming, input size, INT8, a "

@@ -88,10 +88,12 @@ def test_notebook_report_matches_direct_val_runs_and_shows_the_detection(
     search = json.loads((project / "slim" / "search.json").read_text())
     assert Path(report["final"]["onnx"]) == Path(search["chosen"]["file"])
     data = str(project / "data" / "aquarium.yaml")
-    for which in ("source", "final"):  # each ONNX file as deployed, at its own input size
+    for which in ("source", "final"):  # each ONNX file as deployed, at its own input size (a rectangle: 0, its own)
+        size = report[which]["imgsz"]
         for split in ("val", "test"):
-            direct = val.run(weights=report[which]["onnx"], data=data, task=split, imgsz=report[which]["imgsz"],
-                             workers=0, device="cpu", project=str(tmp_path), name=which + split)
+            direct = val.run(weights=report[which]["onnx"], data=data, task=split,
+                             imgsz=size if isinstance(size, int) else 0, workers=0, device="cpu",
+                             project=str(tmp_path), name=which + split)
             assert direct["images"] == TINY["IMAGES"]
             assert report[which][f"map50_95_{split}"] == pytest.approx(direct["mAP50_95"], abs=1e-9)
     assert report["final"]["ort_ms"] < report["source"]["ort_ms"]
