@@ -78,7 +78,8 @@ def test_the_dominant_orientation_gives_one_rectangle_per_size(tmp_path: Path) -
     assert [parse_size(imgsz_text(s)) for s in (320, (320, 256))] == [320, (320, 256)]
 
 
-def test_sizes_measured_later_are_kept_relative_to_the_stored_source(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+def test_sizes_measured_later_are_kept_relative_to_the_stored_source(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A run begun before rectangles were tried resumes: the stored squares keep their figures, the rectangles are
     timed with the source alone and scaled to the source's first timing (a slower machine now changes no ratio)."""
     import engine.slim.search as search
@@ -189,6 +190,8 @@ def test_tiny_search_meets_its_budget_exports_the_chosen_size_and_refuses_when_n
     assert chosen[0]["map50_95_val"] == best
     deployed = Path(result["chosen"]["file"])
     assert deployed.parent == root / "chosen" and deployed.suffix == ".onnx"
+    assert sorted(f.name for f in deployed.parent.iterdir()) == sorted([deployed.name,
+                                                                       Path(result["chosen"]["pt"]).name])
     meta = decode_metadata({m.key: m.value for m in onnx.load(str(deployed)).metadata_props})
     assert meta["imgsz"] == list(normalize_imgsz(chosen[0]["imgsz"]))
     v = subprocess.run([sys.executable, "val.py", "--weights", str(deployed), "--data", str(tiny_data), "--workers",

@@ -50,8 +50,8 @@ def val_stage(runner: StageRunner, which: str, split: str, weights: Path, imgsz:
     ``--imgsz 0``: every image letterboxed into it)."""
     d = runner.root / "val" / f"{which}_{split}"
     runner.run(f"val_{which}_{split}", "val.py", to_argv(ValOptions(
-        weights=str(weights), data=opt.data, imgsz=imgsz if isinstance(imgsz, int) else 0, task=split, workers=opt.workers, device=opt.device,
-        project=str(d.parent), name=d.name, exist_ok=True)), d / "results.json")
+        weights=str(weights), data=opt.data, imgsz=imgsz if isinstance(imgsz, int) else 0, task=split,
+        workers=opt.workers, device=opt.device, project=str(d.parent), name=d.name, exist_ok=True)), d / "results.json")
     return json.loads((d / "results.json").read_text())
 
 

@@ -14,7 +14,8 @@ smaller input size, INT8, or a combination of milder settings of each.
    the source.
 4. **Fine-tune the finalists** alike: the best-screened candidate of each kind (slimming alone, input size alone,
    INT8 alone, a combination) that meets the budget, each fine-tuned for the same epochs with the source's
-   hyperparameters at its own size (a rectangle's long side), exported (INT8 re-calibrated on the fine-tuned model) and scored on val and test.
+   hyperparameters at its own size (a rectangle's long side), exported (INT8 re-calibrated on the fine-tuned model)
+   and scored on val and test.
 5. **Choose**: the finalists and the source timed again, interleaved; among those that meet the budget as measured
    (and whose INT8 stays within ``--int8-guard`` of their float model), the best val mAP50-95 wins. It is copied to
    ``chosen/`` with its input size in the export's metadata (val.py and detect.py use it by default).
@@ -315,7 +316,8 @@ def run_search(opt: SlimOptions, source: Path, root: Path, budget: dict, source_
     runner.plan.show()
     rows, files = [], {}
     for c in cands:  # screening: each candidate as it is before fine-tuning, scored on val, timed with the source
-        row, files[c.name] = _screen_row(runner, opt, c, source, x, sizes["source_ms"] / ms[(c.input_size, c.precision)])
+        row, files[c.name] = _screen_row(runner, opt, c, source, x,
+                                         sizes["source_ms"] / ms[(c.input_size, c.precision)])
         rows.append(row)
     finals = _finalists(rows)
     runner.plan.stages = [st for st in runner.plan.stages if not st.name.startswith("ft_")] + [
@@ -367,8 +369,8 @@ def _screen_row(runner: StageRunner, opt: SlimOptions, c: Candidate, source: Pat
 def _fine_tune(runner: StageRunner, opt: SlimOptions, r: dict, weights: Path, epochs: int, hyp: str,
                splits: list[str]) -> tuple[Path, Path]:
     """Finalist ``r`` fine-tuned at its own size (a rectangle's long side) for ``epochs`` (no early stop: the same
-    epochs for every finalist), exported (INT8 calibrated anew), scored on each split; returns (checkpoint, the file it runs as).
-    An INT8 finalist more than ``--int8-guard`` below its float model on val is marked not ``kept``."""
+    epochs for every finalist), exported (INT8 calibrated anew), scored on each split; returns (checkpoint, the file
+    it runs as). An INT8 finalist more than ``--int8-guard`` below its float model on val is marked not ``kept``."""
     name, imgsz, int8 = r["name"], r["imgsz"], r["precision"] == "int8"
     best = runner.train(f"ft_{name}", to_argv(TrainOptions(
         weights=str(weights), ft_pruned_model=True, hyp=hyp, epochs=epochs, patience=0, data=opt.data,
@@ -417,7 +419,8 @@ def _decide(runner: StageRunner, opt: SlimOptions, src: dict, rows: list[dict], 
         return result | {"refused": str(e)}
     chosen["chosen"] = True
     dest = runner.root / "chosen"
-    dest.mkdir(exist_ok=True)
+    shutil.rmtree(dest, ignore_errors=True)  # a resumed run that chooses anew leaves no earlier choice beside it
+    dest.mkdir()
     pt, deployed = files[chosen["name"]]
     for f in (pt, deployed):
         shutil.copy2(f, dest / f.name)
