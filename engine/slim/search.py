@@ -4,8 +4,8 @@ smaller input size, INT8, or a combination of milder settings of each.
 1. **Measure** (``sizes/``, ``sizes.json``): the source exported at each candidate input size, in float32 and INT8
    (ONNX Runtime's static QDQ quantization, which ONNX Runtime and OpenVINO both run in INT8; none for PyTorch), all
    timed interleaved with the source at its own size: what each size and precision alone gives. Besides squares,
-   each size as a fixed rectangle in the training photos' dominant orientation (:mod:`engine.slim.shapes`). A size
-   added later (``--search-sizes``, a rectangle) is timed against the source alone and kept relative to it.
+   each size as a fixed rectangle in the training photos' dominant orientation (:mod:`engine.slim.shapes`). A run
+   folder from before rectangles were tried resumes: they are timed against the source alone, kept relative to it.
 2. **Plan** (``candidates.json``): per precision and shape (square, rectangle), from the source's size down, each
    size whose unpruned model is too slow becomes a candidate slimmed by what is left of the budget; the first size
    fast enough alone ends that list (a smaller one only loses accuracy).
@@ -90,8 +90,8 @@ class Candidate:
     @property
     def family(self) -> str:
         """The knob it turns (``slim``, ``size``, ``int8``), or ``combination`` for two or three."""
-        knobs = [k for k, on in (("slim", self.slimmed), ("size", self.imgsz < self.source_imgsz or self.shape),
-                                 ("int8", self.precision == "int8")) if on]
+        smaller = self.imgsz < self.source_imgsz or self.shape is not None  # a smaller side, or a rectangle
+        knobs = [k for k, on in (("slim", self.slimmed), ("size", smaller), ("int8", self.precision == "int8")) if on]
         return knobs[0] if len(knobs) == 1 else "combination"
 
 
@@ -192,7 +192,7 @@ def _measure_sizes(runner: StageRunner, opt: SlimOptions, source: Path, budget: 
     missing = [k for k in keys if k not in out.get("ms", {})]
     if missing:
         items = []
-        for s in sorted({keys[k] for k in missing} | {opt.imgsz}, key=lambda s: normalize_imgsz(s), reverse=True):
+        for s in sorted({keys[k] for k in missing} | {opt.imgsz}, key=normalize_imgsz, reverse=True):
             tag = imgsz_text(s)
             pt = runner.root / "sizes" / f"source_{tag}.pt"
             _export(runner, f"size{tag}_export", source, pt, s, int8 and s in keys.values(), opt)
@@ -360,8 +360,7 @@ def _screen_row(runner: StageRunner, opt: SlimOptions, c: Candidate, source: Pat
     res = val_stage(runner, f"screen_{deployed.stem}", "val", deployed, c.input_size, opt)
     facts = model_facts(load_model(pt, device="cpu")[0], c.input_size)
     return {"name": c.name, "family": c.family, "imgsz": c.input_size, "train_imgsz": c.imgsz, "slimmed": c.slimmed,
-            "slim": c.slim,
-            "precision": c.precision, "backend": opt.latency_backend, "gflops": facts["gflops"],
+            "slim": c.slim, "precision": c.precision, "backend": opt.latency_backend, "gflops": facts["gflops"],
             "params": facts["params"], "map50_95_screen": res["mAP50_95"], "screen_speedup": got,
             "screen_meets": got >= speedup}, (pt, deployed)
 
@@ -374,8 +373,7 @@ def _fine_tune(runner: StageRunner, opt: SlimOptions, r: dict, weights: Path, ep
     name, imgsz, int8 = r["name"], r["imgsz"], r["precision"] == "int8"
     best = runner.train(f"ft_{name}", to_argv(TrainOptions(
         weights=str(weights), ft_pruned_model=True, hyp=hyp, epochs=epochs, patience=0, data=opt.data,
-        imgsz=r.get("train_imgsz", imgsz),
-        batch_size=opt.batch_size, workers=opt.workers, device=opt.device)))
+        imgsz=r["train_imgsz"], batch_size=opt.batch_size, workers=opt.workers, device=opt.device)))
     pt = runner.root / "final" / f"{name}.pt"
     summary = json.loads(_export(runner, f"export_{name}", best, pt, imgsz, int8, opt).read_text())
     deployed = _deployed(pt, r["precision"])
