@@ -214,7 +214,7 @@ def test_tiny_search_meets_its_budget_exports_the_chosen_size_and_refuses_when_n
     assert (root / "search.png").stat().st_size > 10_000 and p.stdout.splitlines()[-1] == f"Results saved to {root}"
 
     times = json.loads((root / "final_times.json").read_text())
-    (root / "final_times.json").write_text(json.dumps({k: v if k == "source" else v * 2 for k, v in times.items()}))
+    (root / "final_times.json").write_text(json.dumps({k: times["source"] for k in times}))  # every finalist 1.0x
     p = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
     assert p.returncode == 2, p.stdout[-3000:] + p.stderr[-2000:]
     assert "ft_" not in "".join(ln for ln in p.stdout.splitlines() if "$ python" in ln)  # nothing ran again
